@@ -1,0 +1,132 @@
+"""Model statistics: parameters, multiply-accumulates, stage shapes and activation memory.
+
+Everything runs on the meta device (shapes only, no arithmetic), so even resnet1202 or
+wide_resnet101_2 at 224 px is inspected in about a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..models import ResNet, create_model
+from ..models.resnet import default_input_size
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One row of the table: the stem, a stage or the head."""
+
+    name: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    input_size: int
+    batch_size: int
+    params: int
+    trainable_params: int
+    macs: int  # per image, convolutions and the classifier (as torchvision and fvcore count)
+    activation_bytes: int  # saved for the backward pass in training mode, whole batch, fp32
+    rows: list[LayerStats] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [
+            f"{self.name}: {self.params:,} parameters ({self.trainable_params:,} trainable)",
+            f"input: batch {self.batch_size} at {self.input_size}x{self.input_size}",
+            f"multiply-accumulates: {_si(self.macs)} per image ({_si(2 * self.macs)}FLOPs)",
+            f"activation memory (training, fp32): {self.activation_bytes / 2**20:,.1f} MiB "
+            f"for the batch",
+            "",
+            f"{'layer':<10} {'output shape':>18} {'params':>14} {'MACs':>10}",
+        ]
+        for row in self.rows:
+            shape = " x ".join(str(s) for s in row.output_shape)
+            lines.append(f"{row.name:<10} {shape:>18} {row.params:>14,} {_si(row.macs):>10}")
+        return "\n".join(lines)
+
+
+def model_info(
+    model: str | ResNet, input_size: int | None = None, batch_size: int = 1, **overrides
+) -> ModelInfo:
+    """Statistics of a registered model name (with config overrides) or a built model."""
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = create_model(model, **overrides)
+    elif not next(model.parameters()).is_meta:
+        model = _to_meta(model)
+    size = input_size or default_input_size(model.config)
+    x = torch.empty(batch_size, model.config.in_chans, size, size, device="meta")
+
+    model.eval()
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    flops = counter.get_flop_counts()
+    feats = model.forward_intermediates(x)
+
+    def macs(prefix: str) -> int:
+        return sum(flops.get(f"ResNet.{prefix}", {}).values()) // 2 // batch_size
+
+    def params(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    stem_out = model.stem(x)
+    rows = [LayerStats("stem", tuple(stem_out.shape[1:]), params(model.stem), macs("stem"))]
+    for i, (stage, out) in enumerate(zip(model.stages, feats, strict=True)):
+        shape = tuple(out.shape[1:])
+        rows.append(LayerStats(f"stage{i + 1}", shape, params(stage), macs(f"stages.{i}")))
+    head_params = params(model.norm) + params(model.fc)
+    rows.append(LayerStats("head", (model.config.num_classes,), head_params, macs("fc")))
+
+    return ModelInfo(
+        name=model.name,
+        input_size=size,
+        batch_size=batch_size,
+        params=params(model),
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        macs=sum(flops.get("Global", {}).values()) // 2 // batch_size,
+        activation_bytes=_activation_bytes(model, x),
+        rows=rows,
+    )
+
+
+def _activation_bytes(model: ResNet, x: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd saves for backward, excluding parameters."""
+    own = {p.untyped_storage()._cdata for p in model.parameters()}
+    own |= {b.untyped_storage()._cdata for b in model.buffers()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage._cdata not in own:
+            saved[storage._cdata] = storage.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x.requires_grad_(False))
+    model.eval()
+    return sum(saved.values())
+
+
+def _to_meta(model: ResNet) -> ResNet:
+    """A shape-only twin of `model` (same config and frozen parameters), leaving it untouched."""
+    with torch.device("meta"):
+        clone = ResNet(model.config, name=model.name)
+    for p_clone, p in zip(clone.parameters(), model.parameters(), strict=True):
+        p_clone.requires_grad_(p.requires_grad)
+    return clone
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3f} {unit}"
+    return f"{n:.0f} "

@@ -1,0 +1,206 @@
+"""Residual blocks, named and ordered as in the papers.
+
+BasicBlock and Bottleneck follow He et al. 2015 (post-activation); PreActBasicBlock and
+PreActBottleneck follow He et al. 2016 (BN-ReLU before each conv). Each block builds its own
+shortcut from the config; `shortcut is None` means a plain block with no addition at all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ResNetConfig
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a sample's whole residual branch with probability `p`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ZeroPadShortcut(nn.Module):
+    """Paper option A: subsample by striding and pad the new channels with zeros.
+
+    The padding is split evenly before and after the existing channels, as in the widely
+    used CIFAR reference implementation, so its trained weights stay interchangeable.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad_before = (out_ch - in_ch) // 2
+        self.pad_after = out_ch - in_ch - self.pad_before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+
+
+def make_shortcut(in_ch: int, out_ch: int, stride: int, cfg: ResNetConfig) -> nn.Module | None:
+    """The shortcut of one block, as chosen by `cfg.shortcut` and `cfg.avg_down`."""
+    if cfg.shortcut == "none":
+        return None
+    reshapes = stride != 1 or in_ch != out_ch
+    if not reshapes and cfg.shortcut in ("A", "B"):
+        return nn.Identity()
+    if cfg.shortcut == "A":
+        return ZeroPadShortcut(in_ch, out_ch, stride)
+    parts: OrderedDict[str, nn.Module] = OrderedDict()
+    if cfg.avg_down and stride > 1:
+        parts["pool"] = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        stride = 1
+    parts["conv"] = conv1x1(in_ch, out_ch, stride)
+    if not cfg.preact:
+        parts["bn"] = nn.BatchNorm2d(out_ch)
+    return nn.Sequential(parts)
+
+
+def _is_projection(shortcut: nn.Module | None) -> bool:
+    return isinstance(shortcut, nn.Sequential)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs: out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+
+    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+        super().__init__()
+        width = cfg.inner_width(stage)
+        self.conv1 = conv3x3(in_ch, width, stride)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.act = nn.ReLU(inplace=True)
+        self.shortcut = make_shortcut(in_ch, cfg.out_width(stage), stride, cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is None:
+            return self.act(out)
+        return self.act(self.drop_path(out) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand by 4, then add the shortcut."""
+
+    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+        super().__init__()
+        width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
+        stride_1x1, stride_3x3 = (stride, 1) if cfg.stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(in_ch, width, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride_3x3, cfg.groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_ch)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.act = nn.ReLU(inplace=True)
+        self.shortcut = make_shortcut(in_ch, out_ch, stride, cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.act(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.shortcut is None:
+            return self.act(out)
+        return self.act(self.drop_path(out) + self.shortcut(x))
+
+
+class PreActBasicBlock(nn.Module):
+    """BN-ReLU-conv twice; the sum is left un-activated (identity mappings, He et al. 2016).
+
+    A projection shortcut reads the pre-activated input, an identity shortcut the raw one.
+    """
+
+    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+        super().__init__()
+        width = cfg.inner_width(stage)
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = conv3x3(in_ch, width, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width)
+        self.act = nn.ReLU(inplace=True)
+        self.shortcut = make_shortcut(in_ch, cfg.out_width(stage), stride, cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.act(self.bn2(out)))
+        if self.shortcut is None:
+            return out
+        return self.drop_path(out) + self.shortcut(pre if _is_projection(self.shortcut) else x)
+
+
+class PreActBottleneck(nn.Module):
+    """BN-ReLU-conv three times (1x1, 3x3, 1x1 expand by 4); the sum is left un-activated."""
+
+    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+        super().__init__()
+        width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
+        stride_1x1, stride_3x3 = (stride, 1) if cfg.stride_in_1x1 else (1, stride)
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = conv1x1(in_ch, width, stride_1x1)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride_3x3, cfg.groups)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_ch)
+        self.act = nn.ReLU(inplace=True)
+        self.shortcut = make_shortcut(in_ch, out_ch, stride, cfg)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.conv3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.act(self.bn2(out)))
+        out = self.conv3(self.act(self.bn3(out)))
+        if self.shortcut is None:
+            return out
+        return self.drop_path(out) + self.shortcut(pre if _is_projection(self.shortcut) else x)
+
+
+def block_class(cfg: ResNetConfig) -> type[nn.Module]:
+    if cfg.preact:
+        return PreActBottleneck if cfg.block == "bottleneck" else PreActBasicBlock
+    return Bottleneck if cfg.block == "bottleneck" else BasicBlock

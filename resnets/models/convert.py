@@ -1,0 +1,160 @@
+"""State-dict key conversion between our layout and torchvision's / timm's.
+
+torchvision and timm's `resnet.py` share one layout (`conv1`, `bn1`, `layer1.0.conv1`,
+`downsample.0`, `fc`); timm adds `conv1.0/.1/.3/.4/.6` for the deep stem and shifts
+`downsample` indices by one for the average-pool shortcut. timm's pre-activation
+`resnetv2.py` uses `stages.0.blocks.0.norm1`, `downsample.conv`, `norm`, `head.fc`. Ours is
+`stem`, `stages.0.0`, `shortcut.conv/bn`, `norm.bn`, `fc`. The rules below are the whole
+mapping, in both directions.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..errors import WeightsError
+from .config import ResNetConfig
+
+StateDict = dict[str, torch.Tensor]
+
+_OURS_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.(.*)$")
+_THEIRS_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(.*)$")
+_TIMM_V2_BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.(.*)$")
+
+# timm resnetv2 (pre-activation) -> ours, inside a block and outside the stages.
+_TIMM_V2_IN_BLOCK = {
+    "norm1.": "bn1.",
+    "norm2.": "bn2.",
+    "norm3.": "bn3.",
+    "downsample.": "shortcut.",
+}
+_TIMM_V2_OUTSIDE = {"stem.conv.": "stem.conv.", "norm.": "norm.bn.", "head.fc.": "fc."}
+
+
+def _stem_rules(cfg: ResNetConfig) -> dict[str, str]:
+    if cfg.stem == "deep":
+        return {
+            "stem.conv1.": "conv1.0.",
+            "stem.bn1.": "conv1.1.",
+            "stem.conv2.": "conv1.3.",
+            "stem.bn2.": "conv1.4.",
+            "stem.conv3.": "conv1.6.",
+            "stem.bn3.": "bn1.",
+        }
+    return {"stem.conv.": "conv1.", "stem.bn.": "bn1."}
+
+
+def _shortcut_rules(cfg: ResNetConfig) -> dict[str, str]:
+    first = 1 if cfg.avg_down else 0  # timm puts the pool at downsample.0
+    return {"shortcut.conv.": f"downsample.{first}.", "shortcut.bn.": f"downsample.{first + 1}."}
+
+
+def _rename(key: str, rules: dict[str, str]) -> str | None:
+    for src, dst in rules.items():
+        if key.startswith(src):
+            return dst + key[len(src) :]
+    return None
+
+
+def layout_of(state_dict: StateDict) -> str:
+    """'resnets', 'torchvision' (also timm's resnet.py) or 'timm-v2' (timm's resnetv2.py)."""
+    keys = list(state_dict)
+    if any(_TIMM_V2_BLOCK.match(k) for k in keys):
+        return "timm-v2"
+    if any(k.startswith("stages.") for k in keys) and any(k.startswith("stem.") for k in keys):
+        return "resnets"
+    if any(k.startswith("layer1.") for k in keys):
+        return "torchvision"
+    shown = ", ".join(keys[:4]) or "no tensors at all"
+    raise WeightsError(f"not a ResNet state_dict: keys start with {shown}")
+
+
+def from_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """torchvision / timm ResNet keys -> ours."""
+    if cfg.preact:
+        raise WeightsError("torchvision and timm's resnet.py have no pre-activation ResNet")
+    stem = {v: k for k, v in _stem_rules(cfg).items()} | {"fc.": "fc."}
+    shortcut = {v: k for k, v in _shortcut_rules(cfg).items()}
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        m = _THEIRS_BLOCK.match(key)
+        if m:
+            stage, block, rest = int(m[1]) - 1, m[2], m[3]
+            rest = _rename(rest, shortcut) or rest
+            out[f"stages.{stage}.{block}.{rest}"] = value
+        else:
+            out[_rename(key, stem) or key] = value
+    return out
+
+
+def to_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """Our keys -> torchvision's (with timm's names for the deep stem and avg-pool shortcut)."""
+    if cfg.preact:
+        raise WeightsError("torchvision and timm's resnet.py have no pre-activation ResNet")
+    stem = _stem_rules(cfg) | {"fc.": "fc."}
+    shortcut = _shortcut_rules(cfg)
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        m = _OURS_BLOCK.match(key)
+        if m:
+            stage, block, rest = int(m[1]) + 1, m[2], m[3]
+            rest = _rename(rest, shortcut) or rest
+            out[f"layer{stage}.{block}.{rest}"] = value
+        else:
+            renamed = _rename(key, stem)
+            if renamed is None:
+                raise WeightsError(f"key {key!r} has no torchvision counterpart")
+            out[renamed] = value
+    return out
+
+
+def from_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """timm resnetv2 (pre-activation) keys -> ours; its classifier is a 1x1 conv."""
+    out = _map_v2(state_dict, _TIMM_V2_BLOCK, "stages.{}.{}.", _TIMM_V2_IN_BLOCK, _TIMM_V2_OUTSIDE)
+    if "fc.weight" in out:
+        out["fc.weight"] = out["fc.weight"].flatten(1)
+    return out
+
+
+def to_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """Our pre-activation keys -> timm resnetv2's."""
+    if not cfg.preact or cfg.stem != "imagenet":
+        raise WeightsError("timm's resnetv2 layout holds pre-activation nets with the 7x7 stem")
+    in_block = {v: k for k, v in _TIMM_V2_IN_BLOCK.items()}
+    outside = {v: k for k, v in _TIMM_V2_OUTSIDE.items()}
+    out = _map_v2(state_dict, _OURS_BLOCK, "stages.{}.blocks.{}.", in_block, outside)
+    if "head.fc.weight" in out:
+        out["head.fc.weight"] = out["head.fc.weight"][:, :, None, None]
+    return out
+
+
+def _map_v2(
+    state_dict: StateDict,
+    block: re.Pattern[str],
+    block_fmt: str,
+    in_block: dict[str, str],
+    outside: dict[str, str],
+) -> StateDict:
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        m = block.match(key)
+        if m:
+            out[block_fmt.format(m[1], m[2]) + (_rename(m[3], in_block) or m[3])] = value
+        else:
+            renamed = _rename(key, outside)
+            if renamed is None:
+                raise WeightsError(f"key {key!r} has no counterpart in the other layout")
+            out[renamed] = value
+    return out
+
+
+def to_resnets(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """Any supported layout -> ours."""
+    layout = layout_of(state_dict)
+    if layout == "timm-v2":
+        return from_timm_v2(state_dict, cfg)
+    if layout == "torchvision":
+        return from_torchvision(state_dict, cfg)
+    return dict(state_dict)

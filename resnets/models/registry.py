@@ -1,0 +1,117 @@
+"""Named configs: the registry maps a model name to a `ResNetConfig` literal (data, not code)."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError, unknown_name
+from .config import ResNetConfig
+from .resnet import ResNet
+
+_B = "bottleneck"
+
+# ImageNet models (He et al. 2015, Table 1), torchvision's v1.5 bottleneck (stride on the 3x3).
+_IMAGENET: dict[str, ResNetConfig] = {
+    "resnet18": ResNetConfig(block="basic", layers=(2, 2, 2, 2)),
+    "resnet34": ResNetConfig(block="basic", layers=(3, 4, 6, 3)),
+    "resnet50": ResNetConfig(block=_B, layers=(3, 4, 6, 3)),
+    "resnet101": ResNetConfig(block=_B, layers=(3, 4, 23, 3)),
+    "resnet152": ResNetConfig(block=_B, layers=(3, 8, 36, 3)),
+}
+_R = _IMAGENET
+
+# CIFAR models (He et al. 2015, section 4.2): 6n+2 layers, 16/32/64 filters, option A shortcuts.
+_CIFAR = ResNetConfig(
+    block="basic",
+    layers=(3, 3, 3),
+    widths=(16, 32, 64),
+    stem="cifar",
+    stem_width=16,
+    shortcut="A",
+    num_classes=10,
+)
+_CIFAR_N = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}
+
+# Pre-activation bottleneck nets for CIFAR (He et al. 2016): 9n+2 layers.
+_PREACT_CIFAR = _CIFAR.replace(block=_B, shortcut="B", preact=True)
+
+# Wide ResNets for CIFAR (Zagoruyko & Komodakis 2016): WRN-d-k, (d-4)/6 pre-act blocks per stage.
+_WRN = _CIFAR.replace(shortcut="B", preact=True)
+
+MODELS: dict[str, ResNetConfig] = {
+    **_IMAGENET,
+    "resnext50_32x4d": _R["resnet50"].replace(groups=32, width_per_group=4),
+    "resnext101_32x8d": _R["resnet101"].replace(groups=32, width_per_group=8),
+    "resnext101_64x4d": _R["resnet101"].replace(groups=64, width_per_group=4),
+    "wide_resnet50_2": _R["resnet50"].replace(width_factor=2),
+    "wide_resnet101_2": _R["resnet101"].replace(width_factor=2),
+    # Bag of Tricks (He et al. 2019): B = stride on the 3x3, C = deep stem,
+    # D = C + average-pool shortcut.
+    "resnet50b": _R["resnet50"],
+    "resnet50c": _R["resnet50"].replace(stem="deep"),
+    "resnet50d": _R["resnet50"].replace(stem="deep", avg_down=True),
+    "resnet18d": _R["resnet18"].replace(stem="deep", avg_down=True),
+    "resnet34d": _R["resnet34"].replace(stem="deep", avg_down=True),
+    "resnet101d": _R["resnet101"].replace(stem="deep", avg_down=True),
+    # The paper's plain ImageNet baselines (Table 2).
+    "plain18": _R["resnet18"].replace(shortcut="none"),
+    "plain34": _R["resnet34"].replace(shortcut="none"),
+    **{f"preact_{n}": c.replace(preact=True) for n, c in _IMAGENET.items()},
+    **{f"resnet{d}": _CIFAR.replace(layers=(n,) * 3) for d, n in _CIFAR_N.items()},
+    **{
+        f"plain{d}": _CIFAR.replace(layers=(n,) * 3, shortcut="none")
+        for d, n in _CIFAR_N.items()
+        if d != 1202  # the paper trains no plain-1202
+    },
+    "preact_resnet164": _PREACT_CIFAR.replace(layers=(18,) * 3),
+    "preact_resnet1001": _PREACT_CIFAR.replace(layers=(111,) * 3),
+    "wrn16_8": _WRN.replace(layers=(2,) * 3, width_factor=8),
+    "wrn28_10": _WRN.replace(layers=(4,) * 3, width_factor=10),
+    "wrn40_4": _WRN.replace(layers=(6,) * 3, width_factor=4),
+}
+
+# torchvision's builder for each name that has a counterpart there (same weights, same outputs).
+TORCHVISION_NAMES: dict[str, str] = {
+    name: name
+    for name in (
+        "resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d resnext101_32x8d "
+        "resnext101_64x4d wide_resnet50_2 wide_resnet101_2"
+    ).split()
+} | {"resnet50b": "resnet50"}
+
+
+def register(name: str, config: ResNetConfig, *, overwrite: bool = False) -> None:
+    """Add a named config to the registry (for user-defined variants)."""
+    if name in MODELS and not overwrite:
+        raise UsageError(f"model {name!r} is already registered; pass overwrite=True to replace it")
+    MODELS[name] = config
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style pattern, e.g. 'resnet*' or '*wide*'."""
+    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_config(name: str) -> ResNetConfig:
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    return MODELS[name]
+
+
+def create_model(
+    name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides: Any
+) -> ResNet:
+    """Build a registered model; `overrides` change config fields (num_classes, in_chans, ...).
+
+    `pretrained` is a weights file (.pth, .pt, .safetensors) in torchvision's, timm's or our
+    own key layout, or "torchvision" to download torchvision's ImageNet weights. A different
+    num_classes re-initializes the classifier; a different in_chans adapts the first conv.
+    """
+    model = ResNet(get_config(name).replace(**overrides), name=name)
+    if pretrained is not None:
+        from .weights import load_pretrained
+
+        load_pretrained(model, pretrained, strict=strict)
+    return model

@@ -1,0 +1,192 @@
+"""`ResNet`: one module that builds any `ResNetConfig`.
+
+Layout (and state_dict keys): `stem`, `stages[i][j]` (blocks), `norm` (the final BN-ReLU of
+pre-activation nets), `fc`. `models/convert.py` maps these keys to torchvision's and timm's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .blocks import block_class, conv3x3
+from .config import ResNetConfig
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One stage output: its name, channel count and stride relative to the input."""
+
+    name: str
+    channels: int
+    stride: int
+
+
+def default_input_size(cfg: ResNetConfig) -> int:
+    """The image size a config was designed for: 32 for the CIFAR stem, else 224."""
+    return 32 if cfg.stem == "cifar" else 224
+
+
+def make_stem(cfg: ResNetConfig) -> nn.Sequential:
+    """The stem; pre-activation nets leave out its last BN-ReLU (each block starts with one)."""
+    parts: OrderedDict[str, nn.Module] = OrderedDict()
+    width = cfg.stem_width
+    if cfg.stem == "deep":
+        mid = width // 2
+        for i, (cin, cout, stride) in enumerate(
+            [(cfg.in_chans, mid, 2), (mid, mid, 1), (mid, width, 1)], start=1
+        ):
+            parts[f"conv{i}"] = conv3x3(cin, cout, stride)
+            if i < 3 or not cfg.preact:
+                parts[f"bn{i}"] = nn.BatchNorm2d(cout)
+                parts[f"act{i}"] = nn.ReLU(inplace=True)
+    else:
+        if cfg.stem == "imagenet":
+            parts["conv"] = nn.Conv2d(cfg.in_chans, width, 7, stride=2, padding=3, bias=False)
+        else:
+            parts["conv"] = conv3x3(cfg.in_chans, width)
+        if not cfg.preact:
+            parts["bn"] = nn.BatchNorm2d(width)
+            parts["act"] = nn.ReLU(inplace=True)
+    if cfg.stem != "cifar":
+        parts["pool"] = nn.MaxPool2d(3, stride=2, padding=1)
+    return nn.Sequential(parts)
+
+
+class ResNet(nn.Module):
+    """A residual (or plain) network built from a `ResNetConfig`."""
+
+    def __init__(self, config: ResNetConfig, name: str = "custom") -> None:
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.grad_checkpointing = False
+        self.stem = make_stem(config)
+
+        block = block_class(config)
+        total = sum(config.layers)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        stride = 1 if config.stem == "cifar" else 4
+        in_ch, k = config.stem_width, 0
+        stages, info = [], []
+        for stage, depth in enumerate(config.layers):
+            first_stride = 1 if stage == 0 else 2
+            stride *= first_stride
+            blocks = []
+            for j in range(depth):
+                blocks.append(block(in_ch, stage, first_stride if j == 0 else 1, config, rates[k]))
+                in_ch, k = config.out_width(stage), k + 1
+            stages.append(nn.Sequential(*blocks))
+            info.append(FeatureInfo(f"stages.{stage}", in_ch, stride))
+        self.stages = nn.ModuleList(stages)
+        self.feature_info = info
+        self.num_features = in_ch
+
+        self.norm = (
+            nn.Sequential(OrderedDict(bn=nn.BatchNorm2d(in_ch), act=nn.ReLU(inplace=True)))
+            if config.preact
+            else nn.Identity()
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(config.drop_rate) if config.drop_rate > 0 else nn.Identity()
+        self.fc = nn.Linear(in_ch, config.num_classes) if config.num_classes else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's initialization: Kaiming-normal convs (fan-out), BN at identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if isinstance(self.fc, nn.Linear):
+            self.fc.reset_parameters()
+        if self.config.zero_init_residual:
+            for b in self.blocks():
+                b.zero_init_last()
+
+    def blocks(self) -> Iterator[nn.Module]:
+        for stage in self.stages:
+            yield from stage
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them."""
+        self.grad_checkpointing = enable
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+            raise ValueError(
+                f"{self.name} expects input of shape (N, {self.config.in_chans}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return stage(x)
+        for block in stage:
+            if torch.compiler.is_compiling():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = checkpoint(
+                    block,
+                    x,
+                    use_reentrant=False,
+                    context_fn=lambda b=block: (contextlib.nullcontext(), _frozen_bn_stats(b)),
+                )
+        return x
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's output, for detection and segmentation heads (see `feature_info`)."""
+        self._check_input(x)
+        x = self.stem(x)
+        outs = []
+        for stage in self.stages:
+            x = self._run_stage(stage, x)
+            outs.append(x)
+        if self.config.preact:
+            outs[-1] = self.norm(outs[-1])
+        return outs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling."""
+        self._check_input(x)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = self._run_stage(stage, x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.dropout(torch.flatten(self.pool(x), 1))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@contextlib.contextmanager
+def _frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Keep BN running statistics unchanged while a checkpointed block is recomputed.
+
+    Without this, recomputation in the backward pass would update them a second time.
+    """
+    bns = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None
+    ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)

@@ -1,0 +1,272 @@
+"""Reading, adapting and writing weights, with the metadata that travels with them.
+
+Weights are written as safetensors with a `WeightsMeta` (model name, config, classes, input
+size, normalization) in the file's metadata. Reading accepts safetensors and PyTorch files in
+any supported key layout; pickles are read with `weights_only=True`, so a file that carries
+code is refused rather than run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+from ..io import atomic_path
+from .config import ResNetConfig
+from .convert import StateDict, to_resnets
+from .resnet import ResNet
+
+log = logging.getLogger("resnets")
+
+FORMAT_VERSION = 1
+_WRAPPERS = ("state_dict", "model", "model_state", "module")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class WeightsMeta:
+    """What is needed to use weights: the architecture and how inputs were prepared."""
+
+    model: str
+    config: ResNetConfig
+    classes: list[str] | None = None
+    input_size: int | None = None
+    resize_size: int | None = None  # shorter side before the center crop; None: resize only
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self) | {"config": self.config.to_dict(), "format_version": FORMAT_VERSION}
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "weights") -> WeightsMeta:
+        try:
+            data = json.loads(text)
+            version = data.pop("format_version", FORMAT_VERSION)
+            if version > FORMAT_VERSION:
+                raise WeightsError(
+                    f"{source} was written by a newer resnets (format {version}, this one reads "
+                    f"{FORMAT_VERSION}); upgrade resnets"
+                )
+            data["config"] = ResNetConfig.from_dict(data["config"])
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as e:
+            raise WeightsError(f"{source} has unreadable resnets metadata: {e}") from None
+
+
+def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
+    """Tensors and (if present) resnets metadata from a .safetensors or PyTorch file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol chatter
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"refused to load {path}: it is not a plain tensor file ({_unpickler_reason(e)}), "
+            "and code in a pickle is never run; load only files you trust, prefer .safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise WeightsError(
+            f"cannot read {path} as PyTorch weights (truncated or not a checkpoint: {e})"
+        ) from None
+    meta = None
+    if isinstance(obj, dict) and "resnets_meta" in obj:
+        meta = WeightsMeta.from_json(obj["resnets_meta"], str(path))
+    return _unwrap(obj, path), meta
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The one informative line of torch's long weights_only refusal."""
+    text = str(error)
+    detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+    return detail[0].strip() if detail and detail[0].strip() else type(error).__name__
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMeta | None]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(
+            f"cannot read {path} as safetensors (truncated or corrupt: {e})"
+        ) from None
+    meta = WeightsMeta.from_json(header["resnets"], str(path)) if "resnets" in header else None
+    return state, meta
+
+
+def _unwrap(obj: Any, path: Path) -> StateDict:
+    while isinstance(obj, dict) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            raise WeightsError(f"{path} holds no state_dict (top-level keys: {list(obj)[:6]})")
+        obj = inner
+    if not isinstance(obj, dict) or not obj:
+        raise WeightsError(f"{path} holds no state_dict")
+    out = {}
+    for key, value in obj.items():
+        for prefix in _PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def _is_tensor_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Fit a first-conv weight to another input channel count, as timm does.
+
+    One channel: sum over the input channels. More: repeat them and rescale so the
+    activation's expected magnitude is unchanged.
+    """
+    src = weight.shape[1]
+    if src == in_chans:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeat = math.ceil(in_chans / src)
+    return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (src / in_chans)
+
+
+def load_pretrained(model: ResNet, source: str | Path, strict: bool = True) -> WeightsMeta | None:
+    """Load weights into `model` from a file, or from torchvision's hub with "torchvision"."""
+    if str(source) == "torchvision":
+        state, meta = _download_torchvision(model)
+        return load_state(model, state, meta, f"torchvision's {model.name} weights", strict)
+    state, meta = read_weights(source)
+    return load_state(model, state, meta, str(source), strict)
+
+
+def load_state(
+    model: ResNet, state: StateDict, meta: WeightsMeta | None, name: str, strict: bool = True
+) -> WeightsMeta | None:
+    """Load a state_dict in any supported layout, adapting in_chans and the classifier."""
+    state = to_resnets(state, model.config)
+    conv_key = "stem.conv1.weight" if model.config.stem == "deep" else "stem.conv.weight"
+    if conv_key in state and state[conv_key].shape[1] != model.config.in_chans:
+        log.info(
+            "adapted %s's first conv from %d to %d input channels",
+            name,
+            state[conv_key].shape[1],
+            model.config.in_chans,
+        )
+        state[conv_key] = adapt_input_conv(state[conv_key], model.config.in_chans)
+    fc = model.fc
+    fits = isinstance(fc, nn.Linear) and fc.weight.shape == state.get("fc.weight", fc.weight).shape
+    if "fc.weight" in state and not fits:
+        log.warning(
+            "classifier re-initialized: %s has %d classes, the model has %d",
+            name,
+            state["fc.weight"].shape[0],
+            model.config.num_classes,
+        )
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        if meta is not None:
+            meta.classes = None
+    _check_fit(model, state, name, strict)
+    model.load_state_dict(state, strict=False)
+    if meta is not None:
+        model.weights_meta = meta
+    return meta
+
+
+def _check_fit(model: nn.Module, state: StateDict, name: str, strict: bool) -> None:
+    own = model.state_dict()
+    missing = [
+        k
+        for k in own
+        if k not in state and not k.endswith("num_batches_tracked") and not k.startswith("fc.")
+    ]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in state
+        if k in own and state[k].shape != own[k].shape
+    ]
+    problems = []
+    found = (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes))
+    for label, items in found:
+        if items:
+            shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+            problems.append(f"{len(items)} {label} ({shown})")
+    if shapes or (strict and problems):
+        raise WeightsError(f"{name} does not fit {model.name}: " + "; ".join(problems))
+
+
+def _download_torchvision(model: ResNet) -> tuple[StateDict, WeightsMeta]:
+    from .registry import TORCHVISION_NAMES
+
+    tv_name = TORCHVISION_NAMES.get(model.name)
+    if tv_name is None:
+        raise WeightsError(f"torchvision has no weights for {model.name}; pass a weights file")
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(tv_name).DEFAULT
+    try:
+        state = weights.get_state_dict(progress=True)
+    except OSError as e:
+        raise WeightsError(f"could not download {weights} ({e}); pass a local .pth file") from None
+    tf = weights.transforms()
+    meta = WeightsMeta(
+        model=model.name,
+        config=model.config,
+        classes=list(weights.meta["categories"]),
+        input_size=tf.crop_size[0],
+        resize_size=tf.resize_size[0],
+        mean=list(tf.mean),
+        std=list(tf.std),
+    )
+    return state, meta
+
+
+def save_weights(model: ResNet, path: str | Path, meta: WeightsMeta | None = None) -> Path:
+    """Write the model's weights as safetensors (atomically), with its metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = meta or getattr(model, "weights_meta", None) or WeightsMeta(model.name, model.config)
+    state = {k: v.detach().cpu().contiguous() for k, v in _plain_state_dict(model).items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "resnets", "resnets": meta.to_json()})
+    return path
+
+
+def _plain_state_dict(model: nn.Module) -> StateDict:
+    """state_dict without DDP's `module.` or torch.compile's `_orig_mod.` wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model.state_dict()
+
+
+def load_model(path: str | Path, **overrides: Any) -> ResNet:
+    """Rebuild the model a resnets weights file or checkpoint describes, with its weights."""
+    state, meta = read_weights(path)
+    if meta is None:
+        raise WeightsError(
+            f"{path} carries no resnets metadata; use create_model(NAME, pretrained={str(path)!r})"
+        )
+    model = ResNet(meta.config.replace(**overrides), name=meta.model)
+    load_state(model, state, meta, str(path))
+    return model

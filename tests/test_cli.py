@@ -1,0 +1,48 @@
+"""The CLI shell: output of info and list, and one-line errors with exit codes."""
+
+import json
+import subprocess
+import sys
+
+from resnets.cli import main
+
+
+def test_info_prints_params_macs_and_stages(capsys):
+    assert main(["info", "resnet50"]) == 0
+    out = capsys.readouterr().out
+    assert "25,557,032 parameters" in out and "4.089 G per image" in out
+    assert "2048 x 7 x 7" in out
+
+
+def test_info_json_with_input_size(capsys):
+    assert main(["info", "resnet20", "--input-size", "32", "--batch-size", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] == 269_722 and data["batch_size"] == 8
+    assert [r["name"] for r in data["rows"]] == ["stem", "stage1", "stage2", "stage3", "head"]
+
+
+def test_list_filters(capsys):
+    assert main(["list", "wrn*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["wrn16_8", "wrn28_10", "wrn40_4"]
+
+
+def test_unknown_model_is_one_line_with_suggestions_and_exit_2(capsys):
+    assert main(["info", "resnet5O"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("error: unknown model 'resnet5O'; did you mean") and "resnet50" in err
+
+
+def test_impossible_override_exits_2(capsys):
+    assert main(["info", "resnet18", "--in-chans", "0"]) == 2
+    assert "in_chans must be at least 1" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_module():
+    done = subprocess.run(
+        [sys.executable, "-m", "resnets", "info", "nope"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "Traceback" not in done.stderr
