@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 train: $(BIN)/.installed
-	$(BIN)/resnets info resnet50 $(ARGS)
+	$(BIN)/resnets train $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

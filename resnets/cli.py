@@ -41,6 +41,113 @@ def _cmd_info(args: argparse.Namespace) -> None:
         print(info.table())
 
 
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags stay out of the namespace."""
+    import typing
+
+    from .train.config import FIELDS, HINTS
+
+    p.add_argument("--config", help="YAML or TOML file of options (flags override it)")
+    p.add_argument("--nproc", type=int, help="start torchrun with N processes on this machine")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        hint = HINTS[name]
+        kwargs = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if bool in args:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if typing.get_origin(args[0]) is typing.Literal:
+            kwargs["choices"] = typing.get_args(args[0])
+        p.add_argument(flag, metavar=name.upper().replace("_", "-"), **kwargs)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    flags = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
+    if args.nproc:
+        from .train.distributed import launch
+
+        argv = sys.argv[1:]
+        drop = [i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")]
+        for i in reversed(drop):
+            del argv[i : i + (1 if "=" in argv[i] else 2)]
+        return launch(args.nproc, argv)
+    summary = train(args.config, **flags)
+    if summary is not None and not args.quiet:
+        print(_summary_text(summary))
+    return 0
+
+
+_NOT_OPTIONS = {"command", "handler", "config", "nproc", "quiet"}
+
+
+def _summary_text(s: dict) -> str:
+    def pct(v):
+        return "n/a" if v is None else f"{v:.2f} %"
+
+    lines = [
+        f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epochs ({s['steps']} steps)"
+        f" in {s['train_seconds']:.1f} s on {s['device']}"
+        + (f" x {s['world_size']}" if s["world_size"] > 1 else "")
+        + (f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""),
+        f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
+        f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
+        f"  ({s['test_images']} images, evaluated once)",
+        f"  run folder             {s['run']}",
+    ]
+    if s.get("skipped_images"):
+        lines.append(f"  skipped                {s['skipped_images']} unreadable images")
+    lines += [f"  note: {n}" for n in s.get("notes", [])]
+    lines += [
+        "next:",
+        f"  resnets evaluate {s['run']}",
+        f"  resnets predict {s['run']} IMAGE...",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from .infer import evaluate
+
+    report = evaluate(
+        args.source, data=args.data, split=args.split, tta_flip=args.tta_flip,
+        batch_size=args.batch_size, device=args.device, out=args.out,
+    )  # fmt: skip
+    if args.json:
+        import dataclasses
+
+        print(json.dumps(dataclasses.asdict(report), indent=2))
+    else:
+        print(report.table())
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .infer import predict
+
+    result = predict(args.weights, args.images, topk=args.topk, device=args.device)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "predictions": [
+                        {"path": p.path, "top": [{"class": c, "prob": v} for c, v in p.top]}
+                        for p in result.predictions
+                    ],
+                    "failed": result.failed,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(result.table())
+    if result.failed:
+        print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -64,6 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_cmd_info)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (default: ResNet-20 on the bundled digits)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_train_flags(p)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix")
+    p.add_argument("source", help="run folder or weights file (.safetensors / .pt)")
+    p.add_argument("--data", help="dataset spec (default: the run's own)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes for image files or folders")
+    p.add_argument("weights", help="run folder or weights file with resnets metadata")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print predictions as JSON")
+    p.set_defaults(handler=_cmd_predict)
     return parser
 
 

@@ -46,3 +46,35 @@ def test_console_script_runs_as_a_module():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "Traceback" not in done.stderr
+
+
+def test_train_prints_a_one_screen_summary(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--epochs", "1", "--out", str(out), "--no-progress", "--no-tensorboard"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "test top-1 / top-5" in text and str(out) in text and len(text.splitlines()) < 20
+
+
+def test_train_rejects_bad_values_with_exit_2(tmp_path, capsys):
+    assert main(["train", "--batch-size", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == "error: batch_size must be positive, got -1"
+    assert main(["train", "--epochs", "two"]) == 2
+    assert "epochs in arguments must be an integer, got 'two'" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lrr: 0.1\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "did you mean lr" in capsys.readouterr().err
+    assert main(["train", "--device", "cuda:7"]) == 2
+    assert "does not exist here" in capsys.readouterr().err
+
+
+def test_every_option_is_a_flag():
+    from resnets.cli import build_parser
+    from resnets.train.config import FIELDS
+
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for name in FIELDS:
+        assert "--" + name.replace("_", "-") in text, name

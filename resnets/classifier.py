@@ -1,0 +1,50 @@
+"""`ImageClassifier`: the small object-style API over train / predict / save / load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .infer import PredictResult, predict
+from .models import ResNet, create_model
+from .models.weights import load_model, save_weights
+from .train import train
+
+
+class ImageClassifier:
+    """A ResNet classifier you can train, save, load and ask for predictions.
+
+    clf = ImageClassifier(variant="resnet20", num_classes=10)
+    clf.train(data="digits", epochs=5)
+    clf.predict(["seven.png"])
+    """
+
+    def __init__(self, variant: str = "resnet18", num_classes: int = 10, **model_options: Any):
+        self.variant = variant
+        self.model: ResNet = create_model(variant, num_classes=num_classes, **model_options)
+        self.weights: Path | None = None
+        self.summary: dict[str, Any] | None = None
+
+    def train(self, data: str = "digits", **options: Any) -> dict[str, Any]:
+        """Run `resnets.train` for this variant and keep the selected weights."""
+        self.summary = train(model=self.variant, data=data, **options)
+        self.weights = Path(self.summary["run"]) / "best.safetensors"
+        self.model = load_model(self.weights)
+        return self.summary
+
+    def predict(self, images: Iterable[str | Path], topk: int = 5) -> PredictResult:
+        if self.weights is None:
+            raise RuntimeError("train() or load() the classifier before predict()")
+        return predict(self.weights, images, topk=topk)
+
+    def save(self, path: str | Path) -> Path:
+        """Weights and their metadata as one .safetensors file."""
+        return save_weights(self.model, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImageClassifier:
+        model = load_model(path)
+        clf = cls.__new__(cls)
+        clf.variant, clf.model, clf.weights, clf.summary = model.name, model, Path(path), None
+        return clf

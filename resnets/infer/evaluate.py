@@ -1,0 +1,170 @@
+"""`evaluate`: accuracy, per-class precision/recall/F1 and a confusion matrix for weights.
+
+The source is a run folder (its best weights and its data options, so the split is the one
+the run held out) or a weights file with resnets metadata plus a `data` spec. Inputs are
+prepared exactly as in training: the weights' input size and normalization.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..data import DataOptions, load_splits
+from ..data.build import eval_loader
+from ..devices import resolve_device
+from ..errors import UsageError
+from ..io import atomic_write_json
+from ..metrics import topk_correct
+from ..models import ResNet
+from ..models.weights import WeightsMeta, load_model
+from ..plots import confusion_matrix
+
+
+@dataclass
+class EvalReport:
+    split: str
+    count: int
+    acc1: float
+    acc5: float
+    macro_f1: float
+    tta_flip: bool
+    classes: list[str]
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+    skipped: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = [
+            f"{self.split}: {self.count} images" + (" (flip TTA)" if self.tta_flip else ""),
+            f"top-1 {self.acc1:.2f} %   top-5 {self.acc5:.2f} %   macro F1 {self.macro_f1:.4f}",
+            "",
+            f"{'class':<20} {'acc %':>7} {'prec':>7} {'recall':>7} {'F1':>7} {'n':>6}",
+        ]
+        for row in self.per_class:
+            lines.append(
+                f"{row['class'][:20]:<20} {row['accuracy']:>7.2f} {row['precision']:>7.4f} "
+                f"{row['recall']:>7.4f} {row['f1']:>7.4f} {row['support']:>6}"
+            )
+        if self.skipped:
+            lines.append(f"\n{self.skipped} unreadable images skipped")
+        lines += [f"{k}: {v}" for k, v in self.files.items()]
+        return "\n".join(lines)
+
+
+def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
+    """(weights file, run folder or None) for a run folder or a weights file."""
+    path = Path(source)
+    if path.is_dir():
+        weights = path / "best.safetensors"
+        if not weights.is_file():
+            raise UsageError(f"{path} is not a finished run: it has no best.safetensors")
+        return weights, path
+    if not path.is_file():
+        raise UsageError(f"{path} is neither a run folder nor a weights file")
+    return path, None
+
+
+def evaluate(
+    source: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    tta_flip: bool = False,
+    batch_size: int = 256,
+    device: str = "auto",
+    out: str | Path | None = None,
+) -> EvalReport:
+    """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`."""
+    if split not in ("train", "val", "test"):
+        raise UsageError(f"split must be train, val or test, got {split!r}")
+    weights, run = resolve_source(source)
+    dev = resolve_device(device)
+    model = load_model(weights).to(dev).eval()
+    meta: WeightsMeta = model.weights_meta
+    opts = _data_options(meta, run, data)
+    splits = load_splits(opts, seed=0, channels=model.config.in_chans)
+    splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
+    loader = eval_loader(splits, split, batch_size, dev)
+    if loader is None:
+        raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
+    logits, labels = _predict_all(model, loader, tta_flip)
+    classes = meta.classes or splits.classes
+    report = _report(logits, labels, classes, split, tta_flip)
+    report.skipped = getattr(loader, "skipped", 0)
+    folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
+    folder.mkdir(parents=True, exist_ok=True)
+    png = confusion_matrix(
+        torch.tensor(report.confusion), classes, folder / f"confusion-{split}.png"
+    )
+    report.files = {"confusion matrix": str(png), "report": str(folder / f"eval-{split}.json")}
+    atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(report))
+    return report
+
+
+def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> DataOptions:
+    """The run's own data options (same held-out split), else `data` at the weights' size."""
+    names = {f.name for f in dataclasses.fields(DataOptions)}
+    if run is not None and (run / "config.yaml").is_file():
+        saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        opts = DataOptions(**{k: v for k, v in saved.items() if k in names})
+        if data is not None:
+            opts.data = data
+        return opts
+    if data is None:
+        raise UsageError("weights without a run folder need --data (e.g. --data cifar10:PATH)")
+    return DataOptions(data=data, image_size=meta.input_size, eval_resize=meta.resize_size)
+
+
+@torch.no_grad()
+def _predict_all(model: ResNet, loader, tta_flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    outs, labels = [], []
+    for x, y in loader:
+        probs = model(x).float().softmax(1)
+        if tta_flip:
+            probs = (probs + model(x.flip(3)).float().softmax(1)) / 2
+        outs.append(probs.cpu())
+        labels.append(y.cpu())
+    return torch.cat(outs), torch.cat(labels)
+
+
+def _report(
+    probs: torch.Tensor, labels: torch.Tensor, classes: list[str], split: str, tta: bool
+) -> EvalReport:
+    n = len(classes)
+    hits = topk_correct(probs, labels, (1, 5)).tolist()
+    pred = probs.argmax(1)
+    cm = torch.bincount(labels * n + pred, minlength=n * n).view(n, n)
+    tp = cm.diag().double()
+    support, predicted = cm.sum(1).double(), cm.sum(0).double()
+    precision = tp / predicted.clamp_min(1)
+    recall = tp / support.clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    per_class = [
+        {
+            "class": classes[i],
+            "accuracy": 100 * recall[i].item(),
+            "precision": precision[i].item(),
+            "recall": recall[i].item(),
+            "f1": f1[i].item(),
+            "support": int(support[i]),
+        }
+        for i in range(n)
+    ]
+    present = support > 0
+    return EvalReport(
+        split=split,
+        count=len(labels),
+        acc1=100 * hits[0] / len(labels),
+        acc5=100 * hits[1] / len(labels),
+        macro_f1=f1[present].mean().item() if present.any() else 0.0,
+        tta_flip=tta,
+        classes=classes,
+        per_class=per_class,
+        confusion=cm.tolist(),
+    )

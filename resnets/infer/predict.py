@@ -1,0 +1,101 @@
+"""`predict`: top-k classes for image files, prepared exactly as the weights were trained.
+
+Any size, greyscale or RGB: images are decoded to the model's channel count, resized as the
+weights' metadata says (shorter side + centre crop, or straight to the input size), and
+normalized with the training mean and std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.augment import normalize
+from ..data.imagefolder import IMAGE_EXTENSIONS, decode, eval_transform
+from ..devices import resolve_device
+from ..errors import DataError, UsageError
+from ..models.weights import load_model
+from .evaluate import resolve_source
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class, probability), most likely first
+
+
+@dataclass
+class PredictResult:
+    predictions: list[Prediction]
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+
+    def table(self) -> str:
+        lines = []
+        for p in self.predictions:
+            best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
+            lines.append(f"{p.path}: {best}")
+        lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
+        return "\n".join(lines)
+
+
+def expand_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders become their image files (recursively, sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"{p} does not exist")
+    if not files:
+        raise UsageError(
+            "no images given (folders are searched for " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
+        )
+    return files
+
+
+@torch.no_grad()
+def predict(
+    weights: str | Path,
+    images: Iterable[str | Path],
+    topk: int = 5,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> PredictResult:
+    """Top-k predictions for each image; unreadable files are reported, not fatal."""
+    path, _ = resolve_source(weights)
+    dev = resolve_device(device)
+    model = load_model(path).to(dev).eval()
+    meta = model.weights_meta
+    if meta.input_size is None or meta.mean is None:
+        raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
+    classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
+    transform = eval_transform(meta.input_size, meta.resize_size)
+    mean, std = torch.tensor(meta.mean, device=dev), torch.tensor(meta.std, device=dev)
+    result = PredictResult([])
+    files = expand_images(images)
+    k = min(topk, len(classes))
+    for start in range(0, len(files), batch_size):
+        batch, names = [], []
+        for f in files[start : start + batch_size]:
+            try:
+                batch.append(transform(decode(f, model.config.in_chans)))
+                names.append(str(f))
+            except Exception as e:
+                result.failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not batch:
+            continue
+        x = normalize(torch.stack(batch).to(dev), mean, std)
+        probs = model(x).float().softmax(1)
+        top = probs.topk(k, dim=1)
+        for name, values, index in zip(
+            names, top.values.tolist(), top.indices.tolist(), strict=True
+        ):
+            result.predictions.append(
+                Prediction(name, [(classes[i], v) for i, v in zip(index, values, strict=True)])
+            )
+    return result

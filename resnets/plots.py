@@ -1,0 +1,93 @@
+"""Figures written as PNG files (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .io import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def training_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """Loss and top-1 accuracy per epoch, train and validation."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [row["epoch"] for row in history]
+    for split, style in (("train", "-"), ("val", "--")):
+        if any(f"{split}_loss" in row for row in history):
+            ax_loss.plot(epochs, [r.get(f"{split}_loss") for r in history], style, label=split)
+            ax_acc.plot(epochs, [r.get(f"{split}_acc1") for r in history], style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1 accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """Rows: true class, columns: predicted class, counts written in the cells when few."""
+    import numpy as np
+
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    n = len(classes)
+    size = min(max(4, n * 0.45), 16)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if n <= 30:
+        ax.set_xticks(range(n), classes, rotation=90)
+        ax.set_yticks(range(n), classes)
+        peak = max(float(matrix.max()), 1.0)
+        for i in range(n):
+            for j in range(n):
+                v = int(matrix[i, j])
+                if v:
+                    color = "white" if v > peak / 2 else "black"
+                    ax.text(j, i, v, ha="center", va="center", fontsize=7, color=color)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    return _save(fig, path)
+
+
+def curves_by_model(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: Path,
+    ylabel: str,
+    title: str,
+    styles: dict[str, str] | None = None,
+    log_y: bool = False,
+    panels: dict[str, list[str]] | None = None,
+) -> Path:
+    """Several (x, y) curves, optionally grouped into side-by-side panels."""
+    plt = _pyplot()
+    panels = panels or {title: list(series)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (panel, names) in zip(axes[0], panels.items(), strict=True):
+        for name in names:
+            x, y = series[name]
+            ax.plot(x, y, (styles or {}).get(name, "-"), label=name)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=panel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)

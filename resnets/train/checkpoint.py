@@ -1,0 +1,101 @@
+"""Training-state checkpoints: everything needed to continue a run exactly.
+
+A checkpoint holds only tensors and plain Python values, so it is read back with
+`torch.load(weights_only=True)`; it is written atomically (temporary file, fsync, rename),
+so a crash during a save leaves the previous checkpoint intact. It carries the model name,
+config and a format version, checked on load.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import WeightsError
+from ..io import atomic_path
+
+FORMAT_VERSION = 1
+KIND = "resnets-train-state"
+
+
+@dataclass
+class Progress:
+    """Where a run stands; with the tensors in a checkpoint, all that resuming needs."""
+
+    epoch: int = 0  # the epoch in progress
+    epoch_step: int = 0  # optimizer steps done within it
+    step: int = 0  # optimizer steps done in total
+    best_acc1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    bad_batches: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any], progress: Progress) -> None:
+    """Write `payload` (model, optimizer, ... state dicts) with progress, RNG and version."""
+    data = {"format_version": FORMAT_VERSION, "kind": KIND, **payload}
+    data["progress"] = asdict(progress)
+    data["rng"] = rng_state()
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint safely and check it is ours, of a known version, for `model_name`."""
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"refused to load {path}: it holds Python objects beyond tensors and plain values; "
+            "a checkpoint that carries code is never run"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise WeightsError(f"checkpoint {path} is unreadable or truncated ({e})") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise WeightsError(f"{path} is not a resnets training checkpoint")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise WeightsError(
+            f"{path} has checkpoint format {version}; this resnets reads up to {FORMAT_VERSION}: "
+            "upgrade resnets"
+        )
+    if model_name is not None and data.get("model_name") != model_name:
+        raise WeightsError(
+            f"{path} was trained as {data.get('model_name')!r}, not {model_name!r}; "
+            f"pass --model {data.get('model_name')} or another checkpoint"
+        )
+    return data
+
+
+def progress_of(data: dict[str, Any]) -> Progress:
+    return Progress(**data["progress"])

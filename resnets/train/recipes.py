@@ -1,0 +1,92 @@
+"""Training recipes: named sets of option values (data, not code). Any value is also a flag.
+
+default         SGD + Nesterov, cosine with a 1-epoch warm-up, 30 epochs: small data, quickly.
+paper-cifar     He et al. 2015, section 4.2: batch 128, lr 0.1 divided by 10 at 32k and 48k
+                iterations, stop at 64k; wd 1e-4, momentum 0.9; 4-pixel pad, random 32 crop,
+                flip; 45k/5k train/val. ResNet-110 and deeper warm up at 0.01 for 400 steps.
+paper-imagenet  He et al. 2015, section 3.4, as in torchvision's reference: batch 256, lr 0.1
+                divided by 10 every 30 epochs, 90 epochs, wd 1e-4, momentum 0.9;
+                random-resized crop 224 + flip; resize 256 / centre crop 224 to evaluate.
+modern          torchvision's 2021 recipe ("How to train state-of-the-art models"): lr 0.5
+                per 1024 images, linearly scaled; cosine, 5 linear warm-up epochs from 0.01;
+                600 epochs; label smoothing 0.1, MixUp 0.2, CutMix 1.0, wd 2e-5 and none on
+                BN and biases, EMA of weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "paper-cifar": {
+        "steps": 64_000,
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "schedule": "multistep",
+        "milestones": (32_000, 48_000),
+        "milestone_unit": "step",
+        "lr_gamma": 0.1,
+        "warmup_epochs": 0.0,
+        "crop_padding": 4,
+        "hflip": True,
+        "val_split": 0.1,
+    },
+    "paper-imagenet": {
+        "epochs": 90,
+        "batch_size": 256,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "schedule": "multistep",
+        "milestones": (30, 60),
+        "milestone_unit": "epoch",
+        "lr_gamma": 0.1,
+        "warmup_epochs": 0.0,
+        "image_size": 224,
+        "train_crop": "random-resized",
+        "eval_resize": 256,
+        "hflip": True,
+    },
+    "modern": {
+        "epochs": 600,
+        "batch_size": 1024,
+        "optimizer": "sgd",
+        "lr": 0.5,
+        "lr_scaling": "linear",
+        "lr_base_batch": 1024,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 2e-5,
+        "no_decay_norm_bias": True,
+        "schedule": "cosine",
+        "warmup_epochs": 5.0,
+        "warmup_style": "linear",
+        "warmup_factor": 0.01,
+        "label_smoothing": 0.1,
+        "mixup_alpha": 0.2,
+        "cutmix_alpha": 1.0,
+        "ema_decay": 0.9998,
+        "train_crop": "random-resized",
+        "hflip": True,
+    },
+}
+
+
+def recipe_rules(recipe: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Values a recipe derives from the model; each applies only if the user did not set it."""
+    if recipe != "paper-cifar":
+        return {}
+    from ..models import get_config
+
+    if get_config(values.get("model", "resnet20")).depth >= 110:
+        # "we use 0.01 to warm up the training until the training error is below 80%
+        # (about 400 iterations), and then go back to 0.1" (section 4.2)
+        return {"warmup_steps": 400, "warmup_style": "constant", "warmup_factor": 0.1}
+    return {}

@@ -1,0 +1,258 @@
+"""Building a run: data, model, optimizer, run folder; restoring one for --resume.
+
+`Session` holds everything a run needs; `loop.py` advances it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import Loaders, Splits, load_splits, make_loaders
+from ..data.augment import MixUpCutMix
+from ..errors import TrainingError
+from ..models import ResNet, create_model
+from ..models.weights import WeightsMeta
+from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
+from .config import TrainConfig
+from .distributed import DistEnv
+from .optim import ModelEMA, Schedule, build_optimizer
+from .run import RunFolder, check_folder, default_folder
+
+log = logging.getLogger("resnets")
+
+
+@dataclass
+class Session:
+    """Everything one run holds; built by `setup_session`, advanced by `train_epoch`."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    device: torch.device
+    splits: Splits
+    loaders: Loaders
+    model: ResNet
+    ddp: nn.Module
+    net: nn.Module
+    frozen: list[nn.Module]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    schedule: Schedule
+    criterion: Any
+    run: RunFolder
+    meta: WeightsMeta
+    progress: Progress
+    total_steps: int
+    epochs: int
+    best_state: dict[str, torch.Tensor] | None = None
+    partial_meter: torch.Tensor | None = None  # the interrupted epoch's sums so far
+
+
+def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Session:
+    """Data, model, optimizer and run folder; restores a checkpoint for --resume."""
+    seed_everything(cfg.seed + env.rank)
+    out = Path(cfg.resume or cfg.out or default_folder(cfg))
+    check_folder(out, cfg)  # before any work, so a clash fails at once
+    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
+    model, frozen = build_model(cfg, splits, device, env)
+    mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
+    loaders = make_loaders(
+        splits,
+        batch_size=cfg.batch_size,
+        shard=env.shard(cfg.accum_steps),
+        device=device,
+        seed=cfg.seed,
+        mix=mix,
+        channels_last=cfg.channels_last,
+        num_workers=cfg.num_workers,
+    )
+    steps_per_epoch = len(loaders.train)
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    ddp = model
+    if env.active:
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    net = CompileFallback(ddp) if cfg.compile else ddp
+    meta = WeightsMeta(
+        model=cfg.model,
+        config=model.config,
+        classes=splits.classes,
+        input_size=splits.input_size,
+        resize_size=splits.resize_size,
+        mean=splits.mean,
+        std=splits.std,
+    )
+    session = Session(
+        cfg=cfg,
+        env=env,
+        device=device,
+        splits=splits,
+        loaders=loaders,
+        model=model,
+        ddp=ddp,
+        net=net,
+        frozen=frozen,
+        optimizer=build_optimizer(model, cfg, device),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
+        ema=ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        schedule=Schedule(cfg, steps_per_epoch, total),
+        criterion=make_criterion(cfg, splits, device),
+        run=RunFolder(out, cfg, env.main),
+        meta=meta,
+        progress=Progress(),
+        total_steps=total,
+        epochs=math.ceil(total / steps_per_epoch),
+    )
+    if cfg.resume:
+        restore(session, load_checkpoint(out / "last.pt", cfg.model))
+    session.run.prepare()
+    session.run.write_config()
+    session.run.write_manifest(run_info(session))
+    return session
+
+
+def build_model(
+    cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv
+) -> tuple[ResNet, list[nn.Module]]:
+    model = create_model(
+        cfg.model,
+        pretrained=cfg.pretrained,
+        num_classes=len(splits.classes),
+        in_chans=splits.channels,
+        drop_path_rate=cfg.drop_path_rate,
+        drop_rate=cfg.drop_rate,
+        zero_init_residual=cfg.zero_init_residual,
+    )
+    frozen = freeze(model, cfg.freeze_stages, cfg.freeze_backbone)
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    if cfg.sync_bn and env.active:
+        if device.type != "cuda":
+            raise TrainingError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, frozen
+
+
+def freeze(model: ResNet, stages: int, backbone: bool) -> list[nn.Module]:
+    """Stop gradients to the stem and the first `stages` stages, or the whole backbone.
+
+    Returns the frozen modules: their BN layers keep their statistics (eval mode).
+    """
+    if stages > len(model.stages):
+        raise TrainingError(
+            f"--freeze-stages {stages}: {model.name} has {len(model.stages)} stages"
+        )
+    parts = (
+        [model.stem, *model.stages, model.norm]
+        if backbone
+        else [model.stem, *model.stages[:stages]]
+    )
+    if stages == 0 and not backbone:
+        return []
+    for part in parts:
+        part.requires_grad_(False)
+    return parts
+
+
+def make_criterion(cfg: TrainConfig, splits: Splits, device: torch.device):
+    """Cross-entropy with label smoothing and optional balanced class weights."""
+    weight = None
+    if cfg.class_weights == "balanced":
+        counts = torch.bincount(splits.train.labels, minlength=len(splits.classes)).float()
+        weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)
+
+    def criterion(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        smoothing = cfg.label_smoothing if target.ndim == 1 else 0.0  # soft targets have it
+        return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
+
+    return criterion
+
+
+def run_info(s: Session) -> dict[str, Any]:
+    return {
+        "model": s.cfg.model,
+        "data": s.cfg.data,
+        "dataset_fingerprint": s.splits.fingerprint,
+        "splits": {
+            name: len(getattr(s.splits, name)) if getattr(s.splits, name) is not None else 0
+            for name in ("train", "val", "test")
+        },
+        "device": _device_name(s.device),
+        "world_size": s.env.world_size,
+        "steps_per_epoch": len(s.loaders.train),
+        "total_steps": s.total_steps,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool):
+    """Deterministic kernels (or cuDNN autotuning) for the run; the caller's flags after it."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = not enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
+class CompileFallback(nn.Module):
+    """torch.compile, falling back to eager (with a message) if compilation fails."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.compiled = torch.compile(module)
+        self.failed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.failed:
+            try:
+                return self.compiled(x)
+            except Exception as e:  # compilation errors come in many types
+                log.warning(
+                    "torch.compile failed (%s); continuing without it", str(e).splitlines()[0]
+                )
+                self.failed = True
+        return self.module(x)
+
+
+def restore(s: Session, data: dict[str, Any]) -> None:
+    s.model.load_state_dict(data["model"])
+    s.optimizer.load_state_dict(data["optimizer"])
+    s.scaler.load_state_dict(data["scaler"])
+    if s.ema is not None and data.get("ema") is not None:
+        s.ema.load_state_dict(data["ema"])
+    s.best_state = data.get("best")
+    s.partial_meter = data.get("partial_meter")
+    s.progress = progress_of(data)
+    set_rng_state(data["rng"])
+    log.info("resumed %s at epoch %d, step %d", s.run.path, s.progress.epoch + 1, s.progress.step)

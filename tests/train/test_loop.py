@@ -1,0 +1,182 @@
+"""Training end to end: learning, run folders, resume, determinism, and failures."""
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from resnets.errors import TrainingError, UsageError, WeightsError
+from resnets.train import loop, session, train
+from resnets.train.checkpoint import load_checkpoint
+from resnets.train.signals import StopRequest
+
+from ..conftest import write_cifar, write_image_folder
+
+QUICK = {"epochs": 2, "progress": False, "tensorboard": False}
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+@pytest.mark.slow
+def test_default_job_reaches_97_percent_on_held_out_digits(tmp_path):
+    summary = train(out=str(tmp_path / "run"), progress=False)
+    assert summary["test_acc1"] >= 97.0, summary
+    assert summary["epochs"] == 30 and summary["model"] == "resnet20"
+    assert summary["train_seconds"] < 120
+
+
+def test_short_run_learns_and_fills_the_run_folder(tmp_path):
+    run = tmp_path / "run"
+    s = train(out=str(run), epochs=4, progress=False)
+    rows = read_csv(run / "metrics.csv")
+    assert len(rows) == 4
+    assert float(rows[-1]["train_loss"]) < 0.6 * float(rows[0]["train_loss"])  # loss falls
+    assert s["test_acc1"] > 60 and s["best_val_acc1"] is not None
+    files = ("config.yaml", "manifest.json", "curves.png", "last.pt", "best.pt", "best.safetensors")
+    for name in files:
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["versions"]["torch"] == torch.__version__ and manifest["dataset_fingerprint"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert {"best_val_acc1", "test_acc1", "test_acc5", "epochs", "train_seconds"} <= set(summary)
+    meta = load_file(run / "best.safetensors")
+    assert "stem.conv.weight" in meta
+
+
+class StopAtStep(StopRequest):
+    """A SIGINT that arrives just after optimizer step `step`."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step, self.reads = step, 0
+
+    @property
+    def requested(self):
+        self.reads += 1
+        return self.reads >= self.step
+
+    @requested.setter
+    def requested(self, value):
+        pass
+
+
+def test_resume_mid_epoch_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    opts = {**QUICK, "epochs": 3, "deterministic": True, "seed": 3}
+    opts |= {"ema_decay": 0.9, "drop_path_rate": 0.1}
+    full = train(out=str(tmp_path / "full"), **opts)
+    monkeypatch.setattr(loop, "StopRequest", lambda: StopAtStep(13))
+    with pytest.raises(loop.Interrupted, match=r"stopped at step 13; .*resnets train --resume"):
+        train(out=str(tmp_path / "cut"), **opts)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["progress"]["epoch_step"] == 3
+    monkeypatch.setattr(loop, "StopRequest", StopRequest)
+    resumed = train(resume=str(tmp_path / "cut"), progress=False)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("test_acc1", "best_val_acc1", "steps", "epochs"):
+        assert full[key] == resumed[key]
+    rows = [read_csv(tmp_path / r / "metrics.csv") for r in ("full", "cut")]
+    assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]
+
+
+def test_deterministic_runs_are_bit_identical(tmp_path):
+    for name in ("a", "b"):
+        train(out=str(tmp_path / name), deterministic=True, seed=1, **QUICK)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is back
+
+
+def test_an_existing_run_is_never_overwritten_unasked(tmp_path):
+    run = tmp_path / "run"
+    train(out=str(run), epochs=1, progress=False, tensorboard=False)
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(UsageError, match="already exists; pass --resume"):
+        train(out=str(run), **QUICK)
+    assert (run / "last.pt").read_bytes() == before
+    train(out=str(run), overwrite=True, **QUICK)
+    assert load_checkpoint(run / "last.pt")["progress"]["epoch"] == 2
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        train(out=str(tmp_path / "file"), **QUICK)
+
+
+def test_resume_refuses_another_architecture(tmp_path):
+    run = tmp_path / "run"
+    train(out=str(run), epochs=1, progress=False, tensorboard=False)
+    with pytest.raises(UsageError, match="cannot change model"):
+        train(resume=str(run), model="resnet32")
+    with pytest.raises(WeightsError, match="trained as 'resnet20', not 'resnet32'"):
+        load_checkpoint(run / "last.pt", "resnet32")
+
+
+def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = session.make_criterion
+    calls = {"n": 0}
+
+    def poisoned(cfg, splits, device):
+        criterion = real(cfg, splits, device)
+
+        def f(logits, y):
+            calls["n"] += 1
+            loss = criterion(logits, y)
+            return loss * float("nan") if calls["n"] > 12 else loss
+
+        return f
+
+    monkeypatch.setattr(session, "make_criterion", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"NaN or infinite .*last\.pt is intact.*--clip-grad"):
+        train(out=str(run), log_every=1, **QUICK)
+    state = load_checkpoint(run / "last.pt")
+    assert state["progress"]["epoch"] == 1 and state["progress"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_skipping_bad_batches_keeps_training(tmp_path, monkeypatch):
+    real = session.make_criterion
+    calls = {"n": 0}
+
+    def sometimes_nan(cfg, splits, device):
+        criterion = real(cfg, splits, device)
+
+        def f(logits, y):
+            calls["n"] += 1
+            return criterion(logits, y) * (float("nan") if calls["n"] in (3, 7) else 1.0)
+
+        return f
+
+    monkeypatch.setattr(session, "make_criterion", sometimes_nan)
+    s = train(out=str(tmp_path / "run"), max_bad_batches=2, **QUICK)
+    assert s["steps"] == 20 and s["test_acc1"] > 30
+
+
+def test_modern_options_together(tmp_path):
+    s = train(
+        out=str(tmp_path / "run"), recipe="modern", epochs=2, batch_size=64, ema_decay=0.99,
+        accum_steps=2, clip_grad=1.0, class_weights="balanced", amp="bf16", channels_last=True,
+        grad_checkpointing=True, progress=False, tensorboard=False,
+    )  # fmt: skip
+    assert s["steps"] == 2 * (1295 // 64) and s["test_acc1"] is not None
+
+
+def test_image_folder_and_cifar_archive_train_end_to_end(tmp_path):
+    root = write_image_folder(tmp_path / "shapes", per_class=40, size=16)
+    (root / "circle" / "bad.jpg").write_bytes(b"corrupt")
+    folder = {"data": f"imagefolder:{root}", "image_size": 16, "batch_size": 16, "num_workers": 0}
+    s = train(out=str(tmp_path / "f"), **folder, **QUICK)
+    assert s["skipped_images"] == 1 and s["unreadable"][0].endswith("bad.jpg")
+    assert s["test_images"] in (15, 16)  # 16 held out, one of them may be the broken file
+    write_cifar(tmp_path / "cifar", per_batch=40)
+    cifar = {"data": f"cifar10:{tmp_path / 'cifar'}", "batch_size": 32}
+    s = train(out=str(tmp_path / "c"), **cifar, epochs=1, progress=False)
+    assert s["test_images"] == 40

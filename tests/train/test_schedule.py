@@ -1,0 +1,53 @@
+"""Each recipe's learning rate at its key steps."""
+
+import math
+
+import pytest
+
+from resnets.train.config import resolve
+from resnets.train.optim import Schedule, peak_lr
+
+
+def lrs(flags, steps_per_epoch, at):
+    cfg = resolve(flags)
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    schedule = Schedule(cfg, steps_per_epoch, total)
+    return [peak_lr(cfg) * schedule(s) for s in at]
+
+
+def test_paper_cifar_divides_by_10_at_32k_and_48k():
+    # 45k images / 128 = 351 steps per epoch; the milestones are in iterations, not epochs
+    got = lrs({"recipe": "paper-cifar"}, 351, [0, 31_999, 32_000, 47_999, 48_000, 63_999])
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_paper_cifar_resnet110_holds_0_01_for_400_steps_then_0_1():
+    got = lrs({"recipe": "paper-cifar", "model": "resnet110"}, 351, [0, 399, 400, 32_000])
+    assert got == pytest.approx([0.01, 0.01, 0.1, 0.01])
+
+
+def test_paper_imagenet_divides_by_10_every_30_epochs():
+    spe = 1_281_167 // 256
+    at = [0, 30 * spe - 1, 30 * spe, 60 * spe, 90 * spe - 1]
+    got = lrs({"recipe": "paper-imagenet"}, spe, at)
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.001, 0.001])
+
+
+def test_modern_scales_lr_with_batch_warms_up_linearly_and_ends_near_zero():
+    spe = 1000
+    cfg = resolve({"recipe": "modern", "batch_size": 256})
+    assert peak_lr(cfg) == pytest.approx(0.5 * 256 / 1024)
+    got = lrs({"recipe": "modern", "batch_size": 256}, spe, [0, 2500, 5000, 302_500, 600_000 - 1])
+    peak = 0.125
+    assert got[0] == pytest.approx(0.01 * peak)
+    assert got[1] == pytest.approx(peak * (0.01 + 0.99 * 0.5))
+    assert got[2] == pytest.approx(peak)
+    assert got[3] == pytest.approx(peak * 0.5, rel=1e-3)  # cosine midpoint
+    assert got[4] < 1e-6
+
+
+def test_default_recipe_is_cosine_with_one_warmup_epoch():
+    got = lrs({}, 10, [0, 5, 10, 300])
+    assert got[0] == pytest.approx(0.01) and got[1] == pytest.approx(0.055)
+    assert got[2] == pytest.approx(0.1) and got[3] == pytest.approx(0.0, abs=1e-12)
+    assert math.isclose(lrs({}, 10, [155])[0], 0.05, rel_tol=1e-9)
