@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from resnets.errors import TrainingError, UsageError, WeightsError
+from resnets.errors import DataError, TrainingError, UsageError, WeightsError
 from resnets.train import loop, session, train
 from resnets.train.checkpoint import load_checkpoint
 from resnets.train.signals import StopRequest
@@ -180,3 +180,22 @@ def test_image_folder_and_cifar_archive_train_end_to_end(tmp_path):
     cifar = {"data": f"cifar10:{tmp_path / 'cifar'}", "batch_size": 32}
     s = train(out=str(tmp_path / "c"), **cifar, epochs=1, progress=False)
     assert s["test_images"] == 40
+
+
+def test_early_stop_ends_a_run_that_stopped_improving(tmp_path):
+    # a frozen backbone and a vanishing lr: validation accuracy cannot move after epoch 1
+    opts = {**QUICK, "epochs": 6, "early_stop": 1, "freeze_backbone": True, "lr": 1e-12}
+    s = train(out=str(tmp_path / "run"), **opts)
+    assert s["epochs"] == 2 and s["best_epoch"] == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_strict_fails_on_an_unreadable_image_with_one_line(tmp_path, workers):
+    root = write_image_folder(tmp_path / "shapes", per_class=20, size=16)
+    for cls in ("circle", "square"):
+        for i in range(4):
+            (root / cls / f"{i}.jpg").write_bytes(b"not a jpeg")
+    opts = {"data": f"imagefolder:{root}", "image_size": 16, "batch_size": 8, "strict": True}
+    with pytest.raises(DataError, match=r"^cannot decode .*\.jpg .*fix or remove it$") as e:
+        train(out=str(tmp_path / "run"), num_workers=workers, **opts, **QUICK)
+    assert "\n" not in str(e.value)
