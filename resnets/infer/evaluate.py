@@ -21,9 +21,9 @@ from ..devices import resolve_device
 from ..errors import UsageError
 from ..io import atomic_write_json
 from ..metrics import topk_correct
-from ..models import ResNet
 from ..models.weights import WeightsMeta, load_model
 from ..plots import confusion_matrix
+from .backends import Predictor, predictor
 
 
 @dataclass
@@ -79,13 +79,14 @@ def evaluate(
     batch_size: int = 256,
     device: str = "auto",
     out: str | Path | None = None,
+    backend: str = "eager",
 ) -> EvalReport:
     """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, got {split!r}")
     weights, run = resolve_source(source)
     dev = resolve_device(device)
-    model = load_model(weights).to(dev).eval()
+    model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
     opts = _data_options(meta, run, data)
     splits = load_splits(opts, seed=0, channels=model.config.in_chans)
@@ -93,7 +94,7 @@ def evaluate(
     loader = eval_loader(splits, split, batch_size, dev)
     if loader is None:
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
-    logits, labels = _predict_all(model, loader, tta_flip)
+    logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
     classes = meta.classes or splits.classes
     report = _report(logits, labels, classes, split, tta_flip)
     report.skipped = getattr(loader, "skipped", 0)
@@ -121,13 +122,12 @@ def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> Data
     return DataOptions(data=data, image_size=meta.input_size, eval_resize=meta.resize_size)
 
 
-@torch.no_grad()
-def _predict_all(model: ResNet, loader, tta_flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict_all(run: Predictor, loader, tta_flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     outs, labels = [], []
     for x, y in loader:
-        probs = model(x).float().softmax(1)
+        probs = run(x).softmax(1)
         if tta_flip:
-            probs = (probs + model(x.flip(3)).float().softmax(1)) / 2
+            probs = (probs + run(x.flip(3)).softmax(1)) / 2
         outs.append(probs.cpu())
         labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)

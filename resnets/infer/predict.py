@@ -18,6 +18,7 @@ from ..data.imagefolder import IMAGE_EXTENSIONS, decode, eval_transform
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models.weights import load_model
+from .backends import predictor
 from .evaluate import resolve_source
 
 
@@ -58,24 +59,27 @@ def expand_images(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-@torch.no_grad()
 def predict(
     weights: str | Path,
     images: Iterable[str | Path],
     topk: int = 5,
     device: str = "auto",
     batch_size: int = 64,
+    backend: str = "eager",
 ) -> PredictResult:
-    """Top-k predictions for each image; unreadable files are reported, not fatal."""
+    """Top-k predictions for each image; unreadable files are reported, not fatal.
+
+    `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto)."""
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
-    model = load_model(path).to(dev).eval()
+    model = load_model(path).eval()
     meta = model.weights_meta
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
     transform = eval_transform(meta.input_size, meta.resize_size)
     mean, std = torch.tensor(meta.mean, device=dev), torch.tensor(meta.std, device=dev)
+    run = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
     k = min(topk, len(classes))
@@ -90,7 +94,7 @@ def predict(
         if not batch:
             continue
         x = normalize(torch.stack(batch).to(dev), mean, std)
-        probs = model(x).float().softmax(1)
+        probs = run(x).softmax(1)
         top = probs.topk(k, dim=1)
         for name, values, index in zip(
             names, top.values.tolist(), top.indices.tolist(), strict=True

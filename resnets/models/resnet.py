@@ -121,6 +121,8 @@ class ResNet(nn.Module):
         self.grad_checkpointing = enable
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if torch.jit.is_tracing():  # a traced graph has fixed shapes anyway
+            return
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(
                 f"{self.name} expects input of shape (N, {self.config.in_chans}, H, W), "

@@ -87,8 +87,9 @@ class TrainConfig(DataOptions):
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 HINTS = typing.get_type_hints(TrainConfig)
-RESUME_OVERRIDES = {
+RESUME_OVERRIDES = {  # what may change on --resume: hardware fitting and run length, not the math
     "device",
+    "accum_steps",
     "progress",
     "log_every",
     "num_workers",

@@ -20,12 +20,12 @@ from torch import nn
 
 from ..data import Loaders, Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
-from ..errors import TrainingError
+from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model
 from ..models.weights import WeightsMeta
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
-from .distributed import DistEnv
+from .distributed import DistEnv, broadcast_object
 from .optim import ModelEMA, Schedule, build_optimizer
 from .run import RunFolder, check_folder, default_folder
 
@@ -62,8 +62,16 @@ class Session:
 def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Session:
     """Data, model, optimizer and run folder; restores a checkpoint for --resume."""
     seed_everything(cfg.seed + env.rank)
-    out = Path(cfg.resume or cfg.out or default_folder(cfg))
-    check_folder(out, cfg)  # before any work, so a clash fails at once
+    out = Path(broadcast_object(str(cfg.resume or cfg.out or default_folder(cfg))))
+    problem = None
+    if env.main:  # before any work, so a clash fails at once, on every process
+        try:
+            check_folder(out, cfg)
+        except UsageError as e:
+            problem = str(e)
+    problem = broadcast_object(problem)
+    if problem:
+        raise UsageError(problem)
     splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
     model, frozen = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
