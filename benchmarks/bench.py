@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -45,7 +46,10 @@ PEAK_BF16_TFLOPS = {
 def measure(
     contenders: dict[str, cases.Work], rounds: int, device: torch.device
 ) -> dict[str, dict]:
-    """Round-robin timing after one warm-up call each; images/s as the median of the rounds."""
+    """Rounds in a fresh random order each (seeded), after one warm-up call per contender;
+    images/s from the median round. Shuffling matters: a fixed order charges one contender
+    for what the previous one leaves behind (ONNX Runtime's spinning threads did)."""
+    order = random.Random(0)
     results = {}
     for name, (run, _) in contenders.items():
         if device.type == "cuda":
@@ -54,7 +58,10 @@ def measure(
         _sync(device)
         results[name] = {"times": [], "peak_mib": _peak(device)}
     for _ in range(rounds):
-        for name, (run, _) in contenders.items():
+        names = list(contenders)
+        order.shuffle(names)
+        for name in names:
+            run = contenders[name][0]
             _sync(device)
             start = time.perf_counter()
             run()

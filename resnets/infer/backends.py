@@ -49,6 +49,8 @@ class OnnxRuntimePredictor:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads or torch.get_num_threads()
+        # Idle threads would otherwise spin, taking the cores from whatever runs next.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 

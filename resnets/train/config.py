@@ -66,7 +66,7 @@ class TrainConfig(DataOptions):
     early_stop: int | None = option(None, "stop after this many epochs without improvement")
 
     amp: Literal["none", "bf16", "fp16"] = option("none", "autocast precision")
-    channels_last: bool = option(False, "NHWC memory format")
+    channels_last: bool = option(True, "NHWC memory format (measured faster on CPU; the usual GPU fast path)")
     compile: bool = option(False, "torch.compile the model")
     grad_checkpointing: bool = option(False, "recompute activations in backward")
     sync_bn: bool = option(False, "synchronize BN statistics across processes (GPU)")
