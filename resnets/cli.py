@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import ResnetsError
+from .errors import ResnetsError, UsageError
 
 Handler = Callable[[argparse.Namespace], int | None]
 BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
@@ -29,9 +29,16 @@ def _cmd_list(args: argparse.Namespace) -> None:
         print(f"{name:<20} {kind:<18} layers={list(cfg.layers)} shortcut={cfg.shortcut}")
 
 
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"--{name} must be at least 1, got {value}")
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
     from .analysis import model_info
 
+    _positive("input-size", args.input_size)
+    _positive("batch-size", args.batch_size)
     overrides = {} if args.in_chans is None else {"in_chans": args.in_chans}
     if args.num_classes is not None:
         overrides["num_classes"] = args.num_classes
@@ -56,12 +63,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         hint = HINTS[name]
         kwargs = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
-        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-        if bool in args:
+        if typing.get_origin(hint) is typing.Literal:
+            kwargs["choices"] = typing.get_args(hint)
+        elif bool in typing.get_args(hint) or hint is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        if typing.get_origin(args[0]) is typing.Literal:
-            kwargs["choices"] = typing.get_args(args[0])
         p.add_argument(flag, metavar=name.upper().replace("_", "-"), **kwargs)
 
 
@@ -114,6 +120,7 @@ def _summary_text(s: dict) -> str:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .infer import evaluate
 
+    _positive("batch-size", args.batch_size)
     report = evaluate(
         args.source, data=args.data, split=args.split, tta_flip=args.tta_flip,
         batch_size=args.batch_size, device=args.device, out=args.out, backend=args.backend,
@@ -129,6 +136,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import predict
 
+    _positive("topk", args.topk)
     result = predict(
         args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend
     )
@@ -153,15 +161,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resnets", description="The ResNet family: build, train, evaluate, export, inspect."
     )
     parser.add_argument("--version", action="version", version=f"resnets {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
@@ -210,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return int(e.code or 0)
     logging.basicConfig(
         level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
     )

@@ -241,13 +241,20 @@ def _download_torchvision(model: ResNet) -> tuple[StateDict, WeightsMeta]:
     return state, meta
 
 
-def save_weights(model: ResNet, path: str | Path, meta: WeightsMeta | None = None) -> Path:
-    """Write the model's weights as safetensors (atomically), with its metadata."""
+def save_weights(
+    model: ResNet,
+    path: str | Path,
+    meta: WeightsMeta | None = None,
+    state: StateDict | None = None,
+) -> Path:
+    """Write the model's weights (or `state`, weights for it) as safetensors, atomically,
+    with the metadata needed to use them."""
     from safetensors.torch import save_file
 
     path = Path(path)
     meta = meta or getattr(model, "weights_meta", None) or WeightsMeta(model.name, model.config)
-    state = {k: v.detach().cpu().contiguous() for k, v in _plain_state_dict(model).items()}
+    state = state if state is not None else _plain_state_dict(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "resnets", "resnets": meta.to_json()})
     return path

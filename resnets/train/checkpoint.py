@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..errors import WeightsError
+from ..errors import TrainingError, WeightsError
 from ..io import atomic_path
 
 FORMAT_VERSION = 1
@@ -58,12 +58,27 @@ def _as_tuple(value: Any) -> Any:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any], progress: Progress) -> None:
-    """Write `payload` (model, optimizer, ... state dicts) with progress, RNG and version."""
+    """Write `payload` (model, optimizer, ... state dicts) with progress, RNG and version.
+
+    A failed write (disk full, permissions) raises TrainingError; `path` keeps its old content.
+    """
     data = {"format_version": FORMAT_VERSION, "kind": KIND, **payload}
     data["progress"] = asdict(progress)
     data["rng"] = rng_state()
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except OSError as e:
+        kept = "the previous one is intact" if path.exists() else "no checkpoint exists yet"
+        raise TrainingError(f"could not save {path} ({e.strerror or e}); {kept}") from None
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed save left behind (`.NAME.XXXX.tmp`)."""
+    stale = list(folder.glob(".*.tmp"))
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
 
 
 def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:

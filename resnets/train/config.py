@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -66,7 +67,9 @@ class TrainConfig(DataOptions):
     early_stop: int | None = option(None, "stop after this many epochs without improvement")
 
     amp: Literal["none", "bf16", "fp16"] = option("none", "autocast precision")
-    channels_last: bool = option(True, "NHWC memory format (measured faster on CPU; the usual GPU fast path)")
+    channels_last: bool = option(
+        True, "NHWC memory format (measured faster on CPU; the usual GPU fast path)"
+    )
     compile: bool = option(False, "torch.compile the model")
     grad_checkpointing: bool = option(False, "recompute activations in backward")
     sync_bn: bool = option(False, "synchronize BN statistics across processes (GPU)")
@@ -156,7 +159,10 @@ def _convert(base: Any, value: Any) -> Any:
     if base is float:
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        return number
     if not isinstance(value, str):
         raise TypeError
     return value
@@ -167,7 +173,8 @@ def _describe(base: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(base))
     if typing.get_origin(base) is tuple:
         return "a list of integers"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[base]
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+    return names[base]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -237,6 +244,10 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{name} must not be negative, got {value}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    for name in ("val_split", "test_split"):
+        value = getattr(cfg, name)
+        if value is not None and not 0 <= value < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {value}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.early_stop and cfg.val_split == 0:

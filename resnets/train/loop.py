@@ -240,6 +240,8 @@ def finish(s: Session) -> dict[str, Any]:
         **unreadable_images(s.loaders),
         "notes": s.splits.notes,
     }
+    if s.env.main:
+        save_best_weights(s)  # the file always matches the weights the summary reports
     s.run.write_summary(summary)
     s.run.plot(p.history)
     s.run.close()
@@ -275,11 +277,19 @@ def save_epoch_checkpoints(s: Session, improved: bool) -> None:
     if not s.env.main:
         return
     payload = checkpoint_payload(s)
-    save_checkpoint(s.run.path / "last.pt", payload, s.progress)
-    if improved:
+    if improved:  # best before last: a kill in between re-runs the epoch and rewrites both
         save_checkpoint(s.run.path / "best.pt", payload, s.progress)
-        best = s.ema.module if s.ema is not None else s.model
-        save_weights(best, s.run.path / "best.safetensors", s.meta)
+        save_best_weights(s)
+    save_checkpoint(s.run.path / "last.pt", payload, s.progress)
+
+
+def save_best_weights(s: Session) -> None:
+    """best.safetensors from the selected weights (EMA when on), for evaluate and predict."""
+    source = s.ema.module if s.ema is not None else s.model
+    try:
+        save_weights(source, s.run.path / "best.safetensors", s.meta, state=s.best_state)
+    except OSError as e:
+        raise TrainingError(f"could not save best.safetensors ({e.strerror or e})") from None
 
 
 def save_step_checkpoint(s: Session, meter: Meter) -> None:

@@ -30,6 +30,7 @@ import yaml
 
 from ..errors import TrainingError, UsageError
 from ..io import atomic_write_json, atomic_write_text
+from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig, to_dict
 
 
@@ -61,14 +62,20 @@ class RunFolder:
         self.path, self.cfg, self.main = path, cfg, main
         self._tb = None
 
-    def prepare(self) -> None:
-        """Create (or empty, with --overwrite) the folder and prove it is writable."""
+    def prepare(self, checkpoint_bytes: int) -> None:
+        """Create (or empty, with --overwrite) the folder; prove it is writable and has room.
+
+        `checkpoint_bytes` is the size of one training checkpoint; a run keeps last.pt,
+        best.pt, best.safetensors and --keep-last step files, each written beside its
+        predecessor before replacing it.
+        """
         if not self.main:
             return
         try:
             if self.cfg.overwrite and self.path.is_dir():
                 shutil.rmtree(self.path)
             self.path.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.path)
             probe = self.path / ".write-test"
             probe.write_bytes(b"\0" * 4096)
             probe.unlink()
@@ -76,6 +83,13 @@ class RunFolder:
             raise TrainingError(
                 f"cannot write to run folder {self.path} ({e.strerror or e})"
             ) from None
+        files = 4 + (self.cfg.keep_last if self.cfg.save_every_steps else 0)
+        needed, free = files * checkpoint_bytes, shutil.disk_usage(self.path).free
+        if free < needed:
+            raise TrainingError(
+                f"only {free / 2**20:,.0f} MiB free in {self.path}; this run's checkpoints need "
+                f"about {needed / 2**20:,.0f} MiB. Free some space or choose another --out"
+            )
 
     def write_config(self) -> None:
         if self.main:

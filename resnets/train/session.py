@@ -124,7 +124,7 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
     )
     if cfg.resume:
         restore(session, load_checkpoint(out / "last.pt", cfg.model))
-    session.run.prepare()
+    session.run.prepare(checkpoint_size(session))
     session.run.write_config()
     session.run.write_manifest(run_info(session))
     return session
@@ -188,6 +188,13 @@ def make_criterion(cfg: TrainConfig, splits: Splits, device: torch.device):
         return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
 
     return criterion
+
+
+def checkpoint_size(s: Session) -> int:
+    """Bytes of one training checkpoint: weights, optimizer state, EMA and best copy."""
+    weights = sum(t.numel() * t.element_size() for t in s.model.state_dict().values())
+    optimizer_copies = 2 if s.cfg.optimizer == "adamw" else 1
+    return weights * (2 + optimizer_copies + (1 if s.ema is not None else 0)) + (1 << 20)
 
 
 def run_info(s: Session) -> dict[str, Any]:
