@@ -96,16 +96,26 @@ def _summary_text(s: dict) -> str:
     def pct(v):
         return "n/a" if v is None else f"{v:.2f} %"
 
+    speed = f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""
+    procs = f" x {s['world_size']}" if s["world_size"] > 1 else ""
     lines = [
         f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epochs ({s['steps']} steps)"
-        f" in {s['train_seconds']:.1f} s on {s['device']}"
-        + (f" x {s['world_size']}" if s["world_size"] > 1 else "")
-        + (f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""),
-        f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
-        f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
-        f"  ({s['test_images']} images, evaluated once)",
-        f"  run folder             {s['run']}",
+        f" in {s['train_seconds']:.1f} s on {s['device']}{procs}{speed}",
     ]
+    if s.get("task") == "segmentation":
+        lines += [
+            f"  best validation Dice   {pct(s['best_val_dice'])}  (epoch {s['best_epoch']})",
+            f"  test Dice / IoU        {pct(s['test_dice'])} / {pct(s['test_iou'])}"
+            f"  ({s['test_images']} images, evaluated once)",
+            f"  predicted masks        {s.get('predictions')}",
+        ]
+    else:
+        lines += [
+            f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
+            f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
+            f"  ({s['test_images']} images, evaluated once)",
+        ]
+    lines.append(f"  run folder             {s['run']}")
     if s.get("skipped_images"):
         lines.append(f"  skipped                {s['skipped_images']} unreadable images")
     lines += [f"  note: {n}" for n in s.get("notes", [])]
@@ -138,14 +148,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     _positive("topk", args.topk)
     result = predict(
-        args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend
-    )
+        args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend,
+        masks_out=args.masks_out,
+    )  # fmt: skip
     if args.json:
         print(
             json.dumps(
                 {
                     "predictions": [
-                        {"path": p.path, "top": [{"class": c, "prob": v} for c, v in p.top]}
+                        {
+                            "path": p.path,
+                            "top": [{"class": c, "prob": v} for c, v in p.top],
+                            "mask": p.mask,
+                        }
                         for p in result.predictions
                     ],
                     "failed": result.failed,
@@ -166,6 +181,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .infer.export import export
+
+    report = export(
+        args.weights, args.format, out=args.out, dynamic_batch=args.dynamic_batch,
+        images=args.images, tolerance=args.tolerance,
+    )  # fmt: skip
+    print(report.text())
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from .infer.convert import convert
+
+    print(convert(args.source, args.output, model=args.model, to=args.to).text())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,11 +249,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
     p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("export", help="ONNX / TorchScript / safetensors, with a parity check")
+    p.add_argument("weights", help="run folder or weights file with resnets metadata")
+    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "safetensors"])
+    p.add_argument("--out", help="output file (default: RUN/export/model.FORMAT)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
+    p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |logit difference|")
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("convert", help="state_dicts between torchvision, timm and resnets")
+    p.add_argument("source", help=".pth / .safetensors in any supported layout")
+    p.add_argument("output", help=".safetensors (resnets, with metadata) or .pth")
+    p.add_argument("--model", help="architecture name (needed unless the file says)")
+    p.add_argument("--to", default="resnets", choices=["resnets", "torchvision", "timm"])
+    p.set_defaults(handler=_cmd_convert)
     return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Our messages on stderr; other libraries' loggers stay at their own (warning) level."""
+    log = logging.getLogger("resnets")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.ERROR if quiet else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,9 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return int(e.code or 0)
-    logging.basicConfig(
-        level=logging.ERROR if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr
-    )
+    _configure_logging(args.quiet)
     try:
         code = args.handler(args)
     except ResnetsError as e:

@@ -40,3 +40,51 @@ class Meter:
         loss, top1, top5, n = self.sums.tolist()
         n = max(n, 1)
         return {"loss": loss / n, "acc1": 100 * top1 / n, "acc5": 100 * top5 / n, "count": int(n)}
+
+
+class SegmentationMeter:
+    """Per-class intersection, prediction and target pixel counts, plus loss and pixel hits.
+
+    Dice and IoU are averaged over the foreground classes (1..K-1) present in the targets.
+    """
+
+    def __init__(self, device: torch.device, num_classes: int, sums: torch.Tensor | None = None):
+        self.k = num_classes
+        self.sums = torch.zeros(3 * num_classes + 3, dtype=torch.float64, device=device)
+        if sums is not None:
+            self.sums.copy_(sums)
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        pred = logits.detach().argmax(1)
+        k = self.k
+        inter = torch.bincount(target[pred == target].flatten(), minlength=k)
+        pred_n = torch.bincount(pred.flatten(), minlength=k)
+        true_n = torch.bincount(target.flatten(), minlength=k)
+        pixels = target.numel()
+        extra = torch.stack([loss.detach().double() * pixels, inter.sum().double()])
+        extra = torch.cat([extra, extra.new_tensor([pixels])])
+        self.sums += torch.cat([inter.double(), pred_n.double(), true_n.double(), extra])
+
+    def reduce(self) -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.sums)
+
+    def read(self) -> dict[str, float]:
+        k = self.k
+        inter, pred_n, true_n = self.sums[:k], self.sums[k : 2 * k], self.sums[2 * k : 3 * k]
+        loss, hits, pixels = self.sums[3 * k :].tolist()
+        present = true_n[1:] > 0
+        dice = (2 * inter / (pred_n + true_n).clamp_min(1))[1:]
+        iou = (inter / (pred_n + true_n - inter).clamp_min(1))[1:]
+
+        def mean(v: torch.Tensor) -> float:
+            return 100 * v[present].mean().item() if present.any() else 0.0
+
+        n = max(pixels, 1)
+        return {
+            "loss": loss / n,
+            "dice": mean(dice),
+            "iou": mean(iou),
+            "pixel_acc": 100 * hits / n,
+            "count": int(pixels),
+        }

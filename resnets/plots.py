@@ -24,17 +24,20 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def training_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
-    """Loss and top-1 accuracy per epoch, train and validation."""
+def training_curves(
+    history: Sequence[dict[str, float]], path: Path, title: str = "", score: str = "acc1"
+) -> Path:
+    """Loss and the task's score (top-1 accuracy, or Dice) per epoch, train and validation."""
+    label = {"acc1": "top-1 accuracy", "dice": "Dice"}.get(score, score)
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] for row in history]
     for split, style in (("train", "-"), ("val", "--")):
         if any(f"{split}_loss" in row for row in history):
             ax_loss.plot(epochs, [r.get(f"{split}_loss") for r in history], style, label=split)
-            ax_acc.plot(epochs, [r.get(f"{split}_acc1") for r in history], style, label=split)
+            ax_acc.plot(epochs, [r.get(f"{split}_{score}") for r in history], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1 accuracy")
+    ax_acc.set(xlabel="epoch", ylabel=f"{label} (%)", title=label)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

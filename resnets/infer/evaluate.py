@@ -20,7 +20,7 @@ from ..data.build import eval_loader
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..io import atomic_write_json
-from ..metrics import topk_correct
+from ..metrics import SegmentationMeter, topk_correct
 from ..models.weights import WeightsMeta, load_model
 from ..plots import confusion_matrix
 from .backends import Predictor, predictor
@@ -58,6 +58,32 @@ class EvalReport:
         return "\n".join(lines)
 
 
+@dataclass
+class SegmentationReport:
+    split: str
+    count: int
+    dice: float
+    iou: float
+    pixel_acc: float
+
+    def table(self) -> str:
+        return (
+            f"{self.split}: {self.count} images\nDice {self.dice:.2f} %   IoU {self.iou:.2f} %   "
+            f"pixel accuracy {self.pixel_acc:.2f} %"
+        )
+
+
+def _evaluate_masks(run: Predictor, loader, split: str, classes: int) -> SegmentationReport:
+    meter = SegmentationMeter(torch.device("cpu"), classes)
+    images = 0
+    for x, y in loader:
+        logits = run(x).cpu()
+        meter.update(torch.zeros(()), logits, y.cpu())
+        images += len(y)
+    r = meter.read()
+    return SegmentationReport(split, images, r["dice"], r["iou"], r["pixel_acc"])
+
+
 def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
     """(weights file, run folder or None) for a run folder or a weights file."""
     path = Path(source)
@@ -88,14 +114,11 @@ def evaluate(
     dev = resolve_device(device)
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
-    opts = _data_options(meta, run, data)
-    splits = load_splits(opts, seed=0, channels=model.config.in_chans)
-    splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
-    loader = eval_loader(splits, split, batch_size, dev)
-    if loader is None:
-        raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
+    loader = run_split_loader(run, meta, model.config.in_chans, split, batch_size, data, dev)
+    if meta.extra.get("task") == "segmentation":
+        return _evaluate_masks(predictor(model, dev, backend), loader, split, len(meta.classes))
     logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
-    classes = meta.classes or splits.classes
+    classes = meta.classes or loader.classes
     report = _report(logits, labels, classes, split, tta_flip)
     report.skipped = getattr(loader, "skipped", 0)
     folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
@@ -106,6 +129,27 @@ def evaluate(
     report.files = {"confusion matrix": str(png), "report": str(folder / f"eval-{split}.json")}
     atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(report))
     return report
+
+
+def run_split_loader(
+    run: Path | None,
+    meta: WeightsMeta,
+    channels: int,
+    split: str,
+    batch_size: int,
+    data: str | None = None,
+    device: torch.device | None = None,
+):
+    """Batches of a split prepared as in training: the run's own held-out split by default,
+    normalized with the weights' mean and std. The loader's `classes` names the labels."""
+    opts = _data_options(meta, run, data)
+    splits = load_splits(opts, seed=0, channels=channels)
+    splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
+    loader = eval_loader(splits, split, batch_size, device or torch.device("cpu"))
+    if loader is None:
+        raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
+    loader.classes = splits.classes
+    return loader
 
 
 def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> DataOptions:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..models import ResNet
 from ..models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
+from ..models.segmentation import UpBlock
 
 # (conv, the BN that directly follows it) inside each kind of block
 _PAIRS: dict[type, list[tuple[str, str]]] = {
@@ -28,6 +29,7 @@ _PAIRS: dict[type, list[tuple[str, str]]] = {
     ],
     PreActBasicBlock: [("conv1", "bn2")],
     PreActBottleneck: [("conv1", "bn2"), ("conv2", "bn3")],
+    UpBlock: [("conv1", "bn1"), ("conv2", "bn2")],
 }
 _STEM_PAIRS = [("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
 
@@ -67,10 +69,13 @@ def _set(module: nn.Module, path: str, value: nn.Module) -> None:
     setattr(module, last, value)
 
 
-def fold_bn(model: ResNet) -> ResNet:
-    """An eval-mode copy of `model` with every foldable BN merged into its conv."""
+def fold_bn(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` (a ResNet, or a segmentation model around one) with every
+    foldable BN merged into its conv."""
     model = copy.deepcopy(model).eval()
-    targets = [(model.stem, _STEM_PAIRS)] + [(b, _PAIRS[type(b)]) for b in model.blocks()]
+    resnet: ResNet = getattr(model, "encoder", model)
+    targets = [(resnet.stem, _STEM_PAIRS)] + [(b, _PAIRS[type(b)]) for b in resnet.blocks()]
+    targets += [(m, _PAIRS[UpBlock]) for m in model.modules() if isinstance(m, UpBlock)]
     for module, pairs in targets:
         for conv_path, bn_path in pairs:
             conv, bn = _get(module, conv_path), _get(module, bn_path)

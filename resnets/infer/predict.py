@@ -17,7 +17,7 @@ from ..data.augment import normalize
 from ..data.imagefolder import IMAGE_EXTENSIONS, decode, eval_transform
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
-from ..models.weights import load_model
+from ..models.weights import WeightsMeta, load_model
 from .backends import predictor
 from .evaluate import resolve_source
 
@@ -26,6 +26,7 @@ from .evaluate import resolve_source
 class Prediction:
     path: str
     top: list[tuple[str, float]]  # (class, probability), most likely first
+    mask: str | None = None  # segmentation: the predicted mask's PNG
 
 
 @dataclass
@@ -37,7 +38,7 @@ class PredictResult:
         lines = []
         for p in self.predictions:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
-            lines.append(f"{p.path}: {best}")
+            lines.append(f"{p.path}: {best or 'mask ' + str(p.mask)}")
         lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
         return "\n".join(lines)
 
@@ -59,6 +60,42 @@ def expand_images(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def prepare_images(
+    files: list[Path], meta: WeightsMeta, channels: int
+) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
+    """Decode, resize and normalize files as the weights were trained.
+
+    Returns (batch or None, the names in the batch, {unreadable file: why})."""
+    transform = eval_transform(meta.input_size, meta.resize_size)
+    images, names, failed = [], [], {}
+    for f in files:
+        try:
+            images.append(transform(decode(f, channels)))
+            names.append(str(f))
+        except Exception as e:
+            failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if not images:
+        return None, names, failed
+    mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
+    return normalize(torch.stack(images), mean, std), names, failed
+
+
+def _save_masks(
+    logits: torch.Tensor, names: list[str], folder: Path, classes: list[str]
+) -> list[Prediction]:
+    """Each image's predicted mask (at the model's input size) as PNG in `folder`."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scale = 255 // max(len(classes) - 1, 1)
+    out = []
+    for name, mask in zip(names, logits.argmax(1).to(torch.uint8).cpu(), strict=True):
+        path = folder / (Path(name).stem + ".png")
+        Image.fromarray((mask * scale).numpy()).save(path)
+        out.append(Prediction(name, [], str(path)))
+    return out
+
+
 def predict(
     weights: str | Path,
     images: Iterable[str | Path],
@@ -66,6 +103,7 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
     backend: str = "eager",
+    masks_out: str | Path = "masks",
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
@@ -77,24 +115,21 @@ def predict(
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
-    transform = eval_transform(meta.input_size, meta.resize_size)
-    mean, std = torch.tensor(meta.mean, device=dev), torch.tensor(meta.std, device=dev)
     run = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
-        batch, names = [], []
-        for f in files[start : start + batch_size]:
-            try:
-                batch.append(transform(decode(f, model.config.in_chans)))
-                names.append(str(f))
-            except Exception as e:
-                result.failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if not batch:
+        x, names, failed = prepare_images(
+            files[start : start + batch_size], meta, model.config.in_chans
+        )
+        result.failed |= failed
+        if x is None:
             continue
-        x = normalize(torch.stack(batch).to(dev), mean, std)
-        probs = run(x).softmax(1)
+        if meta.extra.get("task") == "segmentation":
+            result.predictions += _save_masks(run(x.to(dev)), names, Path(masks_out), classes)
+            continue
+        probs = run(x.to(dev)).softmax(1)
         top = probs.topk(k, dim=1)
         for name, values, index in zip(
             names, top.values.tolist(), top.indices.tolist(), strict=True

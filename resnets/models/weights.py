@@ -267,13 +267,27 @@ def _plain_state_dict(model: nn.Module) -> StateDict:
     return model.state_dict()
 
 
-def load_model(path: str | Path, **overrides: Any) -> ResNet:
-    """Rebuild the model a resnets weights file or checkpoint describes, with its weights."""
+def load_model(path: str | Path, **overrides: Any) -> nn.Module:
+    """Rebuild the model a resnets weights file or checkpoint describes, with its weights.
+
+    A classifier is a `ResNet`; weights trained with --task segmentation give a
+    `SegmentationModel` (the metadata says which)."""
     state, meta = read_weights(path)
     if meta is None:
         raise WeightsError(
             f"{path} carries no resnets metadata; use create_model(NAME, pretrained={str(path)!r})"
         )
-    model = ResNet(meta.config.replace(**overrides), name=meta.model)
-    load_state(model, state, meta, str(path))
+    encoder = ResNet(meta.config.replace(**overrides), name=meta.model)
+    if meta.extra.get("task") != "segmentation":
+        load_state(encoder, state, meta, str(path))
+        return encoder
+    from .segmentation import SegmentationModel
+
+    model = SegmentationModel(encoder, len(meta.classes or []))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"{path} does not fit {meta.model} segmentation: {first}") from None
+    model.weights_meta = meta
     return model

@@ -31,7 +31,7 @@ class Progress:
     epoch: int = 0  # the epoch in progress
     epoch_step: int = 0  # optimizer steps done within it
     step: int = 0  # optimizer steps done in total
-    best_acc1: float = -1.0
+    best_score: float = -1.0
     best_epoch: int = -1
     bad_epochs: int = 0
     bad_batches: int = 0

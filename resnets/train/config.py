@@ -26,6 +26,9 @@ from .recipes import RECIPES, recipe_rules
 class TrainConfig(DataOptions):
     """One training run, fully described."""
 
+    task: Literal["classification", "segmentation"] = option(
+        "classification", "segmentation: --data shapes or segfolder:PATH, a U-Net decoder"
+    )
     model: str = option("resnet20", "registered model name (resnets list)")
     pretrained: str | None = option(None, "initial weights: a .pth/.safetensors file")
     in_chans: int | None = option(None, "model input channels (default: the data's)")

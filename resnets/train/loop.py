@@ -69,7 +69,7 @@ def set_train_mode(session: Session, training: bool) -> None:
 def train_epoch(s: Session, epoch: int, stop: StopRequest) -> dict[str, float]:
     """One epoch of optimizer steps (resuming mid-epoch at s.progress.epoch_step)."""
     cfg, p = s.cfg, s.progress
-    meter = Meter(s.device, s.partial_meter)
+    meter = s.meter(s.partial_meter)
     s.partial_meter = None
     set_train_mode(s, True)
     amp = torch.autocast(s.device.type, dtype=_amp_dtype(cfg.amp), enabled=cfg.amp != "none")
@@ -156,7 +156,7 @@ def evaluate(s: Session, loader) -> dict[str, float]:
     """Loss, top-1 and top-5 of the selected weights (EMA when on), summed over processes."""
     model = s.ema.module if s.ema is not None else s.model
     model.eval()
-    meter = Meter(s.device)
+    meter = s.meter()
     amp = torch.autocast(s.device.type, dtype=_amp_dtype(s.cfg.amp), enabled=s.cfg.amp != "none")
     for x, y in loader:
         with amp:
@@ -177,7 +177,7 @@ def run_session(s: Session, stop: StopRequest) -> dict[str, Any]:
             row |= {f"val_{k}": v for k, v in evaluate(s, s.loaders.val).items() if k != "count"}
         p.history.append(row)
         if s.env.main:
-            log.info(epoch_line(row, s.epochs))
+            log.info(epoch_line(row, s.epochs, s.score))
         improved = select_best(s, row)
         p.epoch, p.epoch_step = epoch + 1, 0
         save_epoch_checkpoints(s, improved)
@@ -188,20 +188,22 @@ def run_session(s: Session, stop: StopRequest) -> dict[str, Any]:
     return finish(s)
 
 
-def epoch_line(row: dict[str, float], epochs: int) -> str:
+def epoch_line(row: dict[str, float], epochs: int, score: str) -> str:
+    label = {"acc1": "top-1", "dice": "Dice"}[score]
     parts = [f"epoch {row['epoch']:>3}/{epochs}", f"loss {row['train_loss']:.4f}"]
-    parts.append(f"train top-1 {row['train_acc1']:6.2f} %")
-    if "val_acc1" in row:
-        parts += [f"val loss {row['val_loss']:.4f}", f"val top-1 {row['val_acc1']:6.2f} %"]
+    parts.append(f"train {label} {row[f'train_{score}']:6.2f} %")
+    if f"val_{score}" in row:
+        parts += [f"val loss {row['val_loss']:.4f}", f"val {label} {row[f'val_{score}']:6.2f} %"]
     return "  ".join(parts) + f"  lr {row['lr']:.4g}"
 
 
 def select_best(s: Session, row: dict[str, float]) -> bool:
-    """Model selection on validation top-1 only; without validation, the last epoch wins."""
+    """Model selection on the validation score (top-1, or Dice for segmentation) only;
+    without validation, the last epoch wins."""
     p = s.progress
-    score = row.get("val_acc1")
-    if score is None or score > p.best_acc1:
-        p.best_acc1, p.best_epoch, p.bad_epochs = (
+    score = row.get(f"val_{s.score}")
+    if score is None or score > p.best_score:
+        p.best_score, p.best_epoch, p.bad_epochs = (
             (score if score is not None else -1.0),
             row["epoch"],
             0,
@@ -220,17 +222,17 @@ def finish(s: Session) -> dict[str, Any]:
     if s.best_state is not None:
         target.load_state_dict(s.best_state)
     test = evaluate(s, s.loaders.test) if s.loaders.test is not None else {}
+    test_keys = ("dice", "iou", "pixel_acc", "loss") if s.segmentation else ("acc1", "acc5", "loss")
     seen = p.step * s.cfg.batch_size
     summary = {
         "model": s.cfg.model,
         "data": s.cfg.data,
+        "task": s.cfg.task,
         "run": str(s.run.path),
-        "best_val_acc1": p.best_acc1 if p.best_acc1 >= 0 else None,
+        f"best_val_{s.score}": p.best_score if p.best_score >= 0 else None,
         "best_epoch": p.best_epoch,
-        "test_acc1": test.get("acc1"),
-        "test_acc5": test.get("acc5"),
-        "test_loss": test.get("loss"),
-        "test_images": test.get("count"),
+        **{f"test_{k}": test.get(k) for k in test_keys},
+        "test_images": test.get("count") if not s.segmentation else _count(s.splits.test),
         "epochs": p.epoch,
         "steps": p.step,
         "train_seconds": round(p.train_seconds, 2),
@@ -242,10 +244,35 @@ def finish(s: Session) -> dict[str, Any]:
     }
     if s.env.main:
         save_best_weights(s)  # the file always matches the weights the summary reports
+        if s.segmentation and s.splits.test is not None:
+            summary["predictions"] = str(save_masks(s, target))
     s.run.write_summary(summary)
-    s.run.plot(p.history)
+    s.run.plot(p.history, s.score)
     s.run.close()
     return summary
+
+
+def _count(split) -> int | None:
+    return None if split is None else len(split)
+
+
+@torch.no_grad()
+def save_masks(s: Session, model: nn.Module) -> Path:
+    """The test split's predicted masks as PNG (class index x 255 / (classes - 1))."""
+    from PIL import Image
+
+    from ..data.build import eval_loader
+
+    folder = s.run.path / "predictions"
+    folder.mkdir(exist_ok=True)
+    scale = 255 // max(len(s.splits.classes) - 1, 1)
+    model.eval()
+    n = 0
+    for x, _ in eval_loader(s.splits, "test", 64, s.device):
+        for mask in model(x).argmax(1).to(torch.uint8).cpu():
+            Image.fromarray((mask * scale).numpy()).save(folder / f"{n:05d}.png")
+            n += 1
+    return folder
 
 
 def unreadable_images(loaders: Loaders) -> dict[str, Any]:

@@ -48,15 +48,18 @@ class Schedule:
         return 1.0
 
 
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Backbone and classifier groups (for --lr-backbone), each split by weight decay."""
+def param_groups(model: nn.Module, cfg: TrainConfig, backbone: nn.Module) -> list[dict]:
+    """Backbone and head groups (for --lr-backbone), each split by weight decay.
+
+    The head is the classifier (or a segmentation decoder): what `backbone` does not hold."""
     lr = peak_lr(cfg)
     backbone_lr = lr * (cfg.lr_backbone / cfg.lr) if cfg.lr_backbone is not None else lr
+    in_backbone = {id(p) for n, p in backbone.named_parameters() if not n.startswith("fc.")}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
+    for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        head = name.startswith("fc.")
+        head = id(p) not in in_backbone
         no_decay = cfg.no_decay_norm_bias and p.ndim <= 1
         groups.setdefault((head, no_decay), []).append(p)
     out = []
@@ -74,10 +77,10 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
 
 
 def build_optimizer(
-    model: nn.Module, cfg: TrainConfig, device: torch.device
+    model: nn.Module, cfg: TrainConfig, device: torch.device, backbone: nn.Module | None = None
 ) -> torch.optim.Optimizer:
     """SGD or AdamW; fused kernels on CUDA, foreach (multi-tensor) elsewhere."""
-    groups = param_groups(model, cfg)
+    groups = param_groups(model, cfg, backbone if backbone is not None else model)
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, betas=(cfg.momentum, 0.999), **fast)

@@ -134,13 +134,12 @@ class RunFolder:
                 self._tb.add_scalar(f"{metric or split}/{split}", value, step)
         self._tb.flush()
 
-    def plot(self, history: list[dict[str, float]]) -> None:
+    def plot(self, history: list[dict[str, float]], score: str = "acc1") -> None:
         if self.main and history:
             from ..plots import training_curves
 
-            training_curves(
-                history, self.path / "curves.png", title=f"{self.cfg.model} on {self.cfg.data}"
-            )
+            title = f"{self.cfg.model} on {self.cfg.data}"
+            training_curves(history, self.path / "curves.png", title=title, score=score)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.main:

@@ -21,7 +21,9 @@ from torch import nn
 from ..data import Loaders, Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
 from ..errors import TrainingError, UsageError
+from ..metrics import Meter, SegmentationMeter
 from ..models import ResNet, create_model
+from ..models.segmentation import create_segmentation_model
 from ..models.weights import WeightsMeta
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
@@ -41,7 +43,8 @@ class Session:
     device: torch.device
     splits: Splits
     loaders: Loaders
-    model: ResNet
+    model: nn.Module  # a ResNet, or a SegmentationModel around one
+    backbone: ResNet
     ddp: nn.Module
     net: nn.Module
     frozen: list[nn.Module]
@@ -58,6 +61,20 @@ class Session:
     best_state: dict[str, torch.Tensor] | None = None
     partial_meter: torch.Tensor | None = None  # the interrupted epoch's sums so far
 
+    @property
+    def segmentation(self) -> bool:
+        return self.cfg.task == "segmentation"
+
+    @property
+    def score(self) -> str:
+        """The validation metric that selects the best weights."""
+        return "dice" if self.segmentation else "acc1"
+
+    def meter(self, sums: torch.Tensor | None = None) -> Meter | SegmentationMeter:
+        if self.segmentation:
+            return SegmentationMeter(self.device, len(self.splits.classes), sums)
+        return Meter(self.device, sums)
+
 
 def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Session:
     """Data, model, optimizer and run folder; restores a checkpoint for --resume."""
@@ -73,7 +90,8 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
     if problem:
         raise UsageError(problem)
     splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
-    model, frozen = build_model(cfg, splits, device, env)
+    check_task(cfg, splits)
+    model, backbone, frozen = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
     loaders = make_loaders(
         splits,
@@ -100,6 +118,7 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
         resize_size=splits.resize_size,
         mean=splits.mean,
         std=splits.std,
+        extra={"task": cfg.task} if cfg.task != "classification" else {},
     )
     session = Session(
         cfg=cfg,
@@ -108,10 +127,11 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
         splits=splits,
         loaders=loaders,
         model=model,
+        backbone=backbone,
         ddp=ddp,
         net=net,
         frozen=frozen,
-        optimizer=build_optimizer(model, cfg, device),
+        optimizer=build_optimizer(model, cfg, device, backbone),
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
         ema=ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
         schedule=Schedule(cfg, steps_per_epoch, total),
@@ -130,21 +150,39 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
     return session
 
 
+def check_task(cfg: TrainConfig, splits: Splits) -> None:
+    masks = splits.train.labels.ndim == 3 if splits.in_memory else False
+    if cfg.task == "segmentation" and not masks:
+        raise UsageError(
+            f"--task segmentation needs masks: --data shapes or segfolder:PATH, not {cfg.data}"
+        )
+    if cfg.task == "classification" and masks:
+        raise UsageError(f"{cfg.data} holds masks; add --task segmentation")
+    if masks and (cfg.mixup_alpha or cfg.cutmix_alpha):
+        raise UsageError("MixUp and CutMix apply to classification only")
+
+
 def build_model(
     cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv
-) -> tuple[ResNet, list[nn.Module]]:
-    model = create_model(
-        cfg.model,
-        pretrained=cfg.pretrained,
-        num_classes=len(splits.classes),
-        in_chans=splits.channels,
-        drop_path_rate=cfg.drop_path_rate,
-        drop_rate=cfg.drop_rate,
-        zero_init_residual=cfg.zero_init_residual,
-    )
-    frozen = freeze(model, cfg.freeze_stages, cfg.freeze_backbone)
+) -> tuple[nn.Module, ResNet, list[nn.Module]]:
+    """(the model, its ResNet backbone, the frozen parts of that backbone)."""
+    options = {
+        "pretrained": cfg.pretrained,
+        "in_chans": splits.channels,
+        "drop_path_rate": cfg.drop_path_rate,
+        "zero_init_residual": cfg.zero_init_residual,
+    }
+    if cfg.task == "segmentation":
+        model = create_segmentation_model(cfg.model, len(splits.classes), **options)
+        backbone = model.encoder
+    else:
+        model = create_model(
+            cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate, **options
+        )
+        backbone = model
+    frozen = freeze(backbone, cfg.freeze_stages, cfg.freeze_backbone)
     if cfg.grad_checkpointing:
-        model.set_grad_checkpointing(True)
+        backbone.set_grad_checkpointing(True)
     if cfg.sync_bn and env.active:
         if device.type != "cuda":
             raise TrainingError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only")
@@ -152,7 +190,7 @@ def build_model(
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, frozen
+    return model, backbone, frozen
 
 
 def freeze(model: ResNet, stages: int, backbone: bool) -> list[nn.Module]:
@@ -180,7 +218,8 @@ def make_criterion(cfg: TrainConfig, splits: Splits, device: torch.device):
     """Cross-entropy with label smoothing and optional balanced class weights."""
     weight = None
     if cfg.class_weights == "balanced":
-        counts = torch.bincount(splits.train.labels, minlength=len(splits.classes)).float()
+        labels = splits.train.labels.flatten()  # per image, or per pixel for masks
+        counts = torch.bincount(labels, minlength=len(splits.classes)).float()
         weight = (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)
 
     def criterion(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

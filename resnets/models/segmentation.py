@@ -1,0 +1,112 @@
+"""Segmentation over a ResNet's stage features: a U-Net-style decoder, and the multitask model
+(one encoder, a classification head and a segmentation head), e.g. for single-channel medical
+images:
+
+    model = create_multitask_model("resnet18", num_classes=2, seg_classes=2, in_chans=1)
+    class_logits, mask_logits = model(x)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import create_model
+from .resnet import ResNet
+
+DECODER_WIDTH = 256  # each decoder level: min(its skip's channels, 256)
+
+
+class UpBlock(nn.Module):
+    """Upsample to the skip's size, concatenate it, two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch + skip_ch, out_ch, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = F.relu(self.bn1(self.conv1(torch.cat([x, skip], 1))))
+        return F.relu(self.bn2(self.conv2(x)))
+
+
+class UNetDecoder(nn.Module):
+    """From the deepest stage up to the shallowest, then to the input size; per-pixel logits."""
+
+    def __init__(self, stage_channels: list[int], num_classes: int):
+        super().__init__()
+        deep, *skips = reversed(stage_channels)
+        blocks, in_ch = [], deep
+        for skip in skips:
+            out = min(skip, DECODER_WIDTH)
+            blocks.append(UpBlock(in_ch, skip, out))
+            in_ch = out
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(in_ch, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        x = feats[-1]
+        for block, skip in zip(self.blocks, reversed(feats[:-1]), strict=True):
+            x = block(x, skip)
+        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+
+
+class SegmentationModel(nn.Module):
+    """ResNet encoder (no classifier) + U-Net decoder: [N, C, H, W] -> [N, classes, H, W]."""
+
+    def __init__(self, encoder: ResNet, num_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = UNetDecoder([f.channels for f in encoder.feature_info], num_classes)
+        self.num_classes = num_classes
+
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def config(self):
+        return self.encoder.config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder.forward_intermediates(x), x.shape[-2:])
+
+
+class MultiTaskModel(SegmentationModel):
+    """One encoder, two heads: (class logits [N, num_classes], mask logits [N, seg, H, W])."""
+
+    def __init__(self, encoder: ResNet, num_classes: int, seg_classes: int):
+        super().__init__(encoder, seg_classes)
+        self.classifier = nn.Linear(encoder.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.encoder.forward_intermediates(x)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(feats[-1], 1), 1)
+        return self.classifier(pooled), self.decoder(feats, x.shape[-2:])
+
+
+def create_segmentation_model(
+    name: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
+) -> SegmentationModel:
+    """A registered ResNet as encoder (classification weights load into it) + decoder."""
+    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    return SegmentationModel(encoder, num_classes)
+
+
+def create_multitask_model(
+    name: str,
+    num_classes: int,
+    seg_classes: int,
+    *,
+    pretrained: str | Path | None = None,
+    **overrides: Any,
+) -> MultiTaskModel:
+    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    return MultiTaskModel(encoder, num_classes, seg_classes)
