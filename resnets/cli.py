@@ -199,6 +199,24 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(convert(args.source, args.output, model=args.model, to=args.to).text())
 
 
+def _cmd_experiment(args: argparse.Namespace) -> None:
+    from .analysis import experiments
+
+    depths = tuple(int(d) for d in args.depths.split(",")) if args.depths else None
+    common = {"data": args.data, "overwrite": args.overwrite}
+    if args.name == "degradation":
+        options = {"depths": depths or (20, 56), "epochs": args.epochs or 30, **common}
+        if args.recipe:
+            options["recipe"] = args.recipe
+        result = experiments.degradation(out=args.out or "experiments/degradation", **options)
+    else:
+        result = experiments.gradient_flow(
+            depths=depths or (20, 32, 44, 56, 110), steps=args.steps,
+            out=args.out or "experiments/gradients", **common,
+        )  # fmt: skip
+    print(result.text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -270,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="architecture name (needed unless the file says)")
     p.add_argument("--to", default="resnets", choices=["resnets", "torchvision", "timm"])
     p.set_defaults(handler=_cmd_convert)
+
+    p = sub.add_parser("experiment", help="the paper's experiments: degradation, gradients")
+    p.add_argument("name", choices=["degradation", "gradients"])
+    p.add_argument("--depths", help="comma list (default 20,56 / 20,32,44,56,110)")
+    p.add_argument("--data", default="digits", help="dataset spec, e.g. cifar10:PATH")
+    p.add_argument("--epochs", type=int, help="degradation: epochs per model (default 30)")
+    p.add_argument("--recipe", help="degradation: a training recipe, e.g. paper-cifar")
+    p.add_argument("--steps", type=int, default=20, help="gradients: SGD steps (default 20)")
+    p.add_argument("--out", help="output folder (default experiments/NAME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(handler=_cmd_experiment)
     return parser
 
 

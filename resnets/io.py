@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode() -> int:
+    """What open() would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _default_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
@@ -20,6 +30,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _MODE)  # mkstemp makes files private; the result should read like any file
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -79,6 +79,7 @@ def curves_by_model(
     styles: dict[str, str] | None = None,
     log_y: bool = False,
     panels: dict[str, list[str]] | None = None,
+    xlabel: str = "epoch",
 ) -> Path:
     """Several (x, y) curves, optionally grouped into side-by-side panels."""
     plt = _pyplot()
@@ -88,9 +89,9 @@ def curves_by_model(
         for name in names:
             x, y = series[name]
             ax.plot(x, y, (styles or {}).get(name, "-"), label=name)
-        ax.set(xlabel="epoch", ylabel=ylabel, title=panel)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=panel)
         if log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7 if len(names) > 6 else None)
     return _save(fig, path)

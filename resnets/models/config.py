@@ -165,6 +165,10 @@ def _check_values(cfg: ResNetConfig) -> None:
         raise ConfigError(
             f"avg_down needs a projection shortcut ('B' or 'C'), not {cfg.shortcut!r}"
         )
+    if cfg.shortcut == "none" and cfg.zero_init_residual:
+        raise ConfigError(
+            "zero_init_residual needs shortcuts: in a plain network it would zero every block"
+        )
     if cfg.shortcut == "none" and cfg.drop_path_rate > 0:
         raise ConfigError("drop_path_rate needs shortcuts: a plain network has no branch to drop")
     if cfg.shortcut == "A":
