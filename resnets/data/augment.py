@@ -1,0 +1,111 @@
+"""Augmentation of whole batches on the training device (GPU when there is one).
+
+Random parameters are drawn for the whole global batch from a generator seeded by
+(seed, epoch, step), then sliced per process and micro-batch. So the images a sample sees do
+not depend on the number of processes, on gradient accumulation, or on a resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float, scaled to [0, 1] and standardized per channel."""
+    return (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey to RGB by repetition, RGB to grey by ITU-R 601 luma."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return x.expand(-1, channels, -1, -1)
+    if channels == 1 and x.shape[1] == 3:
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+        return (x.float() * w).sum(1, keepdim=True).round().to(x.dtype)
+    raise ValueError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
+
+
+@dataclass(frozen=True)
+class CropFlip:
+    """Zero-pad by `padding`, take a random crop of the original size, flip half horizontally."""
+
+    padding: int
+    hflip: bool
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        dev = generator.device
+        span = 2 * self.padding + 1
+        return {
+            "dy": torch.randint(0, span, (n,), generator=generator, device=dev),
+            "dx": torch.randint(0, span, (n,), generator=generator, device=dev),
+            "flip": torch.rand(n, generator=generator, device=dev) < 0.5,
+        }
+
+    def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.padding:
+            x = _crop(x, self.padding, p["dy"], p["dx"])
+        if self.hflip:
+            x = torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(3), x)
+        return x
+
+
+def _crop(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Per-sample translated crops as one gather (no Python loop over samples)."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    index = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w)
+    return padded.flatten(2).gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
+
+
+@dataclass(frozen=True)
+class MixUpCutMix:
+    """MixUp and CutMix on normalized batches with one-hot (smoothed) targets.
+
+    One of the two is chosen per batch (CutMix with probability `switch_prob` when both are
+    on); a sample is mixed with its mirror in the micro-batch. Parameters are plain numbers
+    drawn on the host, so mixing costs the device no synchronization.
+    """
+
+    mixup_alpha: float
+    cutmix_alpha: float
+    num_classes: int
+    label_smoothing: float = 0.0
+    switch_prob: float = 0.5
+
+    @property
+    def active(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    def sample(self, generator: torch.Generator) -> dict[str, float]:
+        """Draw (cutmix?, lambda, box centre) from a CPU generator."""
+        u = torch.rand(3, generator=generator).tolist()
+        use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha == 0 or u[0] < self.switch_prob)
+        alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
+        gamma = torch._standard_gamma(torch.full((2,), float(alpha)), generator).tolist()
+        return {"cutmix": use_cutmix, "lam": gamma[0] / sum(gamma), "cy": u[1], "cx": u[2]}
+
+    def apply(
+        self, x: torch.Tensor, y: torch.Tensor, p: dict[str, float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = p["lam"]
+        if p["cutmix"]:
+            h, w = x.shape[-2:]
+            cut = (1 - lam) ** 0.5
+            ch, cw, cy, cx = int(cut * h), int(cut * w), int(p["cy"] * h), int(p["cx"] * w)
+            y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+            x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+            x = x.clone()
+            x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
+            lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+        else:
+            x = x * lam + x.flip(0) * (1 - lam)
+        off = self.label_smoothing / self.num_classes
+        target = F.one_hot(y, self.num_classes).float() * (1 - self.label_smoothing) + off
+        return x, target * lam + target.flip(0) * (1 - lam)

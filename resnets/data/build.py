@@ -1,0 +1,389 @@
+"""From a `--data` spec to train / validation / test splits and their loaders.
+
+Specs: `digits` (bundled), `synthetic`, `cifar10[:PATH]`, `cifar100[:PATH]`, `mnist[:PATH]`,
+`fashion-mnist[:PATH]`, `imagefolder:PATH`. Model selection uses a validation split carved
+from the training data (with a fixed seed, the same for every run); the test split is only
+for the final, single evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError, UsageError, unknown_name
+from . import datasets as ds
+from . import imagefolder as imf
+from .augment import CropFlip, MixUpCutMix
+from .device_decode import DeviceDecoder
+from .loaders import (
+    ONE_PROCESS,
+    GlobalBatches,
+    InMemoryEvalLoader,
+    InMemoryTrainLoader,
+    Shard,
+    channel_stats,
+    to_channels,
+)
+
+DATASETS = (
+    "digits",
+    "synthetic",
+    "cifar10",
+    "cifar100",
+    "mnist",
+    "fashion-mnist",
+    "imagefolder",
+    "shapes",  # segmentation: synthetic circles and squares with masks
+    "segfolder",  # segmentation: PATH/images/* with PATH/masks/* of the same names
+)
+SEGMENTATION = ("shapes", "segfolder")
+SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def option(default, help: str):
+    """A dataclass field with help text: the CLI flag and the docs read it from here."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataOptions:
+    """The data-related training options (each is also a `resnets train` flag)."""
+
+    data: str = option(
+        "digits",
+        "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | "
+        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
+    )
+    image_size: int | None = option(
+        None, "resize images to this side (default: native; 224 for folders)"
+    )
+    val_split: float | None = option(
+        None, "fraction of training data held out for validation (0.1)"
+    )
+    test_split: float = option(0.2, "fraction held out as test set where the data has none")
+    download: bool = option(False, "download CIFAR / MNIST with torchvision (needs a network)")
+    num_workers: int | None = option(
+        None, "image-folder decoding processes (default: CPUs - 1, max 8)"
+    )
+    strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
+    synthetic_samples: int = option(2048, "training images for --data synthetic")
+    synthetic_classes: int = option(10, "classes for --data synthetic")
+    crop_padding: int | None = option(None, "random-crop padding in pixels (default: size / 8)")
+    hflip: bool | None = option(None, "random horizontal flips (default: on for CIFAR and folders)")
+    train_crop: str | None = option(None, "folders: random-resized | resize (default by size)")
+    eval_resize: int | None = option(None, "folders: shorter side before the centre crop")
+    gpu_decode: bool = option(False, "folders: decode JPEGs on the training device (nvJPEG)")
+
+
+@dataclass
+class Splits:
+    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`)."""
+
+    name: str
+    train: object
+    val: object | None
+    test: object | None
+    classes: list[str]
+    channels: int
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    fingerprint: str
+    crop_padding: int
+    hflip: bool
+    resize_size: int | None = None
+    in_memory: bool = True
+    notes: list[str] = field(default_factory=list)
+    decode: dict | None = None  # folders with --gpu-decode: DeviceDecoder settings
+
+
+def parse_spec(spec: str) -> tuple[str, Path | None]:
+    name, _, path = spec.partition(":")
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    if name in ("imagefolder", "segfolder") and not path:
+        raise UsageError(f"{name} needs a path: --data {name}:PATH")
+    return name, Path(path).expanduser() if path else None
+
+
+def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, split-off) indices; each class gives round(fraction x its count), at least one."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    keep, take = [], []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) > 1 else 0
+        take.append(idx[:n])
+        keep.append(idx[n:])
+    return torch.cat(keep).sort().values, torch.cat(take).sort().values
+
+
+def load_splits(opts: DataOptions, seed: int, channels: int | None = None) -> Splits:
+    """Load the data named by `opts.data` and carve validation (and test) splits."""
+    for name in ("val_split", "test_split"):
+        value = getattr(opts, name)
+        if value is not None and not 0 <= value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+    name, path = parse_spec(opts.data)
+    if name == "imagefolder":
+        splits = _folder_splits(path, opts, seed, channels)
+    else:
+        splits = _memory_splits(name, path, opts, channels)
+    if len(splits.classes) < 2:
+        raise DataError(
+            f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
+        )
+    return splits
+
+
+def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
+    train, test = _memory_sets(name, path, opts)
+    if channels is not None:
+        train, test = to_channels(train, channels), test and to_channels(test, channels)
+    if opts.image_size:
+        train, test = ds.resize(train, opts.image_size), test and ds.resize(test, opts.image_size)
+    notes = []
+    if test is None:
+        kept, held = stratified_split(_strata(train), opts.test_split)
+        train, test = train.subset(kept), train.subset(held)
+        notes.append(f"test split: {len(test)} images held out from {name} (fixed seed)")
+    train, val = _carve_val(train, opts.val_split, notes)
+    mean, std = channel_stats(train.images)
+    size = train.images.shape[-1]
+    return Splits(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        classes=train.classes,
+        channels=train.channels,
+        input_size=size,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        fingerprint=train.fingerprint(),
+        crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
+        hflip=opts.hflip
+        if opts.hflip is not None
+        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes"),
+        notes=notes,
+    )
+
+
+def _memory_sets(name: str, path: Path | None, opts: DataOptions):
+    root = path or Path("data")
+    if name == "digits":
+        return ds.load_digits(), None
+    if name == "shapes":
+        total = opts.synthetic_samples
+        full = ds.make_shapes(total + total // 4, opts.image_size or 64, seed=SPLIT_SEED)
+        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+    if name == "segfolder":
+        return ds.load_segfolder(root, opts.image_size or 128, None), None
+    if name == "synthetic":
+        size = opts.image_size or 32
+        total = opts.synthetic_samples
+        full = ds.make_synthetic(total + total // 4, size, opts.synthetic_classes, seed=SPLIT_SEED)
+        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+    if name.startswith("cifar"):
+        return ds.load_cifar(name, root, opts.download)
+    return ds.load_mnist(name, root, opts.download)
+
+
+def _carve_val(train, fraction: float | None, notes: list[str]):
+    fraction = 0.1 if fraction is None else fraction
+    if fraction == 0:
+        notes.append("no validation set (--val-split 0): the last epoch's weights are kept")
+        return train, None
+    kept, held = stratified_split(_strata(train), fraction)
+    notes.append(f"validation split: {len(held)} of {len(train.labels)} training images")
+    return train.subset(kept), train.subset(held)
+
+
+def _strata(data) -> torch.Tensor:
+    """Per-sample classes to stratify by; masks give none, so the split is simply random."""
+    labels = data.labels
+    return torch.zeros(len(labels), dtype=torch.long) if labels.ndim > 1 else labels
+
+
+@dataclass
+class _FolderSplit:
+    files: list[Path]
+    labels: torch.Tensor
+    classes: list[str]
+
+    def subset(self, index: torch.Tensor) -> _FolderSplit:
+        return _FolderSplit(
+            [self.files[i] for i in index.tolist()], self.labels[index], self.classes
+        )
+
+
+def _scan_split(root: Path, classes: list[str] | None = None) -> _FolderSplit:
+    files, labels, found = imf.scan(root)
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataError(f"{root} has classes the training set lacks: {', '.join(unknown[:5])}")
+        remap = torch.tensor([classes.index(c) for c in found])
+        labels, found = remap[labels], classes
+    return _FolderSplit(files, labels, found)
+
+
+def _folder_splits(root: Path, opts: DataOptions, seed: int, channels: int | None) -> Splits:
+    notes = []
+    if (root / "train").is_dir():
+        train = _scan_split(root / "train")
+        val = _scan_split(root / "val", train.classes) if (root / "val").is_dir() else None
+        test = _scan_split(root / "test", train.classes) if (root / "test").is_dir() else None
+        if test is None and val is not None:
+            test, val = val, None
+            notes.append("val/ serves as the test set; validation is carved from train/")
+    else:
+        train, val, test = _scan_split(root), None, None
+    if test is None:
+        kept, held = stratified_split(train.labels, opts.test_split)
+        train, test = train.subset(kept), train.subset(held)
+        notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
+    if val is None:
+        train, val = _carve_val(train, opts.val_split, notes)
+    channels = channels or imf.detect_channels(train.files)
+    size = opts.image_size or 224
+    crop = opts.train_crop or ("random-resized" if size >= 128 else "resize")
+    if crop not in ("random-resized", "resize"):
+        raise UsageError(f"--train-crop must be 'random-resized' or 'resize', got {crop!r}")
+    resize = opts.eval_resize or (round(size / 0.875) if crop == "random-resized" else None)
+
+    def dataset(split, transform):
+        if split is None:
+            return None
+        return imf.ImageFolderDataset(
+            split.files, split.labels, transform, channels, seed, opts.strict
+        )
+
+    gray = channels == 1
+    return Splits(
+        name=f"imagefolder:{root}",
+        train=dataset(train, imf.train_transform(size, crop, hflip=opts.hflip is not False)),
+        val=dataset(val, imf.eval_transform(size, resize)),
+        test=dataset(test, imf.eval_transform(size, resize)),
+        classes=train.classes,
+        channels=channels,
+        input_size=size,
+        mean=[sum(IMAGENET_MEAN) / 3] if gray else list(IMAGENET_MEAN),
+        std=[sum(IMAGENET_STD) / 3] if gray else list(IMAGENET_STD),
+        fingerprint=imf.fingerprint(train.files + val.files if val else train.files, root),
+        crop_padding=(opts.crop_padding or max(size // 8, 1)) if crop == "resize" else 0,
+        hflip=(opts.hflip is not False) if crop == "resize" else False,
+        resize_size=resize,
+        in_memory=False,
+        notes=notes,
+        decode={
+            "size": size,
+            "channels": channels,
+            "seed": seed,
+            "rrc": crop == "random-resized",
+            "resize": resize,
+            "hflip": opts.hflip is not False,
+        }
+        if opts.gpu_decode
+        else None,
+    )
+
+
+@dataclass
+class Loaders:
+    train: InMemoryTrainLoader | imf.FolderTrainLoader
+    val: InMemoryEvalLoader | imf.FolderEvalLoader | None
+    test: InMemoryEvalLoader | imf.FolderEvalLoader | None
+
+
+def make_loaders(
+    splits: Splits,
+    *,
+    batch_size: int,
+    shard: Shard,
+    device: torch.device,
+    seed: int,
+    mix: MixUpCutMix | None = None,
+    channels_last: bool = False,
+    num_workers: int | None = None,
+) -> Loaders:
+    """Loaders for the three splits; training batches are global, sharded by `shard`."""
+    mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
+    augment = CropFlip(splits.crop_padding, splits.hflip)
+    if not augment.padding and not augment.hflip:
+        augment = None
+    batches = GlobalBatches(len(splits.train), batch_size, shard, seed)
+    common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
+    if splits.in_memory:
+        train = InMemoryTrainLoader(splits.train, batches, augment=augment, mix=mix, **common)
+    else:
+        workers = default_workers() if num_workers is None else num_workers
+        train = imf.FolderTrainLoader(
+            splits.train,
+            batches,
+            augment=augment,
+            mix=mix,
+            num_workers=workers,
+            decoder=_decoder(splits, device, train=True),
+            **common,
+        )
+    eval_batch = max(batch_size // shard.world_size, 1)
+    eval_shard = Shard(shard.rank, shard.world_size)
+
+    def evaluation(split: str):
+        return eval_loader(
+            splits, split, eval_batch, device, eval_shard, channels_last, num_workers
+        )
+
+    return Loaders(train, evaluation("val"), evaluation("test"))
+
+
+def eval_loader(
+    splits: Splits,
+    split: str,
+    batch_size: int,
+    device: torch.device,
+    shard: Shard = ONE_PROCESS,
+    channels_last: bool = False,
+    num_workers: int | None = None,
+) -> InMemoryEvalLoader | imf.FolderEvalLoader | None:
+    """Batches of one split ("train", "val" or "test") in order, normalized; None if absent."""
+    data = getattr(splits, split)
+    if data is None:
+        return None
+    mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
+    common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
+    if splits.in_memory:
+        return InMemoryEvalLoader(data, batch_size, shard=shard, **common)
+    workers = default_workers() if num_workers is None else num_workers
+    decoder = _decoder(splits, device, train=False)
+    return imf.FolderEvalLoader(
+        data, batch_size, num_workers=workers, shard=shard, decoder=decoder, **common
+    )
+
+
+def _decoder(splits: Splits, device: torch.device, train: bool) -> DeviceDecoder | None:
+    if splits.decode is None:
+        return None
+    d = splits.decode
+    return DeviceDecoder(
+        device,
+        d["size"],
+        d["channels"],
+        d["seed"],
+        train=train and d["rrc"],
+        resize=None if train else d["resize"],
+        hflip=d["hflip"],
+    )
+
+
+def default_workers() -> int:
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(min((cpus or 1) - 1, 8), 0)

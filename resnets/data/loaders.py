@@ -1,0 +1,206 @@
+"""Batches for training and evaluation, sharded across processes and micro-batches.
+
+`GlobalBatches` fixes which samples make up each global batch from (seed, epoch) alone; a
+process takes its contiguous share and splits it into `accum` micro-batches. Two processes
+therefore see exactly what one process with two accumulation steps sees, and a run resumed
+at (epoch, step), with any number of processes, continues the same sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UsageError
+from .augment import CropFlip, MixUpCutMix, match_channels, normalize
+from .datasets import ImageTensors
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (seed, epoch, step)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & (2**63 - 1)
+    return h
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place: rank of world_size, and micro-batches per optimizer step."""
+
+    rank: int = 0
+    world_size: int = 1
+    accum: int = 1
+
+
+ONE_PROCESS = Shard()
+
+
+class GlobalBatches:
+    """Global batches of sample indices, identical for every world size and resume point."""
+
+    def __init__(self, n: int, batch_size: int, shard: Shard, seed: int, drop_last: bool = True):
+        parts = shard.world_size * shard.accum
+        if batch_size % parts:
+            raise UsageError(
+                f"batch size {batch_size} must divide evenly over {shard.world_size} processes "
+                f"x {shard.accum} accumulation steps; use a multiple of {parts}"
+            )
+        if drop_last and n < batch_size:
+            raise UsageError(
+                f"the training set has {n} samples, fewer than one batch of {batch_size}; "
+                "lower --batch-size"
+            )
+        self.n, self.batch_size, self.shard, self.seed = n, batch_size, shard, seed
+        self.steps = n // batch_size if drop_last else -(-n // batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        return torch.randperm(self.n, generator=g)
+
+    def micro_slices(self) -> list[slice]:
+        """Positions, within a global batch, of this process's micro-batches."""
+        per_rank = self.batch_size // self.shard.world_size
+        per_micro = per_rank // self.shard.accum
+        start = self.shard.rank * per_rank
+        return [
+            slice(start + k * per_micro, start + (k + 1) * per_micro)
+            for k in range(self.shard.accum)
+        ]
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        order = self.order(epoch)
+        for step in range(start_step, self.steps):
+            yield step, order[step * self.batch_size : (step + 1) * self.batch_size]
+
+
+class TrainBatches:
+    """What every training loader holds: its global batches and the on-device finishing steps
+    (crop and flip, normalize, mix, memory layout)."""
+
+    def __init__(
+        self,
+        batches: GlobalBatches,
+        device: torch.device,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        augment: CropFlip | None,
+        mix: MixUpCutMix | None = None,
+        channels_last: bool = False,
+    ):
+        self.batches, self.device = batches, device
+        self.mean, self.std = mean.to(device), std.to(device)
+        self.augment, self.mix = augment, mix if mix is not None and mix.active else None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class InMemoryTrainLoader(TrainBatches):
+    """Training batches from uint8 tensors that live on the training device.
+
+    Per step: gather the batch, crop and flip it, normalize it, mix it: all as tensor ops on
+    the device, with random parameters from a generator seeded by (seed, epoch, step).
+    """
+
+    def __init__(
+        self,
+        data: ImageTensors,
+        batches: GlobalBatches,
+        device: torch.device,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        augment: CropFlip | None,
+        mix: MixUpCutMix | None = None,
+        channels_last: bool = False,
+    ):
+        super().__init__(batches, device, mean, std, augment, mix, channels_last)
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Batch]]:
+        seed = self.batches.seed
+        gen = torch.Generator(device=self.device)
+        host_gen = torch.Generator()
+        slices = self.batches.micro_slices()
+        for step, index in self.batches.epoch(epoch, start_step):
+            gen.manual_seed(mix_seed(seed, epoch, step, 1))
+            host_gen.manual_seed(mix_seed(seed, epoch, step, 2))
+            index = index.to(self.device, non_blocking=True)
+            params = self.augment.sample(len(index), gen) if self.augment else None
+            mix_params = self.mix.sample(host_gen) if self.mix else None
+            micro = []
+            for part in slices:
+                x, y = self.images[index[part]], self.labels[index[part]]
+                if self.augment and y.ndim == 3:  # masks move with their images
+                    both = torch.cat([x, y[:, None].to(x.dtype)], 1)
+                    both = self.augment.apply(both, {k: v[part] for k, v in params.items()})
+                    x, y = both[:, :-1], both[:, -1].to(y.dtype)
+                elif self.augment:
+                    x = self.augment.apply(x, {k: v[part] for k, v in params.items()})
+                x = normalize(x, self.mean, self.std)
+                if self.mix:
+                    x, y = self.mix.apply(x, y, mix_params)
+                micro.append((x.contiguous(memory_format=self.memory_format), y))
+            yield micro
+
+
+class InMemoryEvalLoader:
+    """Evaluation batches in order; process r of w takes samples r, r+w, r+2w, ..."""
+
+    def __init__(
+        self,
+        data: ImageTensors,
+        batch_size: int,
+        device: torch.device,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        shard: Shard = Shard(),
+        channels_last: bool = False,
+    ):
+        index = torch.arange(shard.rank, len(data), shard.world_size)
+        self.images = data.images[index].to(device)
+        self.labels = data.labels[index].to(device)
+        self.batch_size = batch_size
+        self.mean, self.std = mean.to(device), std.to(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for start in range(0, len(self.labels), self.batch_size):
+            x = self.images[start : start + self.batch_size]
+            x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+            yield x, self.labels[start : start + self.batch_size]
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images, in [0, 1] units."""
+    x = images.transpose(0, 1).reshape(images.shape[1], -1)
+    mean = torch.zeros(x.shape[0], dtype=torch.float64)
+    sq = torch.zeros(x.shape[0], dtype=torch.float64)
+    for chunk in x.split(1 << 24, dim=1):
+        c = chunk.double() / 255
+        mean += c.sum(1)
+        sq += (c * c).sum(1)
+    count = x.shape[1]
+    mean /= count
+    std = (sq / count - mean**2).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+def to_channels(data: ImageTensors, channels: int) -> ImageTensors:
+    if data.channels == channels:
+        return data
+    return ImageTensors(
+        match_channels(data.images, channels).contiguous(), data.labels, data.classes
+    )
