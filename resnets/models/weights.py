@@ -164,28 +164,33 @@ def load_state(
 ) -> WeightsMeta | None:
     """Load a state_dict in any supported layout, adapting in_chans and the classifier."""
     state = to_resnets(state, model.config)
+    notes: list[tuple[int, str]] = []  # (level, message), said once the weights fit
     conv_key = "stem.conv1.weight" if model.config.stem == "deep" else "stem.conv.weight"
     if conv_key in state and state[conv_key].shape[1] != model.config.in_chans:
-        log.info(
-            "adapted %s's first conv from %d to %d input channels",
-            name,
-            state[conv_key].shape[1],
-            model.config.in_chans,
+        src = state[conv_key].shape[1]
+        notes.append(
+            (
+                logging.INFO,
+                f"adapted {name}'s first conv from {src} to {model.config.in_chans} channels",
+            )
         )
         state[conv_key] = adapt_input_conv(state[conv_key], model.config.in_chans)
     fc = model.fc
     fits = isinstance(fc, nn.Linear) and fc.weight.shape == state.get("fc.weight", fc.weight).shape
     if "fc.weight" in state and not fits:
-        log.warning(
-            "classifier re-initialized: %s has %d classes, the model has %d",
-            name,
-            state["fc.weight"].shape[0],
-            model.config.num_classes,
+        notes.append(
+            (
+                logging.WARNING,
+                f"classifier re-initialized: {name} has {state['fc.weight'].shape[0]} classes, "
+                f"the model has {model.config.num_classes}",
+            )
         )
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         if meta is not None:
             meta.classes = None
     _check_fit(model, state, name, strict)
+    for level, message in notes:
+        log.log(level, message)
     model.load_state_dict(state, strict=False)
     if meta is not None:
         model.weights_meta = meta

@@ -57,7 +57,7 @@ class TrainConfig(DataOptions):
     milestone_unit: Literal["epoch", "step"] = option("epoch", "unit of --milestones")
     lr_gamma: float = option(0.1, "multistep factor")
     min_lr: float = option(0.0, "cosine: final learning rate")
-    warmup_epochs: float = option(1.0, "warm-up length in epochs")
+    warmup_epochs: float = option(5.0, "warm-up length in epochs (at most half the run)")
     warmup_steps: int | None = option(None, "warm-up length in steps (overrides epochs)")
     warmup_style: Literal["linear", "constant"] = option("linear", "ramp up, or hold low")
     warmup_factor: float = option(0.1, "lr factor at the start of warm-up (or held level)")

@@ -23,10 +23,11 @@ class Schedule:
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int, total_steps: int):
         self.cfg, self.total = cfg, total_steps
+        # An epoch-based warm-up takes at most half the run, so short runs reach full lr.
         self.warmup = (
             cfg.warmup_steps
             if cfg.warmup_steps is not None
-            else round(cfg.warmup_epochs * steps_per_epoch)
+            else min(round(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
         )
         scale = steps_per_epoch if cfg.milestone_unit == "epoch" else 1
         self.milestones = [m * scale for m in cfg.milestones]

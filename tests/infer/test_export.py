@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import pytest
 import torch
@@ -53,5 +54,7 @@ def test_export_cli_with_given_images(digits_run, tmp_path, capsys):
     )
     assert code == 0
     assert "parity on 1 given images" in capsys.readouterr().out
-    module = torch.jit.load(str(tmp_path / "m.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated from 2.14
+        module = torch.jit.load(str(tmp_path / "m.pt"))
     assert module(torch.randn(3, 1, 8, 8)).shape == (3, 10)

@@ -1,7 +1,5 @@
 """Each recipe's learning rate at its key steps."""
 
-import math
-
 import pytest
 
 from resnets.train.config import resolve
@@ -46,8 +44,16 @@ def test_modern_scales_lr_with_batch_warms_up_linearly_and_ends_near_zero():
     assert got[4] < 1e-6
 
 
-def test_default_recipe_is_cosine_with_one_warmup_epoch():
-    got = lrs({}, 10, [0, 5, 10, 300])
+def test_default_recipe_warms_up_5_epochs_then_cosine():
+    got = lrs({}, 10, [0, 25, 50, 175, 299])
     assert got[0] == pytest.approx(0.01) and got[1] == pytest.approx(0.055)
-    assert got[2] == pytest.approx(0.1) and got[3] == pytest.approx(0.0, abs=1e-12)
-    assert math.isclose(lrs({}, 10, [155])[0], 0.05, rel_tol=1e-9)
+    assert got[2] == pytest.approx(0.1)
+    assert got[3] == pytest.approx(0.05)  # cosine midpoint of steps 50..300
+    assert got[4] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_an_epoch_warmup_takes_at_most_half_a_short_run():
+    got = lrs({"epochs": 4}, 10, [0, 19, 20])  # 5 warm-up epochs asked, 2 given
+    assert got[0] == pytest.approx(0.01) and got[1] < 0.1 and got[2] == pytest.approx(0.1)
+    exact = lrs({"epochs": 4, "warmup_steps": 30}, 10, [29, 30])  # steps are taken as given
+    assert exact[0] < 0.1 and exact[1] == pytest.approx(0.1)

@@ -19,7 +19,15 @@ QUIET = {"progress": False, "tensorboard": False}
 def seg_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("seg") / "run"
     opts = {"task": "segmentation", "data": "shapes", "model": "resnet20", "image_size": 32}
-    summary = train(out=str(run), synthetic_samples=192, batch_size=32, epochs=6, **opts, **QUIET)
+    summary = train(
+        out=str(run),
+        synthetic_samples=192,
+        batch_size=32,
+        epochs=10,
+        warmup_epochs=1,
+        **opts,
+        **QUIET,
+    )
     return run, summary
 
 
