@@ -98,9 +98,12 @@ def train_suite(model: str, device: torch.device, args) -> dict[str, cases.Work]
         out[f"timm (plain loop{', bf16 autocast' if gpu else ''})"] = cases.plain_train(
             timm_model, size, batch, steps, device, amp=gpu
         )
-    variants = {"resnets (default)": {}, "resnets channels_last": {"channels_last": True}}
+    variants = {
+        "resnets (default: channels_last)": {},
+        "resnets contiguous layout": {"channels_last": False},
+    }
     if args.compile:
-        variants["resnets channels_last+compile"] = {"channels_last": True, "compile": True}
+        variants["resnets channels_last+compile"] = {"compile": True}
     if gpu:
         variants = {k: v | {"amp": "bf16"} for k, v in variants.items()}
     for label, fast in variants.items():

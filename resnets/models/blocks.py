@@ -109,7 +109,9 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.shortcut is None:
             return self.act(out)
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(out)
+        out += self.shortcut(x)  # in place: BN's backward does not need its output
+        return self.act(out)
 
 
 class Bottleneck(nn.Module):
@@ -138,7 +140,9 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.shortcut is None:
             return self.act(out)
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(out)
+        out += self.shortcut(x)  # in place: BN's backward does not need its output
+        return self.act(out)
 
 
 class PreActBasicBlock(nn.Module):

@@ -18,7 +18,8 @@ class CountAdds(TorchFunctionMode):
         self.adds = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in (torch.Tensor.__add__, torch.add, torch.Tensor.add):
+        adds = (torch.Tensor.__add__, torch.Tensor.__iadd__, torch.add, torch.Tensor.add)
+        if func in (*adds, torch.Tensor.add_):
             self.adds += 1
         return func(*args, **(kwargs or {}))
 
