@@ -72,7 +72,7 @@ def train_epoch(s: Session, epoch: int, stop: StopRequest) -> dict[str, float]:
     meter = s.meter(s.partial_meter)
     s.partial_meter = None
     set_train_mode(s, True)
-    amp = torch.autocast(s.device.type, dtype=_amp_dtype(cfg.amp), enabled=cfg.amp != "none")
+    amp = autocast(s)
     steps = min(len(s.loaders.train), s.total_steps - epoch * len(s.loaders.train))
     bar = tqdm(
         total=steps, initial=p.epoch_step, desc=f"epoch {epoch + 1}/{s.epochs}", leave=False,
@@ -122,8 +122,10 @@ def train_epoch(s: Session, epoch: int, stop: StopRequest) -> dict[str, float]:
     return {f"train_{k}": v for k, v in meter.read().items() if k != "count"}
 
 
-def _amp_dtype(amp: str) -> torch.dtype:
-    return torch.float16 if amp == "fp16" else torch.bfloat16
+def autocast(s: Session) -> torch.autocast:
+    """The --amp setting as an autocast context (disabled for "none")."""
+    dtype = torch.float16 if s.cfg.amp == "fp16" else torch.bfloat16
+    return torch.autocast(s.device.type, dtype=dtype, enabled=s.cfg.amp != "none")
 
 
 def all_finite(s: Session, outputs: list[tuple[torch.Tensor, ...]]) -> bool:
@@ -157,7 +159,7 @@ def evaluate(s: Session, loader) -> dict[str, float]:
     model = s.ema.module if s.ema is not None else s.model
     model.eval()
     meter = s.meter()
-    amp = torch.autocast(s.device.type, dtype=_amp_dtype(s.cfg.amp), enabled=s.cfg.amp != "none")
+    amp = autocast(s)
     for x, y in loader:
         with amp:
             logits = model(x)

@@ -19,38 +19,37 @@ from __future__ import annotations
 
 from typing import Any
 
+# He et al. 2015 train both CIFAR and ImageNet models with this SGD: lr 0.1 divided by 10 at
+# milestones, momentum 0.9 (no Nesterov), weight decay 1e-4, no warm-up.
+_PAPER_SGD: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 1e-4,
+    "schedule": "multistep",
+    "lr_gamma": 0.1,
+    "warmup_epochs": 0.0,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "paper-cifar": {
+        **_PAPER_SGD,
         "steps": 64_000,
         "batch_size": 128,
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-4,
-        "schedule": "multistep",
         "milestones": (32_000, 48_000),
         "milestone_unit": "step",
-        "lr_gamma": 0.1,
-        "warmup_epochs": 0.0,
         "crop_padding": 4,
         "hflip": True,
         "val_split": 0.1,
     },
     "paper-imagenet": {
+        **_PAPER_SGD,
         "epochs": 90,
         "batch_size": 256,
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-4,
-        "schedule": "multistep",
         "milestones": (30, 60),
         "milestone_unit": "epoch",
-        "lr_gamma": 0.1,
-        "warmup_epochs": 0.0,
         "image_size": 224,
         "train_crop": "random-resized",
         "eval_resize": 256,

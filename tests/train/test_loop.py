@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -119,7 +120,8 @@ def test_resume_refuses_another_architecture(tmp_path):
         load_checkpoint(run / "last.pt", "resnet32")
 
 
-def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def nan_losses(monkeypatch, bad: Callable[[int], bool]) -> None:
+    """Make the n-th loss of the next run NaN wherever bad(n) holds (n counts from 1)."""
     real = session.make_criterion
     calls = {"n": 0}
 
@@ -128,12 +130,15 @@ def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
         def f(logits, y):
             calls["n"] += 1
-            loss = criterion(logits, y)
-            return loss * float("nan") if calls["n"] > 12 else loss
+            return criterion(logits, y) * (float("nan") if bad(calls["n"]) else 1.0)
 
         return f
 
     monkeypatch.setattr(session, "make_criterion", poisoned)
+
+
+def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    nan_losses(monkeypatch, lambda n: n > 12)
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"NaN or infinite .*last\.pt is intact.*--clip-grad"):
         train(out=str(run), log_every=1, **QUICK)
@@ -143,19 +148,7 @@ def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
 
 def test_skipping_bad_batches_keeps_training(tmp_path, monkeypatch):
-    real = session.make_criterion
-    calls = {"n": 0}
-
-    def sometimes_nan(cfg, splits, device):
-        criterion = real(cfg, splits, device)
-
-        def f(logits, y):
-            calls["n"] += 1
-            return criterion(logits, y) * (float("nan") if calls["n"] in (3, 7) else 1.0)
-
-        return f
-
-    monkeypatch.setattr(session, "make_criterion", sometimes_nan)
+    nan_losses(monkeypatch, lambda n: n in (3, 7))
     s = train(out=str(tmp_path / "run"), max_bad_batches=2, **QUICK)
     assert s["steps"] == 20 and s["test_acc1"] > 30
 
