@@ -12,11 +12,11 @@ import reference_cifar
 import torch
 import torchvision
 
-from resnets.train.config import TrainConfig
-from resnets.train.distributed import DistEnv
-from resnets.train.loop import train_epoch
-from resnets.train.session import setup_session
-from resnets.train.signals import StopRequest
+from resnets.training.config import TrainConfig
+from resnets.training.distributed import DistEnv
+from resnets.training.loop import train_epoch
+from resnets.training.session import setup_session
+from resnets.training.signals import StopRequest
 
 Work = tuple[Callable[[], None], int]  # (run once, images per run)
 CIFAR = {"resnet20", "resnet56"}

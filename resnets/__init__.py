@@ -1,28 +1,41 @@
-"""resnets: the ResNet family from one declarative config."""
+"""resnets: the ResNet family from one declarative config.
 
-from .classifier import ImageClassifier
-from .errors import ResnetsError
-from .infer import evaluate, predict
-from .models import ResNet, ResNetConfig, create_model, get_config, list_models, register
-from .models.weights import load_model, save_weights
-from .train import TrainConfig, train
+The public names below are imported on first use (PEP 562): `import resnets` and the
+`resnets` command start without loading PyTorch, so `--help` is quick and Ctrl-C during
+start-up ends with one line instead of a traceback from deep inside an import.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ImageClassifier",
-    "ResNet",
-    "ResNetConfig",
-    "ResnetsError",
-    "TrainConfig",
-    "__version__",
-    "create_model",
-    "evaluate",
-    "get_config",
-    "list_models",
-    "load_model",
-    "predict",
-    "register",
-    "save_weights",
-    "train",
-]
+_HOMES = {
+    "ImageClassifier": "classifier",
+    "ResnetsError": "errors",
+    "evaluate": "infer",
+    "predict": "infer",
+    "ResNet": "models",
+    "ResNetConfig": "models",
+    "create_model": "models",
+    "get_config": "models",
+    "list_models": "models",
+    "register": "models",
+    "load_model": "models.weights",
+    "save_weights": "models.weights",
+    "TrainConfig": "training",
+    "train": "training",
+}
+
+__all__ = ["__version__", *sorted(_HOMES)]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'resnets' has no attribute {name!r}")
+    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

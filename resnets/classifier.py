@@ -6,29 +6,46 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .infer import PredictResult, predict
 from .models import ResNet, create_model
 from .models.weights import load_model, save_weights
-from .train import train
+from .training import train
 
 
 class ImageClassifier:
     """A ResNet classifier you can train, save, load and ask for predictions.
 
-    clf = ImageClassifier(variant="resnet20", num_classes=10)
+    clf = ImageClassifier(variant="resnet20", num_classes=10, drop_rate=0.2)
     clf.train(data="digits", epochs=5)
     clf.predict(["seven.png"])
+
+    The constructor's options are the model's, and `train` uses every one of them.
     """
 
+    MODEL_OPTIONS = ("in_chans", "drop_rate", "drop_path_rate", "zero_init_residual", "pretrained")
+
     def __init__(self, variant: str = "resnet18", num_classes: int = 10, **model_options: Any):
-        self.variant = variant
-        self.model: ResNet = create_model(variant, num_classes=num_classes, **model_options)
+        unknown = sorted(set(model_options) - set(self.MODEL_OPTIONS))
+        if unknown:
+            raise UsageError(
+                f"ImageClassifier cannot train with {', '.join(unknown)}; it takes "
+                f"{', '.join(self.MODEL_OPTIONS)} (other architectures: resnets.register)"
+            )
+        self.variant, self.num_classes = variant, num_classes
+        self.options = dict(model_options)
+        building = {k: v for k, v in model_options.items() if k != "pretrained"}
+        self.model: ResNet = create_model(
+            variant, num_classes=num_classes, pretrained=model_options.get("pretrained"), **building
+        )
         self.weights: Path | None = None
         self.summary: dict[str, Any] | None = None
 
     def train(self, data: str = "digits", **options: Any) -> dict[str, Any]:
-        """Run `resnets.train` for this variant and keep the selected weights."""
-        self.summary = train(model=self.variant, data=data, **options)
+        """Run `resnets.train` with this classifier's model and options (those given here
+        win) and keep the selected weights."""
+        model_options = {"model": self.variant, "num_classes": self.num_classes, **self.options}
+        self.summary = train(**{**model_options, "data": data, **options})
         self.weights = Path(self.summary["run"]) / "best.safetensors"
         self.model = load_model(self.weights)
         return self.summary

@@ -55,7 +55,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags stay out of the namespace."""
     import typing
 
-    from .train.config import FIELDS, HINTS
+    from .training.config import FIELDS, HINTS
 
     p.add_argument("--config", help="YAML or TOML file of options (flags override it)")
     p.add_argument("--nproc", type=int, help="start torchrun with N processes on this machine")
@@ -72,11 +72,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .training import train
 
     flags = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
     if args.nproc:
-        from .train.distributed import launch
+        from .training.distributed import launch
 
         argv = sys.argv[1:]
         drop = [i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc=")]
@@ -134,6 +134,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     report = evaluate(
         args.source, data=args.data, split=args.split, tta_flip=args.tta_flip,
         batch_size=args.batch_size, device=args.device, out=args.out, backend=args.backend,
+        allow_changed_data=args.allow_changed_data,
     )  # fmt: skip
     if args.json:
         import dataclasses
@@ -188,7 +189,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
     report = export(
         args.weights, args.format, out=args.out, dynamic_batch=args.dynamic_batch,
-        images=args.images, tolerance=args.tolerance,
+        images=args.images, tolerance=args.tolerance, overwrite=args.overwrite,
     )  # fmt: skip
     print(report.text())
 
@@ -196,13 +197,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from .infer.convert import convert
 
-    print(convert(args.source, args.output, model=args.model, to=args.to).text())
+    report = convert(
+        args.source, args.output, model=args.model, to=args.to, overwrite=args.overwrite
+    )
+    print(report.text())
+
+
+def _int_list(name: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--{name} takes integers separated by commas, got {text!r}") from None
 
 
 def _cmd_experiment(args: argparse.Namespace) -> None:
     from .analysis import experiments
 
-    depths = tuple(int(d) for d in args.depths.split(",")) if args.depths else None
+    depths = _int_list("depths", args.depths) if args.depths else None
     common = {"data": args.data, "overwrite": args.overwrite}
     if args.name == "degradation":
         options = {"depths": depths or (20, 56), "epochs": args.epochs or 30, **common}
@@ -261,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png")
     p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="the run's data changed: evaluate its own split, kept by file name",
+    )
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes for image files or folders")
@@ -279,14 +295,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (default: RUN/export/model.FORMAT)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
     p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |logit difference|")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4,
+        help="max |logit difference| relative to the largest |logit|",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("convert", help="state_dicts between torchvision, timm and resnets")
     p.add_argument("source", help=".pth / .safetensors in any supported layout")
-    p.add_argument("output", help=".safetensors (resnets, with metadata) or .pth")
+    p.add_argument(
+        "output", help="the suffix picks the format: .safetensors, or .pth/.pt/.bin (torch.save)"
+    )
     p.add_argument("--model", help="architecture name (needed unless the file says)")
     p.add_argument("--to", default="resnets", choices=["resnets", "torchvision", "timm"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(handler=_cmd_convert)
 
     p = sub.add_parser("experiment", help="the paper's experiments: degradation, gradients")
@@ -322,6 +345,14 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # at any moment: while importing, parsing, loading, training
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -333,9 +364,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResnetsError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     return int(code or 0)
 
 

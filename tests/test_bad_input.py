@@ -16,7 +16,7 @@ from PIL import Image
 from resnets import create_model
 from resnets.cli import main
 from resnets.errors import UsageError
-from resnets.train.config import FIELDS, resolve
+from resnets.training.config import FIELDS, resolve
 
 from .conftest import write_image_folder
 
@@ -42,6 +42,9 @@ def workspace(tmp_path_factory, digits_run) -> Path:
     (ws / "shapes" / "empty").mkdir()
     write_image_folder(ws / "oneclass", classes=("only",), per_class=6)
     (ws / "emptydir").mkdir()
+    (ws / "emptydir_docs").mkdir()
+    (ws / "emptydir_docs" / "notes.txt").write_text("mine")
+    write_image_folder(ws / "shapes_named", per_class=4)
     (ws / "afile").write_text("x")
     cfg = ws / "cfg"
     cfg.mkdir()
@@ -122,11 +125,21 @@ CASES = {
     "wrong type in YAML": (["train", "--config", "cfg/type.yaml"], "must be an integer"),
     "wrong type in TOML": (["train", "--config", "cfg/type.toml"], "must be an integer"),
     "missing config file": (["train", "--config", "cfg/nope.yaml"], "does not exist"),
-    "negative batch size": (["train", "--batch-size", "-1"], "must be positive"),
-    "zero batch size": (["train", "--batch-size", "0"], "must be positive"),
-    "zero epochs": (["train", "--epochs", "0"], "must be positive"),
-    "negative lr": (["train", "--lr", "-0.1"], "lr must be positive"),
-    "zero lr": (["train", "--lr", "0"], "lr must be positive"),
+    "negative batch size": (["train", "--batch-size", "-1"], r"must be in \[1, inf\)"),
+    "zero batch size": (["train", "--batch-size", "0"], r"must be in \[1, inf\)"),
+    "zero epochs": (["train", "--epochs", "0"], r"must be in \[1, inf\)"),
+    "negative lr": (["train", "--lr", "-0.1"], r"lr must be in \(0, inf\)"),
+    "zero lr": (["train", "--lr", "0"], r"lr must be in \(0, inf\)"),
+    "negative clip-grad": (["train", "--clip-grad", "-1"], r"clip_grad must be in \(0, inf\)"),
+    "momentum above one": (["train", "--momentum", "2"], r"momentum must be in \[0, 1\)"),
+    "min-lr above lr": (["train", "--min-lr", "0.5"], "must be below the peak lr"),
+    "label smoothing 1.5": (["train", "--label-smoothing", "1.5"], "label_smoothing must be"),
+    "epochs and steps": (["train", "--epochs", "2", "--steps", "9"], "both set in arguments"),
+    "overwrite a user's folder": (
+        ["train", "--out", "emptydir_docs", "--overwrite"],
+        "not a resnets run folder",
+    ),
+    "num-classes not the data's": (["train", "--num-classes", "3"], "digits has 10 classes"),
     "unknown amp": (["train", "--amp", "fp8"], "invalid choice: 'fp8'"),
     "unknown flag": (["train", "--epocs", "3"], "unrecognized arguments"),
     "freeze too many stages": (["train", "--freeze-stages", "9"], "has 3 stages"),
@@ -142,6 +155,18 @@ CASES = {
     "zero input size": (
         ["info", "resnet18", "--input-size", "0"],
         "--input-size must be at least 1",
+    ),
+    "a run's CSV as weights": (
+        ["predict", f"{R}/metrics.csv", f"{IMG}/ok.png"],
+        "cannot read .*metrics.csv as PyTorch weights",
+    ),
+    "depths not integers": (
+        ["experiment", "gradients", "--depths", "20,x"],
+        "--depths takes integers separated by commas",
+    ),
+    "evaluate with unknown classes": (
+        ["evaluate", f"{R}/best.safetensors", "--data", "imagefolder:shapes_named"],
+        "classes the weights do not know: circle",
     ),
 }
 

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from resnets.cli import main
 
 
@@ -60,7 +62,7 @@ def test_train_prints_a_one_screen_summary(tmp_path, capsys):
 
 def test_train_rejects_bad_values_with_exit_2(tmp_path, capsys):
     assert main(["train", "--batch-size", "-1", "--out", str(tmp_path / "r")]) == 2
-    assert capsys.readouterr().err.strip() == "error: batch_size must be positive, got -1"
+    assert capsys.readouterr().err.strip() == "error: batch_size must be in [1, inf), got -1"
     assert main(["train", "--epochs", "two"]) == 2
     assert "epochs in arguments must be an integer, got 'two'" in capsys.readouterr().err
     cfg = tmp_path / "c.yaml"
@@ -73,8 +75,31 @@ def test_train_rejects_bad_values_with_exit_2(tmp_path, capsys):
 
 def test_every_option_is_a_flag():
     from resnets.cli import build_parser
-    from resnets.train.config import FIELDS
+    from resnets.training.config import FIELDS
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     for name in FIELDS:
         assert "--" + name.replace("_", "-") in text, name
+
+
+def test_importing_the_cli_loads_no_torch():
+    code = "import sys, resnets.cli, resnets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("where", ["resnets.cli._add_train_flags", "resnets.data.load_splits"])
+def test_ctrl_c_during_start_up_is_one_line(where, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module, name = where.rsplit(".", 1)
+    target = importlib.import_module(module)
+    if name == "load_splits":  # as the training setup imported it
+        target = importlib.import_module("resnets.training.session")
+    monkeypatch.setattr(target, name, interrupted)
+    assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "1"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert not (tmp_path / "r").exists()

@@ -22,10 +22,10 @@ from torch import nn
 from ..data import DataOptions, load_splits
 from ..data.augment import normalize
 from ..errors import UsageError
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from ..models import create_model, get_config
 from ..plots import curves_by_model
-from ..train import train
+from ..training import train
 
 # One recipe for both families: a 5-epoch warm-up, and no zero-init (plain nets have no
 # residual branch to start at zero).

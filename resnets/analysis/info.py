@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UsageError
 from ..models import ResNet, create_model
 from ..models.resnet import default_input_size
 
@@ -67,7 +68,13 @@ def model_info(
 
     model.eval()
     with FlopCounterMode(display=False) as counter:
-        model(x)
+        try:
+            model(x)
+        except RuntimeError as e:  # a feature map shrank below one pixel
+            raise UsageError(
+                f"input size {size} is too small for {model.name} "
+                f"({str(e).splitlines()[0]}); try --input-size {default_input_size(model.config)}"
+            ) from None
     flops = counter.get_flop_counts()
     feats = model.forward_intermediates(x)
 
@@ -109,6 +116,11 @@ def _activation_bytes(model: ResNet, x: torch.Tensor) -> int:
             saved[storage._cdata] = storage.nbytes()
         return t
 
+    if len(x) == 1:
+        # Training-mode BN needs two values per channel, which a 1x1 feature map at batch 1
+        # lacks: what is saved grows linearly with the batch, so extrapolate from 2 and 4.
+        two, four = (_activation_bytes(model, x.expand(n, *x.shape[1:])) for n in (2, 4))
+        return two - (four - two) // 2
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x.requires_grad_(False))

@@ -27,6 +27,7 @@ from .loaders import (
     channel_stats,
     to_channels,
 )
+from .provenance import fingerprint
 
 DATASETS = (
     "digits",
@@ -44,9 +45,11 @@ SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def option(default, help: str):
-    """A dataclass field with help text: the CLI flag and the docs read it from here."""
-    return field(default=default, metadata={"help": help})
+def option(default, help: str, bounds: str | None = None):
+    """A dataclass field with help text and, for numbers, the interval of values that can be
+    meant, e.g. "[0, 1)" or "(0, inf)": the CLI flag, the docs and the validation read it here."""
+    metadata = {"help": help} if bounds is None else {"help": help, "bounds": bounds}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -59,24 +62,33 @@ class DataOptions:
         "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
     )
     image_size: int | None = option(
-        None, "resize images to this side (default: native; 224 for folders)"
+        None, "resize images to this side (default: native; 224 for folders)", "[1, inf)"
     )
     val_split: float | None = option(
-        None, "fraction of training data held out for validation (0.1)"
+        None, "fraction of training data held out for validation (0.1)", "[0, 1)"
     )
-    test_split: float = option(0.2, "fraction held out as test set where the data has none")
+    test_split: float = option(
+        0.2, "fraction held out as test set where the data has none", "[0, 1)"
+    )
     download: bool = option(False, "download CIFAR / MNIST with torchvision (needs a network)")
     num_workers: int | None = option(
-        None, "image-folder decoding processes (default: CPUs - 1, max 8)"
+        None, "image-folder decoding processes (default: CPUs - 1, max 8)", "[0, inf)"
     )
     strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
-    synthetic_samples: int = option(2048, "training images for --data synthetic")
-    synthetic_classes: int = option(10, "classes for --data synthetic")
-    crop_padding: int | None = option(None, "random-crop padding in pixels (default: size / 8)")
+    synthetic_samples: int = option(2048, "training images for --data synthetic", "[1, inf)")
+    synthetic_classes: int = option(10, "classes for --data synthetic", "[2, inf)")
+    crop_padding: int | None = option(
+        None, "random-crop padding in pixels (default: size / 8)", "[0, inf)"
+    )
     hflip: bool | None = option(None, "random horizontal flips (default: on for CIFAR and folders)")
     train_crop: str | None = option(None, "folders: random-resized | resize (default by size)")
-    eval_resize: int | None = option(None, "folders: shorter side before the centre crop")
+    eval_resize: int | None = option(
+        None, "folders: shorter side before the centre crop", "[1, inf)"
+    )
     gpu_decode: bool = option(False, "folders: decode JPEGs on the training device (nvJPEG)")
+    allow_changed_data: bool = option(
+        False, "resume or evaluate a run whose data changed, keeping its split by file name"
+    )
 
 
 @dataclass
@@ -92,13 +104,13 @@ class Splits:
     input_size: int
     mean: list[float]
     std: list[float]
-    fingerprint: str
     crop_padding: int
     hflip: bool
     resize_size: int | None = None
     in_memory: bool = True
     notes: list[str] = field(default_factory=list)
     decode: dict | None = None  # folders with --gpu-decode: DeviceDecoder settings
+    fingerprint: str = ""  # of all three splits' contents (see provenance.py)
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
@@ -138,6 +150,7 @@ def load_splits(opts: DataOptions, seed: int, channels: int | None = None) -> Sp
         raise DataError(
             f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
         )
+    splits.fingerprint = fingerprint(splits)
     return splits
 
 
@@ -165,7 +178,6 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         input_size=size,
         mean=mean.tolist(),
         std=std.tolist(),
-        fingerprint=train.fingerprint(),
         crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
         hflip=opts.hflip
         if opts.hflip is not None
@@ -275,7 +287,6 @@ def _folder_splits(root: Path, opts: DataOptions, seed: int, channels: int | Non
         input_size=size,
         mean=[sum(IMAGENET_MEAN) / 3] if gray else list(IMAGENET_MEAN),
         std=[sum(IMAGENET_STD) / 3] if gray else list(IMAGENET_STD),
-        fingerprint=imf.fingerprint(train.files + val.files if val else train.files, root),
         crop_padding=(opts.crop_padding or max(size // 8, 1)) if crop == "resize" else 0,
         hflip=(opts.hflip is not False) if crop == "resize" else False,
         resize_size=resize,

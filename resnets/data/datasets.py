@@ -7,7 +7,6 @@ validation (and, where there is no official one, the test) split.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import pickle
 import struct
@@ -57,12 +56,6 @@ class ImageTensors:
     def is_segmentation(self) -> bool:
         """Labels are masks [N, H, W] (a class per pixel) rather than a class per image."""
         return self.labels.ndim == 3
-
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        h.update(self.images.contiguous().numpy().tobytes())
-        h.update(self.labels.numpy().tobytes())
-        return h.hexdigest()[:16]
 
 
 def resize(data: ImageTensors, size: int) -> ImageTensors:

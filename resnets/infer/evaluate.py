@@ -17,9 +17,10 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
+from ..data.provenance import read_record, same_data
 from ..devices import resolve_device
 from ..errors import UsageError
-from ..io import atomic_write_json
+from ..files import atomic_write_json
 from ..metrics import SegmentationMeter, topk_correct
 from ..models.weights import WeightsMeta, load_model
 from ..plots import confusion_matrix
@@ -106,6 +107,7 @@ def evaluate(
     device: str = "auto",
     out: str | Path | None = None,
     backend: str = "eager",
+    allow_changed_data: bool = False,
 ) -> EvalReport:
     """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`."""
     if split not in ("train", "val", "test"):
@@ -114,11 +116,15 @@ def evaluate(
     dev = resolve_device(device)
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
-    loader = run_split_loader(run, meta, model.config.in_chans, split, batch_size, data, dev)
+    loader = run_split_loader(
+        run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
+    )
     if meta.extra.get("task") == "segmentation":
         return _evaluate_masks(predictor(model, dev, backend), loader, split, len(meta.classes))
+    classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
+    remap = class_map(loader.classes, classes, meta.classes is not None)
     logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
-    classes = meta.classes or loader.classes
+    labels = remap[labels]
     report = _report(logits, labels, classes, split, tta_flip)
     report.skipped = getattr(loader, "skipped", 0)
     folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
@@ -131,6 +137,24 @@ def evaluate(
     return report
 
 
+def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:
+    """Data label -> weights' output index, matched by class name; unknown names refused."""
+    if not named:  # weights without class names: positions are all there is
+        if len(data) > len(weights):
+            raise UsageError(
+                f"the data has {len(data)} classes but the weights only {len(weights)} outputs"
+            )
+        return torch.arange(len(data))
+    unknown = [c for c in data if c not in weights]
+    if unknown:
+        shown = ", ".join(weights[:20]) + (", ..." if len(weights) > 20 else "")
+        raise UsageError(
+            f"the data has classes the weights do not know: {', '.join(unknown[:5])}"
+            f"{', ...' if len(unknown) > 5 else ''}; the weights know: {shown}"
+        )
+    return torch.tensor([weights.index(c) for c in data], dtype=torch.long)
+
+
 def run_split_loader(
     run: Path | None,
     meta: WeightsMeta,
@@ -139,11 +163,15 @@ def run_split_loader(
     batch_size: int,
     data: str | None = None,
     device: torch.device | None = None,
+    allow_changed_data: bool = False,
 ):
-    """Batches of a split prepared as in training: the run's own held-out split by default,
-    normalized with the weights' mean and std. The loader's `classes` names the labels."""
+    """Batches of a split prepared as in training: the run's own held-out split by default
+    (refused if the run's data changed, unless `allow_changed_data`), normalized with the
+    weights' mean and std. The loader's `classes` names the labels."""
     opts = _data_options(meta, run, data)
     splits = load_splits(opts, seed=0, channels=channels)
+    if run is not None and data is None:
+        splits = same_data(splits, read_record(run), allow_changed_data)
     splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
     loader = eval_loader(splits, split, batch_size, device or torch.device("cpu"))
     if loader is None:

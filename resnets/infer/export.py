@@ -4,8 +4,10 @@ Graph formats (ONNX, TorchScript) carry the BN-folded model; every format carrie
 preprocessing (input size, resize, mean/std, class names) inside the file and in a JSON file
 beside it. After writing, the export is loaded back and run (ONNX through ONNX Runtime) on real
 images when there are some (the run's test split, or --images), and its logits are compared
-with the original eager model's: a parity report is printed and saved, and an export off by
-more than the tolerance is deleted and fails the command.
+with the original eager model's (max |difference|, also relative to the largest |logit|): a
+parity report is printed and saved. The export and its sidecars are written and checked in a
+temporary folder beside the target and only moved into place when the check passes, so a
+failed export leaves an earlier one untouched; an existing target needs `overwrite=True`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import ResnetsError, UsageError
-from ..io import atomic_path, atomic_write_json
+from ..files import atomic_write_json, check_output, publish, staging
 from ..models import ResNet
 from ..models.weights import WeightsMeta, load_model, save_weights
 from .backends import OnnxRuntimePredictor, onnx_bytes
@@ -42,8 +45,9 @@ class ParityReport:
     inputs: str  # what the check ran on
     images: int
     max_abs_diff: float
+    max_rel_diff: float  # max_abs_diff / max |reference logit|
     top1_agreement: float  # percent
-    tolerance: float
+    tolerance: float  # on max_rel_diff
     passed: bool
     preprocessing: str  # the sidecar JSON
 
@@ -52,9 +56,22 @@ class ParityReport:
         return (
             f"exported {self.format} to {self.path}\n"
             f"parity on {self.images} {self.inputs}: max |logit difference| "
-            f"{self.max_abs_diff:.2e} (tolerance {self.tolerance:g}), top-1 agreement "
-            f"{self.top1_agreement:.1f} %: {verdict}\npreprocessing: {self.preprocessing}"
+            f"{self.max_abs_diff:.2e}, relative {self.max_rel_diff:.2e} (tolerance "
+            f"{self.tolerance:g}), top-1 agreement {self.top1_agreement:.1f} %: {verdict}\n"
+            f"preprocessing: {self.preprocessing}"
         )
+
+
+def logit_parity(ref: torch.Tensor, outputs: Sequence[torch.Tensor]) -> tuple[float, float, float]:
+    """(max |difference|, that relative to max |ref|, top-1 agreement in %), worst output.
+
+    The tolerance applies to the relative difference: float32 rounding grows with the logits'
+    scale, so an absolute bound fails correct exports of models with large logits."""
+    ref = ref.float()
+    scale = max(ref.abs().max().item(), torch.finfo(torch.float32).tiny)
+    diff = max((o.float() - ref).abs().max().item() for o in outputs)
+    agree = min(100.0 * (o.argmax(1) == ref.argmax(1)).float().mean().item() for o in outputs)
+    return diff, diff / scale, agree
 
 
 def preprocessing(meta: WeightsMeta) -> dict:
@@ -77,49 +94,77 @@ def export(
     dynamic_batch: bool = False,
     images: list[str | Path] | None = None,
     tolerance: float = 1e-4,
+    overwrite: bool = False,
 ) -> ParityReport:
-    """Export weights (a run folder or a weights file) and check the export's outputs."""
+    """Export weights (a run folder or a weights file) and check the export's outputs.
+
+    `tolerance` bounds the max |logit difference| relative to the largest |logit|."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     weights, run = resolve_source(source)
+    target = Path(out) if out else _default_path(weights, run, fmt)
+    if fmt == "safetensors" and target.suffix != ".safetensors":
+        raise UsageError(f"a safetensors export needs a .safetensors name, got {target.name}")
+    check_output(target, weights, overwrite, "pass another --out")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the folder {target.parent}: {e.strerror or e}") from None
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
     if meta.input_size is None:
         meta.input_size = 32 if model.config.stem == "cifar" else 224
-    target = Path(out) if out else _default_path(weights, run, fmt)
-    target.parent.mkdir(parents=True, exist_ok=True)
     x, inputs = _check_inputs(model, meta, run, images)
     pre = preprocessing(meta)
-    _write(model, meta, fmt, target, x, dynamic_batch, pre)
     sidecar = target.with_name(target.name + ".json")
-    atomic_write_json(sidecar, pre)
-    exported = _load(fmt, target)
+    parity = target.with_name(target.name + ".parity.json")
+    failed = target.with_name(target.name + ".parity-failed.json")
+    with staging(target) as stage:
+        staged = stage / target.name
+        try:
+            _write(model, meta, fmt, staged, x, dynamic_batch, pre)
+            atomic_write_json(stage / sidecar.name, pre)
+        except OSError as e:
+            raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
+        batched = dynamic_batch or fmt == "safetensors"
+        diff, rel, agree = logit_parity(*_outputs(model, _load(fmt, staged), x, batched))
+        report = ParityReport(
+            format=fmt,
+            path=str(target),
+            inputs=inputs,
+            images=len(x),
+            max_abs_diff=diff,
+            max_rel_diff=rel,
+            top1_agreement=agree,
+            tolerance=tolerance,
+            passed=rel <= tolerance and agree == 100.0,
+            preprocessing=str(sidecar),
+        )
+        if report.passed:
+            atomic_write_json(stage / parity.name, dataclasses.asdict(report))
+            for final in (sidecar, parity, target):  # the export last: it is what users look for
+                publish(stage / final.name, final)
+            failed.unlink(missing_ok=True)  # a stale report from an earlier failed attempt
+            return report
+    atomic_write_json(failed, dataclasses.asdict(report))
+    kept = f"; the earlier {target.name} is untouched" if target.exists() else ""
+    raise ExportError(
+        f"the {fmt} export differs from the model (max |logit difference| {diff:.2e}, relative "
+        f"{rel:.2e} > {tolerance:g}, top-1 agreement {agree:.1f} %); not written{kept}; "
+        f"report in {failed}"
+    )
+
+
+def _outputs(
+    model: torch.nn.Module, exported, x: torch.Tensor, batched: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The eager model's logits on `x`, and the export's one image at a time (and batched)."""
     with torch.no_grad():
         ref = model(x)
-        outputs = [torch.cat([exported(x[i : i + 1]) for i in range(len(x))])]  # batch 1
-        if dynamic_batch or fmt == "safetensors":
-            outputs.append(exported(x))  # and the whole batch at once
-    diff = max((o.float() - ref).abs().max().item() for o in outputs)
-    agree = min(100.0 * (o.argmax(1) == ref.argmax(1)).float().mean().item() for o in outputs)
-    report = ParityReport(
-        format=fmt,
-        path=str(target),
-        inputs=inputs,
-        images=len(x),
-        max_abs_diff=diff,
-        top1_agreement=agree,
-        tolerance=tolerance,
-        passed=diff <= tolerance and agree == 100.0,
-        preprocessing=str(sidecar),
-    )
-    atomic_write_json(target.with_name(target.name + ".parity.json"), dataclasses.asdict(report))
-    if not report.passed:
-        target.unlink(missing_ok=True)
-        raise ExportError(
-            f"the {fmt} export differs from the model (max |logit difference| {diff:.2e} > "
-            f"{tolerance:g}, top-1 agreement {agree:.1f} %); removed {target}"
-        )
-    return report
+        outputs = [torch.cat([exported(x[i : i + 1]) for i in range(len(x))])]
+        if batched:
+            outputs.append(exported(x))
+    return ref, outputs
 
 
 def _default_path(weights: Path, run: Path | None, fmt: str) -> Path:
@@ -154,19 +199,18 @@ def _write(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) ->
         return
     folded = fold_bn(model)
     example = x[:1]
-    with atomic_path(target) as tmp:
-        if fmt == "onnx":
-            import onnx
+    if fmt == "onnx":
+        import onnx
 
-            proto = onnx.load_from_string(onnx_bytes(folded, example, dynamic_batch))
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = "resnets", json.dumps(pre)
-            tmp.write_bytes(proto.SerializeToString())
-        else:
-            with warnings.catch_warnings():  # torch 2.14 deprecates TorchScript (FutureWarning)
-                warnings.simplefilter("ignore", FutureWarning)
-                traced = torch.jit.trace(folded, example, check_trace=False)
-                torch.jit.save(traced, str(tmp), _extra_files={"resnets.json": json.dumps(pre)})
+        proto = onnx.load_from_string(onnx_bytes(folded, example, dynamic_batch))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "resnets", json.dumps(pre)
+        target.write_bytes(proto.SerializeToString())
+    else:
+        with warnings.catch_warnings():  # torch 2.14 deprecates TorchScript (FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            traced = torch.jit.trace(folded, example, check_trace=False)
+            torch.jit.save(traced, str(target), _extra_files={"resnets.json": json.dumps(pre)})
 
 
 def _load(fmt: str, target: Path):

@@ -7,11 +7,13 @@ normalized with the training mean and std.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..data.augment import normalize
 from ..data.imagefolder import IMAGE_EXTENSIONS, decode, eval_transform
@@ -65,35 +67,81 @@ def prepare_images(
 ) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
     """Decode, resize and normalize files as the weights were trained.
 
-    Returns (batch or None, the names in the batch, {unreadable file: why})."""
-    transform = eval_transform(meta.input_size, meta.resize_size)
-    images, names, failed = [], [], {}
+    Each file is prepared on its own and its shape checked before stacking, so a bad file
+    costs only itself. Returns (batch or None, the names in the batch, {unreadable file: why})."""
+    x, names, _, failed = _prepare(files, meta, channels, meta.resize_size)
+    return x, names, failed
+
+
+def _prepare(
+    files: list[Path], meta: WeightsMeta, channels: int, resize: int | None
+) -> tuple[torch.Tensor | None, list[str], list[tuple[int, int]], dict[str, str]]:
+    """`prepare_images`, with each image's original (height, width) beside its name."""
+    transform = eval_transform(meta.input_size, resize)
+    want = (channels, meta.input_size, meta.input_size)
+    images, names, sizes, failed = [], [], [], {}
     for f in files:
         try:
-            images.append(transform(decode(f, channels)))
-            names.append(str(f))
+            img = decode(f, channels)
+            size = (img.shape[-2], img.shape[-1])
+            img = transform(img)
+            if tuple(img.shape) != want or img.dtype != torch.uint8:
+                raise DataError(
+                    f"decoded to {img.dtype} {list(img.shape)}, not torch.uint8 {list(want)}"
+                )
         except Exception as e:
             failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            continue
+        images.append(img)
+        names.append(str(f))
+        sizes.append(size)
     if not images:
-        return None, names, failed
+        return None, names, sizes, failed
     mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
-    return normalize(torch.stack(images), mean, std), names, failed
+    return normalize(torch.stack(images), mean, std), names, sizes, failed
+
+
+def mask_paths(files: list[Path], folder: Path) -> dict[str, Path]:
+    """Where each input's mask goes: its path relative to the inputs' common folder, mirrored
+    under `folder`, with ".png" added to the whole name (`a/x.png`, `b/x.jpg` ->
+    `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask."""
+    absolute = [os.path.abspath(f) for f in files]
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return {a: folder / (os.path.relpath(a, root) + ".png") for a in absolute}
 
 
 def _save_masks(
-    logits: torch.Tensor, names: list[str], folder: Path, classes: list[str]
-) -> list[Prediction]:
-    """Each image's predicted mask (at the model's input size) as PNG in `folder`."""
+    logits: torch.Tensor,
+    names: list[str],
+    sizes: list[tuple[int, int]],
+    paths: dict[str, Path],
+    owners: dict[str, str],
+    classes: list[str],
+) -> tuple[list[Prediction], dict[str, str]]:
+    """Each image's predicted mask as PNG, resized (nearest) back to the image's own size.
+
+    `owners` maps each file written in this call (and each input) to its input: a mask is never
+    written over another input's mask, nor over an input. Returns (predictions, {file: why})."""
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
     scale = 255 // max(len(classes) - 1, 1)
-    out = []
-    for name, mask in zip(names, logits.argmax(1).to(torch.uint8).cpu(), strict=True):
-        path = folder / (Path(name).stem + ".png")
-        Image.fromarray((mask * scale).numpy()).save(path)
+    out, failed = [], {}
+    for name, (h, w), mask in zip(names, sizes, logits.argmax(1).cpu(), strict=True):
+        source = os.path.abspath(name)
+        path = paths[source]
+        owner = owners.setdefault(os.path.abspath(path), source)
+        if owner != source:
+            failed[name] = f"its mask {path} would overwrite {owner}; choose another masks folder"
+            continue
+        mask = F.interpolate(mask[None, None].float(), size=(h, w), mode="nearest-exact")[0, 0]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((mask.to(torch.uint8) * scale).numpy()).save(path)
+        except OSError as e:
+            failed[name] = f"cannot write its mask {path} ({e})"
+            continue
         out.append(Prediction(name, [], str(path)))
-    return out
+    return out, failed
 
 
 def predict(
@@ -107,6 +155,9 @@ def predict(
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
+    Segmentation weights write one mask PNG per image under `masks_out` (see `mask_paths`),
+    at the image's own size; their inputs are resized straight to the input size, as in
+    training, so that the mask covers the whole image.
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto)."""
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
@@ -115,22 +166,26 @@ def predict(
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
+    segmentation = meta.extra.get("task") == "segmentation"
     run = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
+    masks = mask_paths(files, Path(masks_out)) if segmentation else {}
+    owners = {os.path.abspath(f): os.path.abspath(f) for f in files}  # written files' inputs
+    resize = None if segmentation else meta.resize_size
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
-        x, names, failed = prepare_images(
-            files[start : start + batch_size], meta, model.config.in_chans
-        )
+        batch = files[start : start + batch_size]
+        x, names, sizes, failed = _prepare(batch, meta, model.config.in_chans, resize)
         result.failed |= failed
         if x is None:
             continue
-        if meta.extra.get("task") == "segmentation":
-            result.predictions += _save_masks(run(x.to(dev)), names, Path(masks_out), classes)
+        if segmentation:
+            preds, failed = _save_masks(run(x.to(dev)), names, sizes, masks, owners, classes)
+            result.predictions += preds
+            result.failed |= failed
             continue
-        probs = run(x.to(dev)).softmax(1)
-        top = probs.topk(k, dim=1)
+        top = run(x.to(dev)).softmax(1).topk(k, dim=1)
         for name, values, index in zip(
             names, top.values.tolist(), top.indices.tolist(), strict=True
         ):

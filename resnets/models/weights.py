@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..io import atomic_path
+from ..files import atomic_path
 from .config import ResNetConfig
 from .convert import StateDict, to_resnets
 from .resnet import ResNet
@@ -82,9 +82,11 @@ def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
             f"refused to load {path}: it is not a plain tensor file ({_unpickler_reason(e)}), "
             "and code in a pickle is never run; load only files you trust, prefer .safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # a file that is not a pickle fails deep inside the unpickler
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(
-            f"cannot read {path} as PyTorch weights (truncated or not a checkpoint: {e})"
+            f"cannot read {path} as PyTorch weights (truncated or not a checkpoint: {first}); "
+            "give a .safetensors, .pt or .pth file"
         ) from None
     meta = None
     if isinstance(obj, dict) and "resnets_meta" in obj:

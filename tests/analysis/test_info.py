@@ -46,3 +46,11 @@ def test_info_of_a_built_model_leaves_it_untouched():
     info = model_info(model, 16)
     assert info.params == sum(p.numel() for p in model.parameters())
     assert not next(model.parameters()).is_meta
+
+
+def test_small_inputs_at_batch_one_are_described_not_a_traceback():
+    info = model_info("resnet50", 32)  # a 1x1 last stage: training-mode BN needs batch > 1
+    assert info.rows[-2].output_shape == (2048, 1, 1)
+    two, three = (model_info("resnet50", 32, n).activation_bytes for n in (2, 3))
+    per_image = three - two
+    assert info.activation_bytes == two - per_image

@@ -3,10 +3,26 @@ import timm
 import torch
 import torchvision
 
+from resnets import create_model, save_weights
+from resnets.cli import main
+from resnets.errors import UsageError
+from resnets.infer import convert as convert_module
 from resnets.infer.convert import convert
+from resnets.infer.export import ExportError
 from resnets.models.weights import load_model
 
 from ..conftest import randomize_bn
+
+
+@pytest.fixture
+def r20(tmp_path):
+    """A resnets weights file of a small model (no torchvision or timm twin: round trip)."""
+    save_weights(randomize_bn(create_model("resnet20")), tmp_path / "r20.safetensors")
+    return tmp_path / "r20.safetensors"
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def test_torchvision_to_resnets_and_back(tmp_path):
@@ -40,13 +56,109 @@ def test_timm_layouts_convert_with_logit_parity(tmp_path, ours, theirs):
     assert out.passed and out.max_abs_diff < 1e-4
 
 
-def test_a_cifar_model_without_a_library_twin_checks_the_round_trip(tmp_path):
-    from resnets import create_model, save_weights
-
-    save_weights(randomize_bn(create_model("resnet20")), tmp_path / "r20.safetensors")
-    report = convert(tmp_path / "r20.safetensors", tmp_path / "r20.pth")
+def test_a_cifar_model_without_a_library_twin_checks_the_round_trip(r20, tmp_path):
+    report = convert(r20, tmp_path / "r20.pth")
     assert (
         report.passed
         and report.checked_against == "resnets (round trip)"
         and report.max_abs_diff == 0
     )
+
+
+@pytest.mark.parametrize("to", ["torchvision", "timm"])
+def test_the_output_suffix_picks_the_format_for_library_layouts(tmp_path, to):
+    from safetensors.torch import load_file
+
+    tv = randomize_bn(torchvision.models.resnet18(num_classes=3)).eval()
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    convert(tmp_path / "tv.pth", tmp_path / "ours.safetensors", model="resnet18")
+    report = convert(tmp_path / "ours.safetensors", tmp_path / f"{to}.safetensors", to=to)
+    assert report.passed and report.checked_against == to and report.max_rel_diff < 1e-5
+    state = load_file(str(tmp_path / f"{to}.safetensors"))  # a real safetensors file
+    theirs = tv if to == "torchvision" else timm.create_model("resnet18", num_classes=3)
+    theirs.load_state_dict(state)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (theirs.eval()(x) - tv(x)).abs().max() < 1e-5
+    convert(tmp_path / "ours.safetensors", tmp_path / f"{to}.bin", to=to)
+    assert torch.load(tmp_path / f"{to}.bin", weights_only=True).keys() == state.keys()
+
+
+def test_resnets_layout_as_pt_is_a_torch_file(r20, tmp_path):
+    convert(r20, tmp_path / "r20.pt")
+    state = torch.load(tmp_path / "r20.pt", weights_only=True)
+    assert torch.equal(state["fc.weight"], load_model(r20).state_dict()["fc.weight"])
+
+
+@pytest.mark.parametrize("name", ["r20.onnx", "r20", "r20.safetensor"])
+def test_an_unknown_output_suffix_is_refused_before_anything_is_written(r20, tmp_path, name):
+    with pytest.raises(UsageError, match=r"suffix .*; use one of .safetensors, .pth, .pt, .bin"):
+        convert(r20, tmp_path / name)
+    assert _snapshot(tmp_path).keys() == {"r20.safetensors"}
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(r20, tmp_path):
+    convert(r20, tmp_path / "out.pth")
+    before = _snapshot(tmp_path)
+    with pytest.raises(UsageError, match=r"out.pth already exists; pass --overwrite"):
+        convert(r20, tmp_path / "out.pth", to="resnets")
+    assert _snapshot(tmp_path) == before
+    assert convert(r20, tmp_path / "out.pth", overwrite=True).passed
+    with pytest.raises(UsageError, match="is the source itself"):
+        convert(r20, r20, overwrite=True)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_failed_check_or_a_crash_leaves_no_file_and_the_earlier_one_intact(
+    r20, tmp_path, monkeypatch
+):
+    convert(r20, tmp_path / "out.safetensors")
+    before = _snapshot(tmp_path)
+    with pytest.raises(ExportError, match=r"differ from resnets \(round trip\).*not written"):
+        convert(r20, tmp_path / "out.safetensors", tolerance=-1.0, overwrite=True)
+    with pytest.raises(ExportError, match=r"new.pth was not written"):
+        convert(r20, tmp_path / "new.pth", tolerance=-1.0)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(convert_module, "library_model", crash)
+    with pytest.raises(RuntimeError, match="boom"):
+        convert(r20, tmp_path / "out.safetensors", overwrite=True)
+    assert _snapshot(tmp_path) == before  # and no temporary files left behind
+
+
+def test_a_missing_output_folder_is_a_one_line_usage_error(r20, tmp_path, capsys):
+    with pytest.raises(UsageError, match=r"the folder .*nope does not exist"):
+        convert(r20, tmp_path / "nope" / "x.safetensors")
+    code = main(["convert", str(r20), "/nonexistent/x.safetensors"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: the folder /nonexistent does not exist")
+    assert err.count("\n") == 1
+    assert _snapshot(tmp_path).keys() == {"r20.safetensors"}
+
+
+def test_the_check_is_relative_to_the_logits_scale(tmp_path, monkeypatch):
+    tv = randomize_bn(torchvision.models.resnet18(num_classes=4)).eval()
+    with torch.no_grad():
+        tv.fc.weight.mul_(1e4)  # logits in the thousands
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    real = convert_module.library_model
+
+    def library_off_by(factor: float) -> None:
+        def build(*args):
+            model = real(*args)
+            forward = model.forward
+            model.forward = lambda x: forward(x) * factor
+            return model
+
+        monkeypatch.setattr(convert_module, "library_model", build)
+
+    library_off_by(1 + 1e-6)  # float32 rounding noise, in proportion to the logits
+    report = convert(tmp_path / "tv.pth", tmp_path / "ours.safetensors", model="resnet18")
+    assert report.passed and report.max_abs_diff > 1e-4 and report.max_rel_diff < 1e-5
+    assert "relative" in report.text()
+    library_off_by(1 + 1e-3)  # a real disagreement
+    with pytest.raises(ExportError, match=r"relative \S+ > 0.0001"):
+        convert(tmp_path / "tv.pth", tmp_path / "bad.safetensors", model="resnet18")
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -47,3 +47,70 @@ def test_evaluate_cli_json_and_errors(digits_run, capsys, tmp_path):
     assert "neither a run folder nor a weights file" in capsys.readouterr().err
     with pytest.raises(UsageError, match="need --data"):
         evaluate(digits_run / "best.safetensors")
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A short run on an image folder with three named classes."""
+    from resnets import train
+
+    from ..conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("folder_run")
+    data = write_image_folder(root / "shapes", classes=("circle", "square", "tri"), per_class=10)
+    run = root / "run"
+    train(
+        data=f"imagefolder:{data}", image_size=16, batch_size=8, epochs=1, num_workers=0,
+        out=str(run), progress=False, tensorboard=False,
+    )  # fmt: skip
+    return run, data
+
+
+def test_classes_are_matched_by_name_not_position(folder_run, tmp_path):
+    import shutil
+
+    run, data = folder_run
+    other = tmp_path / "other"
+    for name in ("square", "tri"):  # a subset: positions 0, 1 here are 1, 2 in the weights
+        shutil.copytree(data / name, other / name)
+    report = evaluate(run / "best.safetensors", data=f"imagefolder:{other}", out=tmp_path)
+    support = {row["class"]: row["support"] for row in report.per_class}
+    assert support["circle"] == 0 and support["square"] > 0 and support["tri"] > 0
+    assert report.classes == ["circle", "square", "tri"]
+
+
+def test_a_folder_with_classes_the_weights_lack_is_refused(folder_run, tmp_path):
+    import shutil
+
+    run, data = folder_run
+    other = tmp_path / "other"
+    shutil.copytree(data / "circle", other / "circle")
+    shutil.copytree(data / "tri", other / "triangle")
+    with pytest.raises(UsageError, match="do not know: triangle; the weights know: circle, square"):
+        evaluate(run / "best.safetensors", data=f"imagefolder:{other}", out=tmp_path)
+
+
+def test_evaluate_refuses_data_that_changed_unless_accepted(folder_run, tmp_path):
+    import shutil
+
+    from resnets.errors import DataError
+
+    run, data = folder_run
+    copy_run, copy_data = tmp_path / "run", tmp_path / "shapes"
+    shutil.copytree(run, copy_run)
+    shutil.copytree(data, copy_data)
+    config = (copy_run / "config.yaml").read_text().replace(str(data), str(copy_data))
+    (copy_run / "config.yaml").write_text(config)
+    original = evaluate(copy_run, out=tmp_path / "a")
+    (copy_data / "tri" / "0.jpg").rename(copy_data / "tri" / "renamed.jpg")
+    with pytest.raises(DataError, match=r"1 added, e\.g\. tri/renamed\.jpg; 1 removed"):
+        evaluate(copy_run, out=tmp_path / "b")
+    kept = evaluate(copy_run, out=tmp_path / "c", allow_changed_data=True)
+    was_test = "tri/0.jpg" in _test_files(copy_run)
+    assert kept.count == original.count - was_test  # the same split, less the file that went
+
+
+def _test_files(run) -> set:
+    import gzip
+
+    return set(json.loads(gzip.decompress((run / "splits.json.gz").read_bytes()))["files"]["test"])

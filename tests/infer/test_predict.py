@@ -1,6 +1,9 @@
+import importlib
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -60,3 +63,110 @@ def test_image_classifier_train_predict_save_load(tmp_path):
     again = ImageClassifier.load(tmp_path / "clf.safetensors")
     assert [p.top for p in again.predict(paths).predictions] == [p.top for p in first]
     assert np.isfinite(first[0].top[0][1])
+
+
+def save_mixed_images(folder):
+    """Good images in every format, mode and several sizes, greyscale and colour."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (mode, fmt) in enumerate(
+        [("L", "png"), ("RGB", "jpg"), ("P", "gif"), ("RGBA", "webp"), ("L", "webp"),
+         ("I;16", "tiff"), ("P", "bmp"), ("LA", "png"), ("RGB", "tiff"), ("1", "png")]
+    ):  # fmt: skip
+        h, w = 20 + 7 * i, 50 - 3 * i
+        rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
+        im = Image.fromarray(rgb[..., 0].astype(np.uint16) * 200) if mode == "I;16" else None
+        (im or Image.fromarray(rgb).convert(mode)).save(folder / f"{i}_{mode[0]}.{fmt}")
+        names.append(folder / f"{i}_{mode[0]}.{fmt}")
+    frames = [Image.new("L", (30, 20), v) for v in (40, 200)]  # animated: its first frame
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:])
+    return [*names, folder / "anim.gif", folder / "anim.webp"]
+
+
+def test_a_greyscale_model_reads_every_format_mode_and_frame_count(digits_run, tmp_path):
+    good = save_mixed_images(tmp_path / "imgs")
+    result = predict(digits_run, [tmp_path / "imgs"])
+    assert result.failed == {}
+    assert sorted(p.path for p in result.predictions) == sorted(map(str, good))
+
+
+def test_one_bad_file_costs_only_itself(digits_run, tmp_path, monkeypatch):
+    """Unreadable files, and decodes that give a shape the batch cannot take, are reported
+    one by one; every good image in the same batch is still predicted."""
+    predict_module = importlib.import_module("resnets.infer.predict")  # the name is taken
+
+    good = save_mixed_images(tmp_path / "imgs")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "text.png").write_text("not an image")
+    (bad / "truncated.png").write_bytes(good[0].read_bytes()[:60])
+    wrong = {  # files that decode, to what a batch cannot hold
+        "two_channels.png": torch.zeros(2, 30, 30, dtype=torch.uint8),
+        "frames.png": torch.zeros(3, 1, 30, 30, dtype=torch.uint8),
+        "floats.png": torch.zeros(1, 30, 30),
+        "empty.png": torch.zeros(1, 0, 30, dtype=torch.uint8),
+    }
+    for name in [*wrong, "odd.png"]:
+        Image.new("L", (8, 8)).save(bad / name)
+
+    class OddError(Exception):
+        pass
+
+    real_decode = predict_module.decode
+
+    def decode(path, channels):
+        if path.name == "odd.png":
+            raise OddError
+        return wrong[path.name] if path.name in wrong else real_decode(path, channels)
+
+    monkeypatch.setattr(predict_module, "decode", decode)
+    result = predict(digits_run, [tmp_path / "imgs", bad], batch_size=64)
+    assert sorted(p.path for p in result.predictions) == sorted(map(str, good))
+    assert sorted(result.failed) == sorted(str(f) for f in bad.iterdir())
+    assert result.failed[str(bad / "odd.png")] == "OddError"
+    assert result.failed[str(bad / "two_channels.png")].startswith("decoded to torch.uint8 [2,")
+
+
+@pytest.fixture(scope="module")
+def seg_weights(tmp_path_factory):
+    """A tiny segmentation run (shapes, 32 x 32, one epoch): only its masks' files matter."""
+    from resnets import train
+
+    run = tmp_path_factory.mktemp("seg") / "run"
+    train(task="segmentation", data="shapes", synthetic_samples=64, epochs=1, image_size=32,
+          batch_size=32, out=str(run), progress=False, tensorboard=False)  # fmt: skip
+    return run / "best.safetensors"
+
+
+def test_segmentation_masks_never_collide_and_keep_the_image_size(seg_weights, tmp_path):
+    rng = np.random.default_rng(0)
+    sizes = {"a/x.png": (40, 30), "b/x.png": (20, 50), "b/x.jpg": (33, 33), "b/c/x.png": (9, 7)}
+    for name, (h, w) in sizes.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w), np.uint8)).save(tmp_path / "in" / name)
+    result = predict(seg_weights, [tmp_path / "in"], masks_out=tmp_path / "masks", batch_size=3)
+    assert result.failed == {}
+    masks = {
+        Path(p.path).relative_to(tmp_path / "in").as_posix(): p.mask for p in result.predictions
+    }
+    assert masks == {name: str(tmp_path / "masks" / (name + ".png")) for name in sizes}
+    for name, (h, w) in sizes.items():
+        mask = np.asarray(Image.open(masks[name]))
+        assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 127, 254}
+
+
+def test_segmentation_masks_never_overwrite_an_input(seg_weights, tmp_path):
+    """A mask whose path is one of the inputs is refused; the same file twice is no clash."""
+    (tmp_path / "in" / "m").mkdir(parents=True)
+    Image.new("L", (16, 16), 90).save(tmp_path / "in" / "x.png")
+    Image.new("L", (16, 16), 30).save(tmp_path / "in" / "m" / "x.png.png")
+    before = (tmp_path / "in" / "m" / "x.png.png").read_bytes()
+    inputs = [tmp_path / "in", tmp_path / "in" / "m" / "x.png.png"]
+    result = predict(seg_weights, inputs, masks_out=tmp_path / "in" / "m")
+    assert list(result.failed) == [str(tmp_path / "in" / "x.png")]
+    assert "would overwrite" in result.failed[str(tmp_path / "in" / "x.png")]
+    assert (tmp_path / "in" / "m" / "x.png.png").read_bytes() == before
+    assert [p.path for p in result.predictions] == [str(inputs[1])] * 2

@@ -54,8 +54,12 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
     try:
         with determinism(cfg.deterministic):
             session = setup_session(cfg, env, device)
-            with StopRequest() as stop:
-                return run_session(session, stop)
+            try:
+                with StopRequest() as stop:
+                    return run_session(session, stop)
+            except BaseException:
+                session.run.abandon()  # before the first checkpoint: as if it never ran
+                raise
     finally:
         cleanup()
 
@@ -310,6 +314,7 @@ def save_epoch_checkpoints(s: Session, improved: bool) -> None:
         save_checkpoint(s.run.path / "best.pt", payload, s.progress)
         save_best_weights(s)
     save_checkpoint(s.run.path / "last.pt", payload, s.progress)
+    s.run.commit()
 
 
 def save_best_weights(s: Session) -> None:
@@ -327,6 +332,7 @@ def save_step_checkpoint(s: Session, meter: Meter) -> None:
         return
     last = s.run.path / "last.pt"
     save_checkpoint(last, checkpoint_payload(s, meter), s.progress)
+    s.run.commit()
     step_file = s.run.path / f"step-{s.progress.step:08d}.pt"
     try:
         os.link(last, step_file)  # last.pt is replaced by a rename later, so this copy stays
@@ -340,6 +346,7 @@ def interrupt(s: Session, meter: Meter) -> None:
     """Save where we are and stop; the message says how to resume."""
     if s.env.main:
         save_checkpoint(s.run.path / "last.pt", checkpoint_payload(s, meter), s.progress)
+        s.run.commit()
     raise Interrupted(
         f"stopped at step {s.progress.step}; saved {s.run.path / 'last.pt'}. "
         f"Resume with: resnets train --resume {s.run.path}"

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from resnets.io import atomic_path, atomic_write_text
+from resnets.files import atomic_path, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_and_keeps_the_umask_mode(tmp_path):

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from resnets.errors import DataError, TrainingError, UsageError, WeightsError
-from resnets.train import loop, session, train
-from resnets.train.checkpoint import load_checkpoint
-from resnets.train.signals import StopRequest
+from resnets.training import loop, session, train
+from resnets.training.checkpoint import load_checkpoint
+from resnets.training.signals import StopRequest
 
 from ..conftest import write_cifar, write_image_folder
 

@@ -1,14 +1,18 @@
-"""Crash-safe file writing shared by weights, checkpoints, exports and run-folder files."""
+"""Crash-safe file writing shared by weights, checkpoints, exports and run-folder files,
+and the staging of outputs that are checked before they replace anything."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import UsageError
 
 
 def _default_mode() -> int:
@@ -65,3 +69,35 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_output(target: Path, source: Path, overwrite: bool, elsewhere: str) -> None:
+    """Refuse an output that is a folder, is the source itself, or exists without overwrite."""
+    if target.is_dir():
+        raise UsageError(f"{target} is a folder; give a file name")
+    if not target.exists():
+        return
+    if source.exists() and os.path.samefile(target, source):
+        raise UsageError(f"{target} is the source itself; {elsewhere}")
+    if not overwrite:
+        raise UsageError(f"{target} already exists; pass --overwrite to replace it, or {elsewhere}")
+
+
+@contextlib.contextmanager
+def staging(target: Path) -> Iterator[Path]:
+    """A temporary folder beside `target` where files are written and checked under their final
+    names before `publish` moves them into place; it is removed whatever happens."""
+    try:
+        folder = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise UsageError(f"cannot write to {target.parent}: {e.strerror or e}") from None
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Move a checked file from `staging` over `final` in one rename, fsynced by atomic_path."""
+    with atomic_path(final) as tmp:
+        os.replace(staged, tmp)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data import Loaders, Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
+from ..data.provenance import read_record, same_data, write_record
 from ..errors import TrainingError, UsageError
 from ..metrics import Meter, SegmentationMeter
 from ..models import ResNet, create_model
@@ -79,17 +80,32 @@ class Session:
 def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Session:
     """Data, model, optimizer and run folder; restores a checkpoint for --resume."""
     seed_everything(cfg.seed + env.rank)
-    out = Path(broadcast_object(str(cfg.resume or cfg.out or default_folder(cfg))))
+    given, claimed = cfg.resume or cfg.out, []
+    if not given and env.main:
+        path, claimed = default_folder(cfg)
+        given = str(path)
+    run = RunFolder(Path(broadcast_object(given)), cfg, env.main, claimed)
     problem = None
     if env.main:  # before any work, so a clash fails at once, on every process
         try:
-            check_folder(out, cfg)
+            check_folder(run.path, cfg)
         except UsageError as e:
             problem = str(e)
     problem = broadcast_object(problem)
     if problem:
+        run.abandon()  # a claimed default folder goes again; a given one was not touched
         raise UsageError(problem)
+    try:
+        return _build_session(cfg, env, device, run)
+    except BaseException:
+        run.abandon()
+        raise
+
+
+def _build_session(cfg: TrainConfig, env: DistEnv, device: torch.device, run: RunFolder):
     splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
+    if cfg.resume:  # the same data, or the user accepts the change and keeps the split
+        splits = same_data(splits, read_record(run.path), cfg.allow_changed_data)
     check_task(cfg, splits)
     model, backbone, frozen = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
@@ -105,6 +121,11 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
     )
     steps_per_epoch = len(loaders.train)
     total = cfg.steps or cfg.epochs * steps_per_epoch
+    schedule = Schedule(cfg, steps_per_epoch, total)
+    late = [m for m in schedule.milestones if m >= total] if cfg.schedule == "multistep" else []
+    if late:
+        note(splits, f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
+             "run and never happen; set --milestones to place them")  # fmt: skip
     ddp = model
     if env.active:
         ids = [device.index] if device.type == "cuda" else None
@@ -134,23 +155,36 @@ def setup_session(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Sessi
         optimizer=build_optimizer(model, cfg, device, backbone),
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
         ema=ModelEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
-        schedule=Schedule(cfg, steps_per_epoch, total),
+        schedule=schedule,
         criterion=make_criterion(cfg, splits, device),
-        run=RunFolder(out, cfg, env.main),
+        run=run,
         meta=meta,
         progress=Progress(),
         total_steps=total,
         epochs=math.ceil(total / steps_per_epoch),
     )
     if cfg.resume:
-        restore(session, load_checkpoint(out / "last.pt", cfg.model))
+        restore(session, load_checkpoint(run.path / "last.pt", cfg.model))
     session.run.prepare(checkpoint_size(session))
+    session.run.write_manifest(run_info(session))  # first: it marks the folder as a run's
     session.run.write_config()
-    session.run.write_manifest(run_info(session))
+    if not cfg.resume and env.main:
+        write_record(run.path, splits)
     return session
 
 
+def note(splits: Splits, text: str) -> None:
+    """A decision or warning for the user: logged now, and kept in the run's summary."""
+    log.info("note: %s", text)
+    splits.notes.append(text)
+
+
 def check_task(cfg: TrainConfig, splits: Splits) -> None:
+    if cfg.num_classes is not None and cfg.num_classes != len(splits.classes):
+        raise UsageError(
+            f"num_classes is {cfg.num_classes} but {cfg.data} has {len(splits.classes)} classes "
+            f"({', '.join(splits.classes[:10])}{', ...' if len(splits.classes) > 10 else ''})"
+        )
     masks = splits.train.labels.ndim == 3 if splits.in_memory else False
     if cfg.task == "segmentation" and not masks:
         raise UsageError(

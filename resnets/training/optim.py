@@ -8,14 +8,7 @@ import math
 import torch
 from torch import nn
 
-from .config import TrainConfig
-
-
-def peak_lr(cfg: TrainConfig) -> float:
-    """--lr, scaled by batch / lr_base_batch under --lr-scaling linear."""
-    if cfg.lr_scaling == "linear":
-        return cfg.lr * cfg.batch_size / cfg.lr_base_batch
-    return cfg.lr
+from .config import TrainConfig, peak_lr
 
 
 class Schedule:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import TrainingError, WeightsError
-from ..io import atomic_path
+from ..files import atomic_path
 
 FORMAT_VERSION = 1
 KIND = "resnets-train-state"

@@ -14,8 +14,8 @@ import torch
 
 from resnets.errors import TrainingError, WeightsError
 from resnets.models.weights import read_weights
-from resnets.train import checkpoint, run, train
-from resnets.train.checkpoint import load_checkpoint
+from resnets.training import checkpoint, run, train
+from resnets.training.checkpoint import load_checkpoint
 
 RUN = [
     "--epochs", "2", "--deterministic", "--seed", "0", "--save-every-steps", "1",

@@ -2,6 +2,7 @@
 
     config.yaml        the resolved options
     manifest.json      versions, git revision, device, dataset fingerprint, command
+    splits.json.gz     the data's fingerprint and each split's files (see data/provenance.py)
     metrics.csv        one row per epoch
     tensorboard/       event files
     curves.png         loss and top-1, train and validation
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import logging
 import os
 import platform
 import shutil
@@ -29,41 +31,87 @@ from typing import Any
 import yaml
 
 from ..errors import TrainingError, UsageError
-from ..io import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig, to_dict
 
+log = logging.getLogger("resnets")
 
-def default_folder(cfg: TrainConfig) -> Path:
+
+def default_folder(cfg: TrainConfig) -> tuple[Path, list[Path]]:
+    """runs/MODEL-DATA-TIME, claimed by creating it: a second run started in the same second
+    (or at the same time elsewhere) gets MODEL-DATA-TIME-2, and so on. Returns the folder and
+    the folders created for it (to remove again if the run fails before it starts)."""
     data = cfg.data.split(":", 1)[0]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.model}-{data}-{stamp}"
+    base = Path("runs") / f"{cfg.model}-{data}-{stamp}"
+    made = [] if base.parent.exists() else [base.parent]
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path, [path, *made]
+    raise TrainingError(f"could not find a free run folder name beside {base}; pass --out")
+
+
+START_FILES = ("config.yaml", "manifest.json", "splits.json.gz", "curves.png", ".write-test")
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder resnets made: it holds the manifest a run writes first."""
+    return (path / "manifest.json").is_file()
+
+
+def never_trained(path: Path) -> bool:
+    """A folder left by a run that stopped before its first checkpoint: nothing to lose.
+    (The manifest is written first; before it, only the write probe or temporaries.)"""
+    names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    if all(n == ".write-test" or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+        return bool(names)
+    return is_run_folder(path) and not names & {"last.pt", "best.pt", "best.safetensors"}
 
 
 def check_folder(path: Path, cfg: TrainConfig) -> None:
-    """Refuse to clobber: an existing run needs --resume or --overwrite; a file is an error."""
+    """Refuse to clobber: an existing run needs --resume or --overwrite, and --overwrite
+    replaces only a folder resnets made; anything else is an error. Changes nothing."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"run folder {path} is a file; choose another --out")
     if cfg.resume:
         if not (path / "last.pt").is_file():
             raise UsageError(f"{path} holds no run to resume (no last.pt)")
         return
-    if path.is_dir() and any(path.iterdir()) and not cfg.overwrite:
+    if not path.is_dir() or not any(path.iterdir()) or never_trained(path):
+        return
+    if not cfg.overwrite:
         raise UsageError(
             f"run folder {path} already exists; pass --resume {path} to continue it, "
             "--overwrite to replace it, or another --out"
+        )
+    if not is_run_folder(path):
+        raise UsageError(
+            f"{path} is not a resnets run folder (it has no manifest.json), so --overwrite will "
+            "not replace it; choose another --out"
         )
 
 
 class RunFolder:
     """Writes the run's files; a no-op on processes other than 0."""
 
-    def __init__(self, path: Path, cfg: TrainConfig, main: bool):
+    def __init__(self, path: Path, cfg: TrainConfig, main: bool, claimed: list[Path] = ()):
+        """`claimed`: folders created just now to reserve the default name."""
         self.path, self.cfg, self.main = path, cfg, main
         self._tb = None
+        self._claimed = list(claimed)
+        self._existed = path.is_dir() and not claimed
+        self._previous: Path | None = None  # the replaced run, until this one has a checkpoint
+        self._prepared = False  # nothing in the folder is touched before prepare()
 
     def prepare(self, checkpoint_bytes: int) -> None:
-        """Create (or empty, with --overwrite) the folder; prove it is writable and has room.
+        """Create the folder; prove it is writable and has room. With --overwrite, the old
+        run is moved aside, and deleted only once this run has saved a checkpoint.
 
         `checkpoint_bytes` is the size of one training checkpoint; a run keeps last.pt,
         best.pt, best.safetensors and --keep-last step files, each written beside its
@@ -71,25 +119,70 @@ class RunFolder:
         """
         if not self.main:
             return
+        self._prepared = True
         try:
-            if self.cfg.overwrite and self.path.is_dir():
-                shutil.rmtree(self.path)
+            if self.cfg.overwrite and is_run_folder(self.path) and not never_trained(self.path):
+                self._previous = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
+                self.path.rename(self._previous)
+                log.info(
+                    "moved the run in %s aside to %s; it is deleted once this run saves its "
+                    "first checkpoint, and put back if this run fails before that",
+                    self.path,
+                    self._previous,
+                )
             self.path.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.path)
             probe = self.path / ".write-test"
             probe.write_bytes(b"\0" * 4096)
             probe.unlink()
         except OSError as e:
+            self.abandon()
             raise TrainingError(
                 f"cannot write to run folder {self.path} ({e.strerror or e})"
             ) from None
         files = 4 + (self.cfg.keep_last if self.cfg.save_every_steps else 0)
         needed, free = files * checkpoint_bytes, shutil.disk_usage(self.path).free
         if free < needed:
+            self.abandon()
             raise TrainingError(
                 f"only {free / 2**20:,.0f} MiB free in {self.path}; this run's checkpoints need "
                 f"about {needed / 2**20:,.0f} MiB. Free some space or choose another --out"
             )
+
+    def commit(self) -> None:
+        """This run has a checkpoint: the run it replaced can go."""
+        if self._previous is not None and (self.path / "last.pt").is_file():
+            shutil.rmtree(self._previous, ignore_errors=True)
+            self._previous = None
+
+    def abandon(self) -> None:
+        """The run failed. Before its first checkpoint, leave things as they were: remove
+        what it wrote (our files only) and put a replaced run back."""
+        self.close()
+        if not self.main:
+            return
+        if not self._prepared:
+            for folder in self._claimed:  # a default name reserved, and runs/ if we made it
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            return
+        if (self.path / "last.pt").is_file():
+            self.commit()
+            return
+        if self.path.is_dir():
+            for name in START_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            shutil.rmtree(self.path / "tensorboard", ignore_errors=True)
+            remove_stale_temporaries(self.path)
+            if (not self._existed or self._previous) and not any(self.path.iterdir()):
+                self.path.rmdir()
+        if self._previous is None:
+            return
+        if self.path.exists():
+            log.warning("the replaced run stays in %s (%s is not empty)", self._previous, self.path)
+        else:
+            self._previous.rename(self.path)
+        self._previous = None
 
     def write_config(self) -> None:
         if self.main:

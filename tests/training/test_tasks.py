@@ -53,9 +53,9 @@ def test_segmentation_weights_evaluate_and_predict(seg_run, tmp_path):
     splits = load_splits(DataOptions(data="shapes", image_size=32, synthetic_samples=192), seed=0)
     Image.fromarray(splits.test.images[0, 0].numpy()).save(tmp_path / "shape.png")
     result = predict(run, [tmp_path / "shape.png"], masks_out=tmp_path / "masks")
-    assert result.predictions[0].mask == str(tmp_path / "masks" / "shape.png")
+    assert result.predictions[0].mask == str(tmp_path / "masks" / "shape.png.png")
     truth = splits.test.labels[0]
-    pred = torch.from_numpy(np.asarray(Image.open(tmp_path / "masks" / "shape.png")) // 127)
+    pred = torch.from_numpy(np.asarray(Image.open(tmp_path / "masks" / "shape.png.png")) // 127)
     assert ((pred > 0) == (truth > 0)).float().mean() > 0.8
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from resnets.train.config import resolve
-from resnets.train.optim import Schedule, peak_lr
+from resnets.training.config import resolve
+from resnets.training.optim import Schedule, peak_lr
 
 
 def lrs(flags, steps_per_epoch, at):

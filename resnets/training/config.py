@@ -31,43 +31,66 @@ class TrainConfig(DataOptions):
     )
     model: str = option("resnet20", "registered model name (resnets list)")
     pretrained: str | None = option(None, "initial weights: a .pth/.safetensors file")
-    in_chans: int | None = option(None, "model input channels (default: the data's)")
-    drop_path_rate: float = option(0.0, "stochastic depth rate at the last block")
-    drop_rate: float = option(0.0, "dropout before the classifier")
+    in_chans: int | None = option(None, "model input channels (default: the data's)", "[1, inf)")
+    num_classes: int | None = option(
+        None, "classifier outputs; checked against the data's classes", "[2, inf)"
+    )
+    drop_path_rate: float = option(0.0, "stochastic depth rate at the last block", "[0, 1)")
+    drop_rate: float = option(0.0, "dropout before the classifier", "[0, 1)")
     zero_init_residual: bool = option(False, "start each residual branch at zero")
-    freeze_stages: int = option(0, "freeze the stem and the first K stages (fine-tuning)")
+    freeze_stages: int = option(
+        0, "freeze the stem and the first K stages (fine-tuning)", "[0, inf)"
+    )
     freeze_backbone: bool = option(False, "train only the classifier (BN statistics frozen)")
-    lr_backbone: float | None = option(None, "learning rate of the backbone (default: --lr)")
+    lr_backbone: float | None = option(
+        None, "learning rate of the backbone (default: --lr)", "[0, inf)"
+    )
 
     recipe: str = option("default", "default | paper-cifar | paper-imagenet | modern")
-    epochs: int = option(30, "training epochs")
-    steps: int | None = option(None, "training steps (optimizer updates); overrides --epochs")
-    batch_size: int = option(128, "global batch size, over all processes")
-    accum_steps: int = option(1, "micro-batches accumulated per optimizer step")
+    epochs: int = option(30, "training epochs", "[1, inf)")
+    steps: int | None = option(
+        None, "training steps (optimizer updates), instead of --epochs", "[1, inf)"
+    )
+    batch_size: int = option(128, "global batch size, over all processes", "[1, inf)")
+    accum_steps: int = option(1, "micro-batches accumulated per optimizer step", "[1, inf)")
     optimizer: Literal["sgd", "adamw"] = option("sgd", "sgd | adamw")
-    lr: float = option(0.1, "peak learning rate (per --lr-base-batch with --lr-scaling linear)")
+    lr: float = option(
+        0.1, "peak learning rate (per --lr-base-batch with --lr-scaling linear)", "(0, inf)"
+    )
     lr_scaling: Literal["none", "linear"] = option("none", "scale lr by batch / lr_base_batch")
-    lr_base_batch: int = option(256, "batch size that --lr refers to under linear scaling")
-    momentum: float = option(0.9, "SGD momentum (AdamW beta1)")
+    lr_base_batch: int = option(
+        256, "batch size that --lr refers to under linear scaling", "[1, inf)"
+    )
+    momentum: float = option(0.9, "SGD momentum (AdamW beta1)", "[0, 1)")
     nesterov: bool = option(True, "Nesterov momentum")
-    weight_decay: float = option(5e-4, "L2 weight decay")
+    weight_decay: float = option(5e-4, "L2 weight decay", "[0, inf)")
     no_decay_norm_bias: bool = option(False, "no weight decay on BN weights and biases")
     schedule: Literal["cosine", "multistep", "constant"] = option("cosine", "lr schedule")
-    milestones: tuple[int, ...] = option((), "multistep: where lr is multiplied by lr_gamma")
+    milestones: tuple[int, ...] = option(
+        (), "multistep: where lr is multiplied by lr_gamma", "[1, inf)"
+    )
     milestone_unit: Literal["epoch", "step"] = option("epoch", "unit of --milestones")
-    lr_gamma: float = option(0.1, "multistep factor")
-    min_lr: float = option(0.0, "cosine: final learning rate")
-    warmup_epochs: float = option(5.0, "warm-up length in epochs (at most half the run)")
-    warmup_steps: int | None = option(None, "warm-up length in steps (overrides epochs)")
+    lr_gamma: float = option(0.1, "multistep factor", "(0, 1]")
+    min_lr: float = option(0.0, "cosine: final learning rate (below the peak)", "[0, inf)")
+    warmup_epochs: float = option(
+        5.0, "warm-up length in epochs (at most half the run)", "[0, inf)"
+    )
+    warmup_steps: int | None = option(
+        None, "warm-up length in steps, instead of epochs", "[0, inf)"
+    )
     warmup_style: Literal["linear", "constant"] = option("linear", "ramp up, or hold low")
-    warmup_factor: float = option(0.1, "lr factor at the start of warm-up (or held level)")
-    label_smoothing: float = option(0.0, "label smoothing")
-    mixup_alpha: float = option(0.0, "MixUp Beta(alpha, alpha); 0 = off")
-    cutmix_alpha: float = option(0.0, "CutMix Beta(alpha, alpha); 0 = off")
-    ema_decay: float = option(0.0, "EMA of weights, per step; 0 = off (e.g. 0.9998)")
-    clip_grad: float | None = option(None, "clip the gradient norm to this value")
+    warmup_factor: float = option(
+        0.1, "lr factor at the start of warm-up (or held level)", "(0, 1]"
+    )
+    label_smoothing: float = option(0.0, "label smoothing", "[0, 1)")
+    mixup_alpha: float = option(0.0, "MixUp Beta(alpha, alpha); 0 = off", "[0, inf)")
+    cutmix_alpha: float = option(0.0, "CutMix Beta(alpha, alpha); 0 = off", "[0, inf)")
+    ema_decay: float = option(0.0, "EMA of weights, per step; 0 = off (e.g. 0.9998)", "[0, 1)")
+    clip_grad: float | None = option(None, "clip the gradient norm to this value", "(0, inf)")
     class_weights: Literal["none", "balanced"] = option("none", "weight the loss per class")
-    early_stop: int | None = option(None, "stop after this many epochs without improvement")
+    early_stop: int | None = option(
+        None, "stop after this many epochs without improvement", "[1, inf)"
+    )
 
     amp: Literal["none", "bf16", "fp16"] = option("none", "autocast precision")
     channels_last: bool = option(
@@ -78,15 +101,15 @@ class TrainConfig(DataOptions):
     sync_bn: bool = option(False, "synchronize BN statistics across processes (GPU)")
 
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
-    seed: int = option(0, "random seed")
+    seed: int = option(0, "random seed", "[0, inf)")
     deterministic: bool = option(False, "deterministic algorithms (bit-identical reruns)")
     out: str | None = option(None, "run folder (default runs/MODEL-DATA-TIME)")
     resume: str | None = option(None, "continue the run in this folder")
     overwrite: bool = option(False, "replace an existing run folder")
-    save_every_steps: int | None = option(None, "also checkpoint every N steps")
-    keep_last: int = option(1, "step checkpoints to keep")
-    max_bad_batches: int = option(0, "skip up to N batches with a non-finite loss")
-    log_every: int = option(50, "steps between progress updates")
+    save_every_steps: int | None = option(None, "also checkpoint every N steps", "[1, inf)")
+    keep_last: int = option(1, "step checkpoints to keep", "[1, inf)")
+    max_bad_batches: int = option(0, "skip up to N batches with a non-finite loss", "[0, inf)")
+    log_every: int = option(50, "steps between progress updates", "[1, inf)")
     progress: bool = option(True, "progress bar")
     tensorboard: bool = option(True, "write TensorBoard event files")
 
@@ -107,14 +130,25 @@ RESUME_OVERRIDES = {  # what may change on --resume: hardware fitting and run le
     "tensorboard",
     "max_bad_batches",
     "resume",
+    "allow_changed_data",
 }
 
-_POSITIVE = ("epochs", "steps", "batch_size", "accum_steps", "lr_base_batch", "log_every")
-_POSITIVE += ("image_size", "synthetic_samples", "synthetic_classes", "save_every_steps")
-_POSITIVE += ("keep_last", "early_stop", "in_chans", "eval_resize")
-_NON_NEGATIVE = ("weight_decay", "momentum", "min_lr", "warmup_epochs", "warmup_steps")
-_NON_NEGATIVE += ("label_smoothing", "mixup_alpha", "cutmix_alpha", "crop_padding")
-_NON_NEGATIVE += ("drop_path_rate", "drop_rate", "max_bad_batches", "num_workers", "freeze_stages")
+# Options that say the same thing two ways: the one set at the highest level wins (the
+# recipe < the config file < flags); setting both at one level is an error.
+ALTERNATIVES = (("epochs", "steps"), ("warmup_epochs", "warmup_steps"))
+
+
+def parse_bounds(text: str) -> tuple[float, bool, float, bool]:
+    """ "[0, 1)" -> (0.0, True, 1.0, False): low, low included, high, high included."""
+    low, high = (part.strip() for part in text[1:-1].split(","))
+    return float(low), text[0] == "[", float(high), text[-1] == "]"
+
+
+def in_bounds(value: float, bounds: str) -> bool:
+    low, low_in, high, high_in = parse_bounds(bounds)
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    return above and below
 
 
 def coerce(name: str, value: Any, source: str = "") -> Any:
@@ -229,36 +263,55 @@ def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> Tra
     recipe = chosen.get("recipe", "default")
     if recipe not in RECIPES:
         raise unknown_name("recipe", recipe, RECIPES)
-    values = {**RECIPES[recipe], **chosen}
-    values.update({k: v for k, v in recipe_rules(recipe, values).items() if k not in chosen})
+    from_recipe = RECIPES[recipe]
+    rules = recipe_rules(recipe, {**from_recipe, **chosen})
+    rules = {k: v for k, v in rules.items() if k not in chosen}
+    layers = [("the recipe", from_recipe), ("the recipe's rules", rules)]
+    layers += [(str(config_file), from_file), ("arguments", flags)]
+    values = {**from_recipe, **rules, **chosen}
+    for pair in ALTERNATIVES:
+        values.update(_settle(pair, layers))
     cfg = TrainConfig(**values)
     validate(cfg)
     return cfg
 
 
+def _settle(pair: tuple[str, str], layers: list[tuple[str, dict]]) -> dict[str, Any]:
+    """The highest layer that sets either option of `pair` decides; the other is cleared."""
+    for where, layer in reversed(layers):
+        given = [name for name in pair if layer.get(name) is not None]
+        if len(given) == 2:
+            raise ConfigError(f"{pair[0]} and {pair[1]} are both set in {where}; set only one")
+        if given:
+            other = pair[1] if given[0] == pair[0] else pair[0]
+            return {other: None} if FIELDS[other].default is None else {}
+    return {}
+
+
 def validate(cfg: TrainConfig) -> None:
-    for name in _POSITIVE:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{name} must be positive, got {value}")
-    for name in _NON_NEGATIVE:
-        value = getattr(cfg, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"{name} must not be negative, got {value}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {cfg.lr}")
-    for name in ("val_split", "test_split"):
-        value = getattr(cfg, name)
-        if value is not None and not 0 <= value < 1:
-            raise ConfigError(f"{name} must be in [0, 1), got {value}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    """Every number within the interval its option declares, and the options consistent."""
+    for name, f in FIELDS.items():
+        bounds, value = f.metadata.get("bounds"), getattr(cfg, name)
+        if bounds is None or value is None:
+            continue
+        for v in value if isinstance(value, tuple) else (value,):
+            if not in_bounds(v, bounds):
+                raise ConfigError(f"{name} must be in {bounds}, got {v}")
+    if cfg.min_lr >= peak_lr(cfg):
+        raise ConfigError(f"min_lr ({cfg.min_lr:g}) must be below the peak lr ({peak_lr(cfg):g})")
     if cfg.early_stop and cfg.val_split == 0:
         raise ConfigError("early_stop needs a validation set; drop --val-split 0")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if list(cfg.milestones) != sorted(cfg.milestones):
         raise ConfigError(f"milestones must increase, got {list(cfg.milestones)}")
+
+
+def peak_lr(cfg: TrainConfig) -> float:
+    """--lr, scaled by batch / lr_base_batch under --lr-scaling linear."""
+    if cfg.lr_scaling == "linear":
+        return cfg.lr * cfg.batch_size / cfg.lr_base_batch
+    return cfg.lr
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""What data a run was made from, and whether it is still the same.
+
+A run records its splits in `splits.json.gz`: the fingerprint of all three splits and, for
+image folders, each split's files (path relative to the folder, and size). `--resume` and
+`evaluate` rebuild the splits from the options and compare: if the data changed, re-splitting
+could move test images into training, so they refuse and say what changed, unless the user
+accepts the change. Then an image folder keeps the run's own split by file name: a file stays
+in the split it was in, removed files drop out, and new files are left out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..errors import DataError
+from .imagefolder import ImageFolderDataset
+
+if TYPE_CHECKING:
+    from .build import Splits
+
+RECORD = "splits.json.gz"
+NAMES = ("train", "val", "test")
+
+
+def fingerprint(splits: Splits) -> str:
+    """One hash over the three splits' contents (images and labels, or files and sizes)."""
+    h = hashlib.sha256()
+    for name in NAMES:
+        data = getattr(splits, name)
+        h.update(name.encode())
+        if isinstance(data, ImageFolderDataset):
+            for rel, size in _files(data, _root(splits)).items():
+                h.update(f"{rel}:{size}\n".encode())
+        elif data is not None:
+            h.update(data.images.contiguous().numpy().tobytes())
+            h.update(data.labels.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def record(splits: Splits) -> dict[str, Any]:
+    """What `splits.json.gz` holds for these splits."""
+    out: dict[str, Any] = {"data": splits.name, "fingerprint": splits.fingerprint}
+    out["classes"] = list(splits.classes)
+    out["counts"] = {n: len(getattr(splits, n)) if getattr(splits, n) else 0 for n in NAMES}
+    if not splits.in_memory:
+        root = _root(splits)
+        out["files"] = {n: _files(getattr(splits, n), root) for n in NAMES if getattr(splits, n)}
+    return out
+
+
+def write_record(folder: Path, splits: Splits) -> None:
+    from ..files import atomic_path
+
+    with atomic_path(folder / RECORD) as tmp:
+        tmp.write_bytes(gzip.compress(json.dumps(record(splits)).encode(), mtime=0))
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The run's record, or None for a run made before runs kept one."""
+    path = folder / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path} is unreadable ({e}); the run's data cannot be checked") from None
+
+
+def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool) -> Splits:
+    """`splits` if they are the data the run was made from; otherwise refuse, or with
+    `accept_change` keep the run's own split by file name (folders) and note it."""
+    if saved is None:
+        splits.notes.append("the run predates data records: its data could not be checked")
+        return splits
+    if saved["fingerprint"] == splits.fingerprint:
+        return splits
+    what = _changes(splits, saved)
+    if list(saved.get("classes", splits.classes)) != list(splits.classes):
+        raise DataError(
+            f"the classes of {splits.name} changed since the run was made ({what}); "
+            "the weights cannot score them: start a new run"
+        )
+    if not accept_change:
+        raise DataError(
+            f"{splits.name} changed since the run was made ({what}); re-splitting it could move "
+            "test images into training. Pass --allow-changed-data to keep the run's split by "
+            "file name, or start a new run"
+        )
+    if splits.in_memory:
+        splits.notes.append(f"data changed ({what}); accepted, split by position as before")
+        return splits
+    root = _root(splits)
+    pool: dict[str, tuple[Path, int, ImageFolderDataset]] = {}
+    for name in NAMES:
+        data = getattr(splits, name)
+        for i, f in enumerate(data.files if data is not None else []):
+            pool[str(f.relative_to(root))] = (f, int(data.labels[i]), data)
+    for name in NAMES:
+        rels = [r for r in saved.get("files", {}).get(name, {}) if r in pool]
+        setattr(splits, name, _subset(rels, pool) if rels else None)
+    counts = ", ".join(f"{n} {len(getattr(splits, n) or [])}" for n in NAMES)
+    splits.notes = [n for n in splits.notes if not n.startswith(("test split", "validation"))]
+    splits.notes.append(
+        f"data changed ({what}); accepted: kept the run's split by file name ({counts}; "
+        "new files left out)"
+    )
+    return splits
+
+
+def _subset(rels: list[str], pool: dict) -> ImageFolderDataset:
+    like = pool[rels[0]][2]
+    files = [pool[r][0] for r in rels]
+    labels = torch.tensor([pool[r][1] for r in rels], dtype=torch.long)
+    return ImageFolderDataset(files, labels, like.transform, like.channels, like.seed, like.strict)
+
+
+def _changes(splits: Splits, saved: dict[str, Any]) -> str:
+    """A short account of what differs: files added, removed, resized; or counts."""
+    if splits.in_memory or "files" not in saved:
+        now = record(splits)["counts"]
+        return f"images differ; split sizes then {saved.get('counts')}, now {now}"
+    before = {r: s for files in saved["files"].values() for r, s in files.items()}
+    root = _root(splits)
+    after: dict[str, int] = {}
+    for name in NAMES:
+        if getattr(splits, name) is not None:
+            after |= _files(getattr(splits, name), root)
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    resized = sorted(r for r in set(before) & set(after) if before[r] != after[r])
+    parts = []
+    for label, items in (("added", added), ("removed", removed), ("changed", resized)):
+        if items:
+            parts.append(f"{len(items)} {label}, e.g. {items[0]}")
+    return "; ".join(parts) or "the same files, split differently"
+
+
+def _root(splits: Splits) -> Path:
+    return Path(splits.name.split(":", 1)[1]).expanduser()
+
+
+def _files(data: ImageFolderDataset, root: Path) -> dict[str, int]:
+    return {str(f.relative_to(root)): f.stat().st_size for f in data.files}
