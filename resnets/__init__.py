@@ -20,7 +20,7 @@ _HOMES = {
     "get_config": "models",
     "list_models": "models",
     "register": "models",
-    "load_model": "models.weights",
+    "load_model": "models",
     "save_weights": "models.weights",
     "TrainConfig": "training",
     "train": "training",

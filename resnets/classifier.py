@@ -8,8 +8,8 @@ from typing import Any
 
 from .errors import UsageError
 from .infer import PredictResult, predict
-from .models import ResNet, create_model
-from .models.weights import load_model, save_weights
+from .models import ResNet, create_model, load_model
+from .models.weights import save_weights
 from .training import train
 
 

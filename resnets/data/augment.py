@@ -13,6 +13,14 @@ import torch
 import torch.nn.functional as F
 
 
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (seed, epoch, step)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & (2**63 - 1)
+    return h
+
+
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 [B, C, H, W] -> float, scaled to [0, 1] and standardized per channel."""
     return (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

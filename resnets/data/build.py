@@ -8,15 +8,17 @@ for the final, single evaluation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError, UsageError, unknown_name
+from ..options import DATASETS, DataOptions
 from . import datasets as ds
 from . import imagefolder as imf
 from .augment import CropFlip, MixUpCutMix
+from .decode import detect_channels
 from .device_decode import DeviceDecoder
 from .loaders import (
     ONE_PROCESS,
@@ -28,89 +30,10 @@ from .loaders import (
     to_channels,
 )
 from .provenance import fingerprint
+from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 
-DATASETS = (
-    "digits",
-    "synthetic",
-    "cifar10",
-    "cifar100",
-    "mnist",
-    "fashion-mnist",
-    "imagefolder",
-    "shapes",  # segmentation: synthetic circles and squares with masks
-    "segfolder",  # segmentation: PATH/images/* with PATH/masks/* of the same names
-)
 SEGMENTATION = ("shapes", "segfolder")
-SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def option(default, help: str, bounds: str | None = None):
-    """A dataclass field with help text and, for numbers, the interval of values that can be
-    meant, e.g. "[0, 1)" or "(0, inf)": the CLI flag, the docs and the validation read it here."""
-    metadata = {"help": help} if bounds is None else {"help": help, "bounds": bounds}
-    return field(default=default, metadata=metadata)
-
-
-@dataclass
-class DataOptions:
-    """The data-related training options (each is also a `resnets train` flag)."""
-
-    data: str = option(
-        "digits",
-        "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | "
-        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
-    )
-    image_size: int | None = option(
-        None, "resize images to this side (default: native; 224 for folders)", "[1, inf)"
-    )
-    val_split: float | None = option(
-        None, "fraction of training data held out for validation (0.1)", "[0, 1)"
-    )
-    test_split: float = option(
-        0.2, "fraction held out as test set where the data has none", "[0, 1)"
-    )
-    download: bool = option(False, "download CIFAR / MNIST with torchvision (needs a network)")
-    num_workers: int | None = option(
-        None, "image-folder decoding processes (default: CPUs - 1, max 8)", "[0, inf)"
-    )
-    strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
-    synthetic_samples: int = option(2048, "training images for --data synthetic", "[1, inf)")
-    synthetic_classes: int = option(10, "classes for --data synthetic", "[2, inf)")
-    crop_padding: int | None = option(
-        None, "random-crop padding in pixels (default: size / 8)", "[0, inf)"
-    )
-    hflip: bool | None = option(None, "random horizontal flips (default: on for CIFAR and folders)")
-    train_crop: str | None = option(None, "folders: random-resized | resize (default by size)")
-    eval_resize: int | None = option(
-        None, "folders: shorter side before the centre crop", "[1, inf)"
-    )
-    gpu_decode: bool = option(False, "folders: decode JPEGs on the training device (nvJPEG)")
-    allow_changed_data: bool = option(
-        False, "resume or evaluate a run whose data changed, keeping its split by file name"
-    )
-
-
-@dataclass
-class Splits:
-    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`)."""
-
-    name: str
-    train: object
-    val: object | None
-    test: object | None
-    classes: list[str]
-    channels: int
-    input_size: int
-    mean: list[float]
-    std: list[float]
-    crop_padding: int
-    hflip: bool
-    resize_size: int | None = None
-    in_memory: bool = True
-    notes: list[str] = field(default_factory=list)
-    decode: dict | None = None  # folders with --gpu-decode: DeviceDecoder settings
-    fingerprint: str = ""  # of all three splits' contents (see provenance.py)
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
@@ -122,25 +45,8 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, Path(path).expanduser() if path else None
 
 
-def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept, split-off) indices; each class gives round(fraction x its count), at least one."""
-    g = torch.Generator().manual_seed(SPLIT_SEED)
-    keep, take = [], []
-    for c in labels.unique().tolist():
-        idx = (labels == c).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) > 1 else 0
-        take.append(idx[:n])
-        keep.append(idx[n:])
-    return torch.cat(keep).sort().values, torch.cat(take).sort().values
-
-
 def load_splits(opts: DataOptions, seed: int, channels: int | None = None) -> Splits:
     """Load the data named by `opts.data` and carve validation (and test) splits."""
-    for name in ("val_split", "test_split"):
-        value = getattr(opts, name)
-        if value is not None and not 0 <= value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
     name, path = parse_spec(opts.data)
     if name == "imagefolder":
         splits = _folder_splits(path, opts, seed, channels)
@@ -162,10 +68,10 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         train, test = ds.resize(train, opts.image_size), test and ds.resize(test, opts.image_size)
     notes = []
     if test is None:
-        kept, held = stratified_split(_strata(train), opts.test_split)
+        kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
         notes.append(f"test split: {len(test)} images held out from {name} (fixed seed)")
-    train, val = _carve_val(train, opts.val_split, notes)
+    train, val = carve_val(train, opts.val_split, notes)
     mean, std = channel_stats(train.images)
     size = train.images.shape[-1]
     return Splits(
@@ -204,22 +110,6 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
     if name.startswith("cifar"):
         return ds.load_cifar(name, root, opts.download)
     return ds.load_mnist(name, root, opts.download)
-
-
-def _carve_val(train, fraction: float | None, notes: list[str]):
-    fraction = 0.1 if fraction is None else fraction
-    if fraction == 0:
-        notes.append("no validation set (--val-split 0): the last epoch's weights are kept")
-        return train, None
-    kept, held = stratified_split(_strata(train), fraction)
-    notes.append(f"validation split: {len(held)} of {len(train.labels)} training images")
-    return train.subset(kept), train.subset(held)
-
-
-def _strata(data) -> torch.Tensor:
-    """Per-sample classes to stratify by; masks give none, so the split is simply random."""
-    labels = data.labels
-    return torch.zeros(len(labels), dtype=torch.long) if labels.ndim > 1 else labels
 
 
 @dataclass
@@ -261,8 +151,8 @@ def _folder_splits(root: Path, opts: DataOptions, seed: int, channels: int | Non
         train, test = train.subset(kept), train.subset(held)
         notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
     if val is None:
-        train, val = _carve_val(train, opts.val_split, notes)
-    channels = channels or imf.detect_channels(train.files)
+        train, val = carve_val(train, opts.val_split, notes)
+    channels = channels or detect_channels(train.files)
     size = opts.image_size or 224
     crop = opts.train_crop or ("random-resized" if size >= 128 else "resize")
     if crop not in ("random-resized", "resize"):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 
 
 @dataclass
@@ -117,7 +118,6 @@ def make_shapes(n: int, size: int, channels: int = 1, seed: int = 0) -> ImageTen
 
 def load_segfolder(root: Path, size: int, channels: int | None) -> ImageTensors:
     """PATH/images/NAME.* with PATH/masks/NAME.* (greyscale, one value per class)."""
-    from .imagefolder import IMAGE_EXTENSIONS, decode
 
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
@@ -130,8 +130,6 @@ def load_segfolder(root: Path, size: int, channels: int | None) -> ImageTensors:
     ]
     if not pairs:
         raise DataError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
-    from .imagefolder import detect_channels
-
     channels = channels or detect_channels([p for p, _ in pairs])
     xs, ys = [], []
     for image, mask in pairs:

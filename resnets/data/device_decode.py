@@ -15,7 +15,7 @@ import torch
 from torchvision.io import ImageReadMode
 from torchvision.transforms.v2 import functional as TF
 
-from .loaders import mix_seed
+from .augment import mix_seed
 
 
 def read_bytes(path) -> bytes:

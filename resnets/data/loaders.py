@@ -14,18 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
-from .augment import CropFlip, MixUpCutMix, match_channels, normalize
+from .augment import CropFlip, MixUpCutMix, match_channels, mix_seed, normalize
 from .datasets import ImageTensors
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed from several integers (seed, epoch, step)."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (p + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2))) & (2**63 - 1)
-    return h
 
 
 @dataclass(frozen=True)

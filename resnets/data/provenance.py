@@ -22,7 +22,7 @@ from ..errors import DataError
 from .imagefolder import ImageFolderDataset
 
 if TYPE_CHECKING:
-    from .build import Splits
+    from .splits import Splits
 
 RECORD = "splits.json.gz"
 NAMES = ("train", "val", "test")

@@ -19,9 +19,8 @@ from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
 from ..models.convert import layout_of, to_timm_v2, to_torchvision
-from ..models.registry import TORCHVISION_NAMES
 from ..models.resnet import default_input_size
-from ..models.weights import load_state, read_weights, save_weights
+from ..models.weights import TORCHVISION_NAMES, load_state, read_weights, save_weights
 from .export import ExportError, logit_parity
 
 TARGETS = ("resnets", "torchvision", "timm")

@@ -22,7 +22,8 @@ from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
 from ..metrics import SegmentationMeter, topk_correct
-from ..models.weights import WeightsMeta, load_model
+from ..models import load_model
+from ..models.weights import WeightsMeta
 from ..plots import confusion_matrix
 from .backends import Predictor, predictor
 
@@ -119,7 +120,7 @@ def evaluate(
     loader = run_split_loader(
         run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
     )
-    if meta.extra.get("task") == "segmentation":
+    if meta.task == "segmentation":
         return _evaluate_masks(predictor(model, dev, backend), loader, split, len(meta.classes))
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
     remap = class_map(loader.classes, classes, meta.classes is not None)

@@ -23,8 +23,8 @@ import torch
 
 from ..errors import ResnetsError, UsageError
 from ..files import atomic_write_json, check_output, publish, staging
-from ..models import ResNet
-from ..models.weights import WeightsMeta, load_model, save_weights
+from ..models import ResNet, load_model
+from ..models.weights import WeightsMeta, save_weights
 from .backends import OnnxRuntimePredictor, onnx_bytes
 from .evaluate import resolve_source
 from .optimize import fold_bn

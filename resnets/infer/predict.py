@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import normalize
-from ..data.imagefolder import IMAGE_EXTENSIONS, decode, eval_transform
+from ..data.decode import IMAGE_EXTENSIONS, decode
+from ..data.imagefolder import eval_transform
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
-from ..models.weights import WeightsMeta, load_model
+from ..models import load_model
+from ..models.weights import WeightsMeta
 from .backends import predictor
 from .evaluate import resolve_source
 
@@ -166,7 +168,7 @@ def predict(
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
-    segmentation = meta.extra.get("task") == "segmentation"
+    segmentation = meta.task == "segmentation"
     run = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)

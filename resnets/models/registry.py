@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from pathlib import Path
-from typing import Any
 
 from ..errors import UsageError, unknown_name
 from .config import ResNetConfig
-from .resnet import ResNet
 
 _B = "bottleneck"
 
@@ -72,15 +69,6 @@ MODELS: dict[str, ResNetConfig] = {
     "wrn40_4": _WRN.replace(layers=(6,) * 3, width_factor=4),
 }
 
-# torchvision's builder for each name that has a counterpart there (same weights, same outputs).
-TORCHVISION_NAMES: dict[str, str] = {
-    name: name
-    for name in (
-        "resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d resnext101_32x8d "
-        "resnext101_64x4d wide_resnet50_2 wide_resnet101_2"
-    ).split()
-} | {"resnet50b": "resnet50"}
-
 
 def register(name: str, config: ResNetConfig, *, overwrite: bool = False) -> None:
     """Add a named config to the registry (for user-defined variants)."""
@@ -98,20 +86,3 @@ def get_config(name: str) -> ResNetConfig:
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     return MODELS[name]
-
-
-def create_model(
-    name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides: Any
-) -> ResNet:
-    """Build a registered model; `overrides` change config fields (num_classes, in_chans, ...).
-
-    `pretrained` is a weights file (.pth, .pt, .safetensors) in torchvision's, timm's or our
-    own key layout, or "torchvision" to download torchvision's ImageNet weights. A different
-    num_classes re-initializes the classifier; a different in_chans adapts the first conv.
-    """
-    model = ResNet(get_config(name).replace(**overrides), name=name)
-    if pretrained is not None:
-        from .weights import load_pretrained
-
-        load_pretrained(model, pretrained, strict=strict)
-    return model

@@ -1,21 +1,13 @@
-"""Segmentation over a ResNet's stage features: a U-Net-style decoder, and the multitask model
-(one encoder, a classification head and a segmentation head), e.g. for single-channel medical
-images:
+"""Segmentation over a ResNet's stage features: a U-Net-style decoder on the encoder's stages.
 
-    model = create_multitask_model("resnet18", num_classes=2, seg_classes=2, in_chans=1)
-    class_logits, mask_logits = model(x)
-"""
+Built by `factory.create_segmentation_model("resnet34", num_classes=2, in_chans=1)`."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import create_model
 from .resnet import ResNet
 
 DECODER_WIDTH = 256  # each decoder level: min(its skip's channels, 256)
@@ -77,36 +69,3 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder.forward_intermediates(x), x.shape[-2:])
-
-
-class MultiTaskModel(SegmentationModel):
-    """One encoder, two heads: (class logits [N, num_classes], mask logits [N, seg, H, W])."""
-
-    def __init__(self, encoder: ResNet, num_classes: int, seg_classes: int):
-        super().__init__(encoder, seg_classes)
-        self.classifier = nn.Linear(encoder.num_features, num_classes)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.encoder.forward_intermediates(x)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(feats[-1], 1), 1)
-        return self.classifier(pooled), self.decoder(feats, x.shape[-2:])
-
-
-def create_segmentation_model(
-    name: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
-) -> SegmentationModel:
-    """A registered ResNet as encoder (classification weights load into it) + decoder."""
-    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
-    return SegmentationModel(encoder, num_classes)
-
-
-def create_multitask_model(
-    name: str,
-    num_classes: int,
-    seg_classes: int,
-    *,
-    pretrained: str | Path | None = None,
-    **overrides: Any,
-) -> MultiTaskModel:
-    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
-    return MultiTaskModel(encoder, num_classes, seg_classes)

@@ -13,7 +13,7 @@ import logging
 import math
 import pickle
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,16 @@ from .resnet import ResNet
 log = logging.getLogger("resnets")
 
 FORMAT_VERSION = 1
+
+# torchvision's builder for each name that has a counterpart there (same weights, same outputs).
+TORCHVISION_NAMES: dict[str, str] = {
+    name: name
+    for name in (
+        "resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d resnext101_32x8d "
+        "resnext101_64x4d wide_resnet50_2 wide_resnet101_2"
+    ).split()
+} | {"resnet50b": "resnet50"}
+TASKS = ("classification", "segmentation")
 _WRAPPERS = ("state_dict", "model", "model_state", "module")
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -44,7 +54,11 @@ class WeightsMeta:
     resize_size: int | None = None  # shorter side before the center crop; None: resize only
     mean: list[float] | None = None
     std: list[float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # one of TASKS: what the outputs mean
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise WeightsError(f"unknown task {self.task!r} in weights metadata; known: {TASKS}")
 
     def to_json(self) -> str:
         data = asdict(self) | {"config": self.config.to_dict(), "format_version": FORMAT_VERSION}
@@ -61,6 +75,7 @@ class WeightsMeta:
                     f"{FORMAT_VERSION}); upgrade resnets"
                 )
             data["config"] = ResNetConfig.from_dict(data["config"])
+            data.setdefault("task", data.pop("extra", {}).get("task", "classification"))
             return cls(**data)
         except (ValueError, KeyError, TypeError) as e:
             raise WeightsError(f"{source} has unreadable resnets metadata: {e}") from None
@@ -223,8 +238,6 @@ def _check_fit(model: nn.Module, state: StateDict, name: str, strict: bool) -> N
 
 
 def _download_torchvision(model: ResNet) -> tuple[StateDict, WeightsMeta]:
-    from .registry import TORCHVISION_NAMES
-
     tv_name = TORCHVISION_NAMES.get(model.name)
     if tv_name is None:
         raise WeightsError(f"torchvision has no weights for {model.name}; pass a weights file")
@@ -272,29 +285,3 @@ def _plain_state_dict(model: nn.Module) -> StateDict:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model.state_dict()
-
-
-def load_model(path: str | Path, **overrides: Any) -> nn.Module:
-    """Rebuild the model a resnets weights file or checkpoint describes, with its weights.
-
-    A classifier is a `ResNet`; weights trained with --task segmentation give a
-    `SegmentationModel` (the metadata says which)."""
-    state, meta = read_weights(path)
-    if meta is None:
-        raise WeightsError(
-            f"{path} carries no resnets metadata; use create_model(NAME, pretrained={str(path)!r})"
-        )
-    encoder = ResNet(meta.config.replace(**overrides), name=meta.model)
-    if meta.extra.get("task") != "segmentation":
-        load_state(encoder, state, meta, str(path))
-        return encoder
-    from .segmentation import SegmentationModel
-
-    model = SegmentationModel(encoder, len(meta.classes or []))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise WeightsError(f"{path} does not fit {meta.model} segmentation: {first}") from None
-    model.weights_meta = meta
-    return model

@@ -23,8 +23,7 @@ from ..data.augment import MixUpCutMix
 from ..data.provenance import read_record, same_data, write_record
 from ..errors import TrainingError, UsageError
 from ..metrics import Meter, SegmentationMeter
-from ..models import ResNet, create_model
-from ..models.segmentation import create_segmentation_model
+from ..models import ResNet, create_model, create_segmentation_model
 from ..models.weights import WeightsMeta
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
@@ -139,7 +138,7 @@ def _build_session(cfg: TrainConfig, env: DistEnv, device: torch.device, run: Ru
         resize_size=splits.resize_size,
         mean=splits.mean,
         std=splits.std,
-        extra={"task": cfg.task} if cfg.task != "classification" else {},
+        task=cfg.task,
     )
     session = Session(
         cfg=cfg,

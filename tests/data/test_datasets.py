@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from resnets.data import DataOptions, load_splits
 from resnets.data import datasets as ds
-from resnets.data.build import DataOptions, load_splits, stratified_split
+from resnets.data.splits import stratified_split
 from resnets.errors import DataError, UsageError
 
 from ..conftest import write_cifar, write_image_folder, write_mnist

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, features
 
-from resnets.data.imagefolder import decode, detect_channels
+from resnets.data.decode import decode, detect_channels
 from resnets.errors import DataError
 
 H, W = 10, 12  # not square: a transposed image would show

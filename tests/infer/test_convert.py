@@ -9,7 +9,7 @@ from resnets.errors import UsageError
 from resnets.infer import convert as convert_module
 from resnets.infer.convert import convert
 from resnets.infer.export import ExportError
-from resnets.models.weights import load_model
+from resnets.models import load_model
 
 from ..conftest import randomize_bn
 

@@ -8,7 +8,8 @@ from resnets.cli import main
 from resnets.errors import UsageError
 from resnets.infer import export as export_module
 from resnets.infer.export import ExportError, export
-from resnets.models.weights import load_model, save_weights
+from resnets.models import load_model
+from resnets.models.weights import save_weights
 
 SIDECARS = ("", ".json", ".parity.json")
 

@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 
 from resnets import create_model
 from resnets.errors import WeightsError
+from resnets.models import load_model
 from resnets.models.convert import to_torchvision
-from resnets.models.registry import TORCHVISION_NAMES
-from resnets.models.weights import adapt_input_conv, load_model, read_weights, save_weights
+from resnets.models.weights import TORCHVISION_NAMES, adapt_input_conv, read_weights, save_weights
 
 from ..conftest import randomize_bn
 

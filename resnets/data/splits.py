@@ -1,0 +1,65 @@
+"""The three splits of a dataset and how they are carved: validation from the training
+data, and a test split where the data has none, stratified and with a fixed seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .datasets import ImageTensors
+from .imagefolder import ImageFolderDataset
+
+SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
+Split = ImageTensors | ImageFolderDataset
+
+
+@dataclass
+class Splits:
+    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`)."""
+
+    name: str
+    train: Split
+    val: Split | None
+    test: Split | None
+    classes: list[str]
+    channels: int
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    crop_padding: int
+    hflip: bool
+    resize_size: int | None = None
+    in_memory: bool = True
+    notes: list[str] = field(default_factory=list)
+    decode: dict | None = None  # folders with --gpu-decode: DeviceDecoder settings
+    fingerprint: str = ""  # of all three splits' contents (see provenance.py)
+
+
+def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, split-off) indices; each class gives round(fraction x its count), at least one."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    keep, take = [], []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) > 1 else 0
+        take.append(idx[:n])
+        keep.append(idx[n:])
+    return torch.cat(keep).sort().values, torch.cat(take).sort().values
+
+
+def carve_val(train, fraction: float | None, notes: list[str]):
+    fraction = 0.1 if fraction is None else fraction
+    if fraction == 0:
+        notes.append("no validation set (--val-split 0): the last epoch's weights are kept")
+        return train, None
+    kept, held = stratified_split(strata(train), fraction)
+    notes.append(f"validation split: {len(held)} of {len(train.labels)} training images")
+    return train.subset(kept), train.subset(held)
+
+
+def strata(data) -> torch.Tensor:
+    """Per-sample classes to stratify by; masks give none, so the split is simply random."""
+    labels = data.labels
+    return torch.zeros(len(labels), dtype=torch.long) if labels.ndim > 1 else labels

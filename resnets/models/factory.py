@@ -1,0 +1,63 @@
+"""Building models: a registered name with config overrides and weights, a segmentation model
+around one, or whatever a resnets weights file describes. The task heads' modules hold only
+their layers; this is where models are put together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import WeightsError
+from .registry import get_config
+from .resnet import ResNet
+from .segmentation import SegmentationModel
+from .weights import load_pretrained, load_state, read_weights
+
+
+def create_model(
+    name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides: Any
+) -> ResNet:
+    """Build a registered model; `overrides` change config fields (num_classes, in_chans, ...).
+
+    `pretrained` is a weights file (.pth, .pt, .safetensors) in torchvision's, timm's or our
+    own key layout, or "torchvision" to download torchvision's ImageNet weights. A different
+    num_classes re-initializes the classifier; a different in_chans adapts the first conv.
+    """
+    model = ResNet(get_config(name).replace(**overrides), name=name)
+    if pretrained is not None:
+        load_pretrained(model, pretrained, strict=strict)
+    return model
+
+
+def create_segmentation_model(
+    name: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
+) -> SegmentationModel:
+    """A registered ResNet as encoder (classification weights load into it) + U-Net decoder."""
+    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    return SegmentationModel(encoder, num_classes)
+
+
+def load_model(path: str | Path, **overrides: Any) -> nn.Module:
+    """Rebuild the model a resnets weights file describes, with its weights.
+
+    A classifier is a `ResNet`; weights trained with --task segmentation give a
+    `SegmentationModel` (the metadata says which)."""
+    state, meta = read_weights(path)
+    if meta is None:
+        raise WeightsError(
+            f"{path} carries no resnets metadata; use create_model(NAME, pretrained={str(path)!r})"
+        )
+    encoder = ResNet(meta.config.replace(**overrides), name=meta.model)
+    if meta.task != "segmentation":
+        load_state(encoder, state, meta, str(path))
+        return encoder
+    model = SegmentationModel(encoder, len(meta.classes or []))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"{path} does not fit {meta.model} segmentation: {first}") from None
+    model.weights_meta = meta
+    return model

@@ -1,0 +1,96 @@
+"""Options as declared data, torch-free: each option's default, help and the interval of
+values that can be meant. The CLI builds its flags from these declarations, and every
+options object checks its numbers against them when it is made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
+
+DATASETS = (
+    "digits",
+    "synthetic",
+    "cifar10",
+    "cifar100",
+    "mnist",
+    "fashion-mnist",
+    "imagefolder",
+    "shapes",  # segmentation: synthetic circles and squares with masks
+    "segfolder",  # segmentation: PATH/images/* with PATH/masks/* of the same names
+)
+
+
+def option(default, help: str, bounds: str | None = None):
+    """A dataclass field with help text and, for numbers, the interval of values that can be
+    meant, e.g. "[0, 1)" or "(0, inf)": the CLI flag, the docs and the validation read it here."""
+    metadata = {"help": help} if bounds is None else {"help": help, "bounds": bounds}
+    return field(default=default, metadata=metadata)
+
+
+def parse_bounds(text: str) -> tuple[float, bool, float, bool]:
+    """ "[0, 1)" -> (0.0, True, 1.0, False): low, low included, high, high included."""
+    low, high = (part.strip() for part in text[1:-1].split(","))
+    return float(low), text[0] == "[", float(high), text[-1] == "]"
+
+
+def in_bounds(value: float, bounds: str) -> bool:
+    low, low_in, high, high_in = parse_bounds(bounds)
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    return above and below and not math.isnan(value)
+
+
+def check_bounds(options: object) -> None:
+    """Every number of a dataclass of options within the interval its field declares."""
+    for f in fields(options):
+        bounds, value = f.metadata.get("bounds"), getattr(options, f.name)
+        if bounds is None or value is None:
+            continue
+        for v in value if isinstance(value, tuple) else (value,):
+            if not in_bounds(v, bounds):
+                raise ConfigError(f"{f.name} must be in {bounds}, got {v}")
+
+
+@dataclass
+class DataOptions:
+    """The data-related training options (each is also a `resnets train` flag)."""
+
+    data: str = option(
+        "digits",
+        "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | "
+        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
+    )
+    image_size: int | None = option(
+        None, "resize images to this side (default: native; 224 for folders)", "[1, inf)"
+    )
+    val_split: float | None = option(
+        None, "fraction of training data held out for validation (0.1)", "[0, 1)"
+    )
+    test_split: float = option(
+        0.2, "fraction held out as test set where the data has none", "[0, 1)"
+    )
+    download: bool = option(False, "download CIFAR / MNIST with torchvision (needs a network)")
+    num_workers: int | None = option(
+        None, "image-folder decoding processes (default: CPUs - 1, max 8)", "[0, inf)"
+    )
+    strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
+    synthetic_samples: int = option(2048, "training images for --data synthetic", "[1, inf)")
+    synthetic_classes: int = option(10, "classes for --data synthetic", "[2, inf)")
+    crop_padding: int | None = option(
+        None, "random-crop padding in pixels (default: size / 8)", "[0, inf)"
+    )
+    hflip: bool | None = option(None, "random horizontal flips (default: on for CIFAR and folders)")
+    train_crop: str | None = option(None, "folders: random-resized | resize (default by size)")
+    eval_resize: int | None = option(
+        None, "folders: shorter side before the centre crop", "[1, inf)"
+    )
+    gpu_decode: bool = option(False, "folders: decode JPEGs on the training device (nvJPEG)")
+    allow_changed_data: bool = option(
+        False, "resume or evaluate a run whose data changed, keeping its split by file name"
+    )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
