@@ -15,7 +15,7 @@ import torchvision
 from resnets.training.config import TrainConfig
 from resnets.training.distributed import DistEnv
 from resnets.training.loop import train_epoch
-from resnets.training.session import setup_session
+from resnets.training.setup import setup
 from resnets.training.signals import StopRequest
 
 Work = tuple[Callable[[], None], int]  # (run once, images per run)
@@ -85,13 +85,14 @@ def resnets_train(
         log_every=10**9,
         **fast,
     )
-    session = setup_session(cfg, DistEnv(), device)
+    run_state = setup(cfg, DistEnv(), device)
     epoch = iter(range(10**6))
     stop = StopRequest()
 
     def run() -> None:
-        session.progress.epoch, session.progress.epoch_step = next(epoch), 0  # as run_session does
-        train_epoch(session, session.progress.epoch, stop)
+        progress = run_state.progress
+        progress.epoch, progress.epoch_step = next(epoch), 0  # as fit does
+        train_epoch(run_state, progress.epoch, stop)  # the real loop, calling the real train_step
 
     return run, steps * batch
 

@@ -6,8 +6,12 @@ start-up ends with one line instead of a traceback from deep inside an import.
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("resnets")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _HOMES = {
     "ImageClassifier": "classifier",

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ResnetsError, UsageError
+from .options import BACKENDS, CONVERT_TARGETS, EXPERIMENTS, EXPORT_FORMATS, SPLITS
 
 Handler = Callable[[argparse.Namespace], int | None]
-BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
 BACKEND_HELP = "eager: as trained; fast: folded BN + channels_last (+bf16 on GPU); auto: fastest"
 
 
@@ -85,46 +85,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch(args.nproc, argv)
     summary = train(args.config, **flags)
     if not args.quiet and int(os.environ.get("RANK", "0")) == 0:
-        print(_summary_text(summary))
+        from .training.report import summary_text
+
+        print(summary_text(summary))
     return 0
 
 
 _NOT_OPTIONS = {"command", "handler", "config", "nproc", "quiet"}
-
-
-def _summary_text(s: dict) -> str:
-    def pct(v):
-        return "n/a" if v is None else f"{v:.2f} %"
-
-    speed = f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""
-    procs = f" x {s['world_size']}" if s["world_size"] > 1 else ""
-    lines = [
-        f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epochs ({s['steps']} steps)"
-        f" in {s['train_seconds']:.1f} s on {s['device']}{procs}{speed}",
-    ]
-    if s.get("task") == "segmentation":
-        lines += [
-            f"  best validation Dice   {pct(s['best_val_dice'])}  (epoch {s['best_epoch']})",
-            f"  test Dice / IoU        {pct(s['test_dice'])} / {pct(s['test_iou'])}"
-            f"  ({s['test_images']} images, evaluated once)",
-            f"  predicted masks        {s.get('predictions')}",
-        ]
-    else:
-        lines += [
-            f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
-            f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
-            f"  ({s['test_images']} images, evaluated once)",
-        ]
-    lines.append(f"  run folder             {s['run']}")
-    if s.get("skipped_images"):
-        lines.append(f"  skipped                {s['skipped_images']} unreadable images")
-    lines += [f"  note: {n}" for n in s.get("notes", [])]
-    lines += [
-        "next:",
-        f"  resnets evaluate {s['run']}",
-        f"  resnets predict {s['run']} IMAGE...",
-    ]
-    return "\n".join(lines)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -152,25 +119,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend,
         masks_out=args.masks_out,
     )  # fmt: skip
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "predictions": [
-                        {
-                            "path": p.path,
-                            "top": [{"class": c, "prob": v} for c, v in p.top],
-                            "mask": p.mask,
-                        }
-                        for p in result.predictions
-                    ],
-                    "failed": result.failed,
-                },
-                indent=2,
-            )
-        )
-    else:
-        print(result.table())
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     if result.failed:
         print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
         return 1
@@ -228,18 +177,8 @@ def _cmd_experiment(args: argparse.Namespace) -> None:
     print(result.text())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = _Parser(
-        prog="resnets", description="The ResNet family: build, train, evaluate, export, inspect."
-    )
-    parser.add_argument("--version", action="version", version=f"resnets {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-
+def _inspect_commands(sub) -> None:
+    """list and info: the registry and model statistics."""
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true", help="print each model's config as JSON")
@@ -254,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_cmd_info)
 
+
+def _training_commands(sub) -> None:
+    """train: one flag per TrainConfig field."""
     p = sub.add_parser(
         "train",
         help="train a model (default: ResNet-20 on the bundled digits)",
@@ -262,10 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.set_defaults(handler=_cmd_train)
 
+
+def _inference_commands(sub) -> None:
+    """evaluate and predict."""
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics, confusion matrix")
     p.add_argument("source", help="run folder or weights file (.safetensors / .pt)")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
@@ -289,9 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.set_defaults(handler=_cmd_predict)
 
+
+def _exports_commands(sub) -> None:
+    """export and convert."""
     p = sub.add_parser("export", help="ONNX / TorchScript / safetensors, with a parity check")
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
-    p.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "safetensors"])
+    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
     p.add_argument("--out", help="output file (default: RUN/export/model.FORMAT)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
     p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
@@ -308,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         "output", help="the suffix picks the format: .safetensors, or .pth/.pt/.bin (torch.save)"
     )
     p.add_argument("--model", help="architecture name (needed unless the file says)")
-    p.add_argument("--to", default="resnets", choices=["resnets", "torchvision", "timm"])
+    p.add_argument("--to", default="resnets", choices=CONVERT_TARGETS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(handler=_cmd_convert)
 
+
+def _experiments_commands(sub) -> None:
+    """the paper's experiments."""
     p = sub.add_parser("experiment", help="the paper's experiments: degradation, gradients")
-    p.add_argument("name", choices=["degradation", "gradients"])
+    p.add_argument("name", choices=EXPERIMENTS)
     p.add_argument("--depths", help="comma list (default 20,56 / 20,32,44,56,110)")
     p.add_argument("--data", default="digits", help="dataset spec, e.g. cifar10:PATH")
     p.add_argument("--epochs", type=int, help="degradation: epochs per model (default 30)")
@@ -322,6 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default experiments/NAME)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(handler=_cmd_experiment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="resnets", description="The ResNet family: build, train, evaluate, export, inspect."
+    )
+    parser.add_argument("--version", action="version", version=f"resnets {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    _inspect_commands(sub)
+    _training_commands(sub)
+    _inference_commands(sub)
+    _exports_commands(sub)
+    _experiments_commands(sub)
     return parser
 
 

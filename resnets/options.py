@@ -23,6 +23,14 @@ DATASETS = (
 )
 
 
+# Choices of the commands, one list each: the CLI offers them and the API checks them.
+BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+CONVERT_TARGETS = ("resnets", "torchvision", "timm")
+SPLITS = ("train", "val", "test")
+EXPERIMENTS = ("degradation", "gradients")
+
+
 def option(default, help: str, bounds: str | None = None):
     """A dataclass field with help text and, for numbers, the interval of values that can be
     meant, e.g. "[0, 1)" or "(0, inf)": the CLI flag, the docs and the validation read it here."""

@@ -98,7 +98,7 @@ def test_ctrl_c_during_start_up_is_one_line(where, tmp_path, monkeypatch, capsys
     module, name = where.rsplit(".", 1)
     target = importlib.import_module(module)
     if name == "load_splits":  # as the training setup imported it
-        target = importlib.import_module("resnets.training.session")
+        target = importlib.import_module("resnets.training.setup")
     monkeypatch.setattr(target, name, interrupted)
     assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "1"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"

@@ -8,7 +8,6 @@ generator seeded by (seed, epoch, index), as on the CPU path. Files nvJPEG canno
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -50,29 +49,17 @@ def _decode_batch(blobs: list[bytes], device: torch.device, channels: int):
 
 
 def random_resized_crop_params(
-    height: int, width: int, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+    height: int, width: int, generator: torch.Generator
 ) -> tuple[int, int, int, int]:
-    """(top, left, h, w) as torchvision's RandomResizedCrop draws them, from `generator`."""
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        u = torch.rand(3, generator=generator).tolist()
-        target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
-        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u[1])
-        w = round(math.sqrt(target * aspect))
-        h = round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(u[2] * (height - h + 1))
-            left = int(torch.rand(1, generator=generator).item() * (width - w + 1))
-            return top, left, h, w
-    in_ratio = width / height  # fallback: the central crop of the nearest allowed ratio
-    if in_ratio < ratio[0]:
-        w, h = width, round(width / ratio[0])
-    elif in_ratio > ratio[1]:
-        w, h = round(height * ratio[1]), height
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    """(top, left, h, w) drawn by torchvision's own RandomResizedCrop sampler (scale 0.08-1,
+    ratio 3/4-4/3), made reproducible by seeding it from `generator`."""
+    from torchvision.transforms import RandomResizedCrop
+
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        shape = torch.empty(1, height, width, device="meta")
+        return tuple(RandomResizedCrop.get_params(shape, (0.08, 1.0), (3 / 4, 4 / 3)))
 
 
 class DeviceDecoder:

@@ -18,12 +18,12 @@ from torch import nn
 from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
-from ..models.convert import layout_of, to_timm_v2, to_torchvision
+from ..models.keys import layout_of, to_timm_v2, to_torchvision
 from ..models.resnet import default_input_size
 from ..models.weights import TORCHVISION_NAMES, load_state, read_weights, save_weights
+from ..options import CONVERT_TARGETS as TARGETS
 from .export import ExportError, logit_parity
 
-TARGETS = ("resnets", "torchvision", "timm")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")  # torch.save; .safetensors is the other choice
 TIMM_NAMES = {"preact_resnet50": "resnetv2_50", "preact_resnet101": "resnetv2_101"}
 

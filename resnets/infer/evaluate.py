@@ -25,6 +25,7 @@ from ..metrics import SegmentationMeter, topk_correct
 from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..plots import confusion_matrix
+from ..tasks import get_task
 from .backends import Predictor, predictor
 
 
@@ -75,11 +76,11 @@ class SegmentationReport:
         )
 
 
-def _evaluate_masks(run: Predictor, loader, split: str, classes: int) -> SegmentationReport:
+def _evaluate_masks(infer: Predictor, loader, split: str, classes: int) -> SegmentationReport:
     meter = SegmentationMeter(torch.device("cpu"), classes)
     images = 0
     for x, y in loader:
-        logits = run(x).cpu()
+        logits = infer(x).cpu()
         meter.update(torch.zeros(()), logits, y.cpu())
         images += len(y)
     r = meter.read()
@@ -120,7 +121,7 @@ def evaluate(
     loader = run_split_loader(
         run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
     )
-    if meta.task == "segmentation":
+    if get_task(meta.task).masks:
         return _evaluate_masks(predictor(model, dev, backend), loader, split, len(meta.classes))
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
     remap = class_map(loader.classes, classes, meta.classes is not None)
@@ -195,12 +196,12 @@ def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> Data
     return DataOptions(data=data, image_size=meta.input_size, eval_resize=meta.resize_size)
 
 
-def _predict_all(run: Predictor, loader, tta_flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict_all(infer: Predictor, loader, tta_flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
     outs, labels = [], []
     for x, y in loader:
-        probs = run(x).softmax(1)
+        probs = infer(x).softmax(1)
         if tta_flip:
-            probs = (probs + run(x.flip(3)).softmax(1)) / 2
+            probs = (probs + infer(x.flip(3)).softmax(1)) / 2
         outs.append(probs.cpu())
         labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)

@@ -25,12 +25,12 @@ from ..errors import ResnetsError, UsageError
 from ..files import atomic_write_json, check_output, publish, staging
 from ..models import ResNet, load_model
 from ..models.weights import WeightsMeta, save_weights
+from ..options import EXPORT_FORMATS as FORMATS
 from .backends import OnnxRuntimePredictor, onnx_bytes
 from .evaluate import resolve_source
 from .optimize import fold_bn
 from .predict import expand_images, prepare_images
 
-FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 
 
@@ -103,13 +103,7 @@ def export(
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     weights, run = resolve_source(source)
     target = Path(out) if out else _default_path(weights, run, fmt)
-    if fmt == "safetensors" and target.suffix != ".safetensors":
-        raise UsageError(f"a safetensors export needs a .safetensors name, got {target.name}")
-    check_output(target, weights, overwrite, "pass another --out")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create the folder {target.parent}: {e.strerror or e}") from None
+    _check_target(target, weights, fmt, overwrite)
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
     if meta.input_size is None:
@@ -153,6 +147,17 @@ def export(
         f"{rel:.2e} > {tolerance:g}, top-1 agreement {agree:.1f} %); not written{kept}; "
         f"report in {failed}"
     )
+
+
+def _check_target(target: Path, weights: Path, fmt: str, overwrite: bool) -> None:
+    """The export's path, checked (suffix, not the source, --overwrite) and its folder made."""
+    if fmt == "safetensors" and target.suffix != ".safetensors":
+        raise UsageError(f"a safetensors export needs a .safetensors name, got {target.name}")
+    check_output(target, weights, overwrite, "pass another --out")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the folder {target.parent}: {e.strerror or e}") from None
 
 
 def _outputs(

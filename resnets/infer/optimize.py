@@ -73,7 +73,7 @@ def fold_bn(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` (a ResNet, or a segmentation model around one) with every
     foldable BN merged into its conv."""
     model = copy.deepcopy(model).eval()
-    resnet: ResNet = getattr(model, "encoder", model)
+    resnet: ResNet = getattr(model, "backbone", model)
     targets = [(resnet.stem, _STEM_PAIRS)] + [(b, _PAIRS[type(b)]) for b in resnet.blocks()]
     targets += [(m, _PAIRS[UpBlock]) for m in model.modules() if isinstance(m, UpBlock)]
     for module, pairs in targets:

@@ -22,6 +22,7 @@ from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models import load_model
 from ..models.weights import WeightsMeta
+from ..tasks import get_task, write_mask
 from .backends import predictor
 from .evaluate import resolve_source
 
@@ -37,6 +38,14 @@ class Prediction:
 class PredictResult:
     predictions: list[Prediction]
     failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+
+    def to_dict(self) -> dict:
+        """What `predict --json` prints: each image's top classes (or mask), and failures."""
+        rows = [
+            {"path": p.path, "top": [{"class": c, "prob": v} for c, v in p.top], "mask": p.mask}
+            for p in self.predictions
+        ]
+        return {"predictions": rows, "failed": self.failed}
 
     def table(self) -> str:
         lines = []
@@ -124,9 +133,6 @@ def _save_masks(
 
     `owners` maps each file written in this call (and each input) to its input: a mask is never
     written over another input's mask, nor over an input. Returns (predictions, {file: why})."""
-    from PIL import Image
-
-    scale = 255 // max(len(classes) - 1, 1)
     out, failed = [], {}
     for name, (h, w), mask in zip(names, sizes, logits.argmax(1).cpu(), strict=True):
         source = os.path.abspath(name)
@@ -137,8 +143,7 @@ def _save_masks(
             continue
         mask = F.interpolate(mask[None, None].float(), size=(h, w), mode="nearest-exact")[0, 0]
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((mask.to(torch.uint8) * scale).numpy()).save(path)
+            write_mask(mask, path, len(classes))
         except OSError as e:
             failed[name] = f"cannot write its mask {path} ({e})"
             continue
@@ -168,8 +173,8 @@ def predict(
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
-    segmentation = meta.task == "segmentation"
-    run = predictor(model, dev, backend)
+    segmentation = get_task(meta.task).masks
+    infer = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
     masks = mask_paths(files, Path(masks_out)) if segmentation else {}
@@ -183,11 +188,11 @@ def predict(
         if x is None:
             continue
         if segmentation:
-            preds, failed = _save_masks(run(x.to(dev)), names, sizes, masks, owners, classes)
+            preds, failed = _save_masks(infer(x.to(dev)), names, sizes, masks, owners, classes)
             result.predictions += preds
             result.failed |= failed
             continue
-        top = run(x.to(dev)).softmax(1).topk(k, dim=1)
+        top = infer(x.to(dev)).softmax(1).topk(k, dim=1)
         for name, values, index in zip(
             names, top.values.tolist(), top.indices.tolist(), strict=True
         ):

@@ -1,8 +1,9 @@
 """Residual blocks, named and ordered as in the papers.
 
 BasicBlock and Bottleneck follow He et al. 2015 (post-activation); PreActBasicBlock and
-PreActBottleneck follow He et al. 2016 (BN-ReLU before each conv). Each block builds its own
-shortcut from the config; `shortcut is None` means a plain block with no addition at all.
+PreActBottleneck follow He et al. 2016 (BN-ReLU before each conv). Blocks take plain numbers:
+the stage builder in resnet.py works out the widths from the config and hands each block its
+shortcut (`None` for a plain block, which adds nothing at all).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .config import ResNetConfig
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -64,21 +63,25 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
-def make_shortcut(in_ch: int, out_ch: int, stride: int, cfg: ResNetConfig) -> nn.Module | None:
-    """The shortcut of one block, as chosen by `cfg.shortcut` and `cfg.avg_down`."""
-    if cfg.shortcut == "none":
+def make_shortcut(
+    in_ch: int, out_ch: int, stride: int, kind: str, avg_down: bool = False, norm: bool = True
+) -> nn.Module | None:
+    """A block's shortcut: `kind` "A" (zero-pad), "B" (project only when the shape changes),
+    "C" (always project) or "none" (a plain block); `avg_down` pools before projecting
+    (ResNet-D); `norm` adds BN after the projection (not in pre-activation blocks)."""
+    if kind == "none":
         return None
     reshapes = stride != 1 or in_ch != out_ch
-    if not reshapes and cfg.shortcut in ("A", "B"):
+    if not reshapes and kind in ("A", "B"):
         return nn.Identity()
-    if cfg.shortcut == "A":
+    if kind == "A":
         return ZeroPadShortcut(in_ch, out_ch, stride)
     parts: OrderedDict[str, nn.Module] = OrderedDict()
-    if cfg.avg_down and stride > 1:
+    if avg_down and stride > 1:
         parts["pool"] = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
         stride = 1
     parts["conv"] = conv1x1(in_ch, out_ch, stride)
-    if not cfg.preact:
+    if norm:
         parts["bn"] = nn.BatchNorm2d(out_ch)
     return nn.Sequential(parts)
 
@@ -90,15 +93,24 @@ def _is_projection(shortcut: nn.Module | None) -> bool:
 class BasicBlock(nn.Module):
     """Two 3x3 convs: out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
 
-    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+    expansion = 1  # out_ch / stage width (Wide ResNets widen both)
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        out_ch: int,
+        stride: int = 1,
+        shortcut: nn.Module | None = None,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
-        width = cfg.inner_width(stage)
         self.conv1 = conv3x3(in_ch, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width)
-        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
         self.act = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(in_ch, cfg.out_width(stage), stride, cfg)
+        self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def zero_init_last(self) -> None:
@@ -117,18 +129,30 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand by 4, then add the shortcut."""
 
-    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+    expansion = 4  # out_ch / stage width
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        out_ch: int,
+        stride: int = 1,
+        shortcut: nn.Module | None = None,
+        drop_path: float = 0.0,
+        groups: int = 1,
+        stride_in_1x1: bool = False,
+    ):
         super().__init__()
-        width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
-        stride_1x1, stride_3x3 = (stride, 1) if cfg.stride_in_1x1 else (1, stride)
+        # v1 strides the first 1x1 (the paper, Caffe); v1.5 the 3x3 (torchvision, better)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = conv1x1(in_ch, width, stride_1x1)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride_3x3, cfg.groups)
+        self.conv2 = conv3x3(width, width, stride_3x3, groups)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, out_ch)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.act = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(in_ch, out_ch, stride, cfg)
+        self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def zero_init_last(self) -> None:
@@ -151,15 +175,24 @@ class PreActBasicBlock(nn.Module):
     A projection shortcut reads the pre-activated input, an identity shortcut the raw one.
     """
 
-    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+    expansion = 1
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        out_ch: int,
+        stride: int = 1,
+        shortcut: nn.Module | None = None,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
-        width = cfg.inner_width(stage)
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = conv3x3(in_ch, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width)
+        self.conv2 = conv3x3(width, out_ch)
         self.act = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(in_ch, cfg.out_width(stage), stride, cfg)
+        self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def zero_init_last(self) -> None:
@@ -177,18 +210,29 @@ class PreActBasicBlock(nn.Module):
 class PreActBottleneck(nn.Module):
     """BN-ReLU-conv three times (1x1, 3x3, 1x1 expand by 4); the sum is left un-activated."""
 
-    def __init__(self, in_ch: int, stage: int, stride: int, cfg: ResNetConfig, drop_path: float):
+    expansion = 4
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        out_ch: int,
+        stride: int = 1,
+        shortcut: nn.Module | None = None,
+        drop_path: float = 0.0,
+        groups: int = 1,
+        stride_in_1x1: bool = False,
+    ):
         super().__init__()
-        width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
-        stride_1x1, stride_3x3 = (stride, 1) if cfg.stride_in_1x1 else (1, stride)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = conv1x1(in_ch, width, stride_1x1)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride_3x3, cfg.groups)
+        self.conv2 = conv3x3(width, width, stride_3x3, groups)
         self.bn3 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, out_ch)
         self.act = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(in_ch, out_ch, stride, cfg)
+        self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def zero_init_last(self) -> None:
@@ -202,9 +246,3 @@ class PreActBottleneck(nn.Module):
         if self.shortcut is None:
             return out
         return self.drop_path(out) + self.shortcut(pre if _is_projection(self.shortcut) else x)
-
-
-def block_class(cfg: ResNetConfig) -> type[nn.Module]:
-    if cfg.preact:
-        return PreActBottleneck if cfg.block == "bottleneck" else PreActBasicBlock
-    return Bottleneck if cfg.block == "bottleneck" else BasicBlock

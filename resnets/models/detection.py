@@ -45,7 +45,7 @@ class ResNetFPN(nn.Module):
 
     def __init__(
         self,
-        body: ResNet,
+        backbone: ResNet,
         returned_stages=(1, 2, 3, 4),
         out_channels: int = 256,
         extra_levels: str = "pool",
@@ -53,15 +53,15 @@ class ResNetFPN(nn.Module):
         super().__init__()
         if (
             not returned_stages
-            or max(returned_stages) > len(body.stages)
+            or max(returned_stages) > len(backbone.stages)
             or min(returned_stages) < 1
         ):
             raise ValueError(
-                f"returned_stages must be within 1..{len(body.stages)}, got {returned_stages}"
+                f"returned_stages must be within 1..{len(backbone.stages)}, got {returned_stages}"
             )
-        self.body = body
+        self.backbone = backbone
         self.returned = tuple(returned_stages)
-        channels = [body.feature_info[i - 1].channels for i in self.returned]
+        channels = [backbone.feature_info[i - 1].channels for i in self.returned]
         if extra_levels not in ("pool", "p6p7"):
             raise ValueError(f"extra_levels must be 'pool' or 'p6p7', got {extra_levels!r}")
         extra = (
@@ -73,7 +73,7 @@ class ResNetFPN(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        feats = self.body.forward_intermediates(x)
+        feats = self.backbone.forward_intermediates(x)
         picked = OrderedDict((str(k), feats[i - 1]) for k, i in enumerate(self.returned))
         return self.fpn(picked)
 
@@ -96,13 +96,13 @@ def resnet_fpn_backbone(
     per-GPU batches of detection). extra_levels: "pool" for FasterRCNN / MaskRCNN, "p6p7" with
     returned_stages=(2, 3, 4) for RetinaNet (five levels, as torchvision builds it).
     """
-    body = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
-    n = len(body.stages)
+    backbone = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    n = len(backbone.stages)
     if not 0 <= trainable_stages <= n + 1:
         raise ValueError(f"trainable_stages must be within 0..{n + 1}, got {trainable_stages}")
     if frozen_bn:
-        freeze_batchnorm(body)
-    parts = [body.stem, *body.stages]
+        freeze_batchnorm(backbone)
+    parts = [backbone.stem, *backbone.stages]
     for part in parts[: len(parts) - trainable_stages]:
         part.requires_grad_(False)
-    return ResNetFPN(body, returned_stages, out_channels, extra_levels)
+    return ResNetFPN(backbone, returned_stages, out_channels, extra_levels)

@@ -4,6 +4,7 @@ their layers; this is where models are put together."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,9 @@ def create_model(
 def create_segmentation_model(
     name: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
 ) -> SegmentationModel:
-    """A registered ResNet as encoder (classification weights load into it) + U-Net decoder."""
-    encoder = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
-    return SegmentationModel(encoder, num_classes)
+    """A registered ResNet as backbone (classification weights load into it) + U-Net decoder."""
+    backbone = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    return SegmentationModel(backbone, num_classes)
 
 
 def load_model(path: str | Path, **overrides: Any) -> nn.Module:
@@ -49,11 +50,13 @@ def load_model(path: str | Path, **overrides: Any) -> nn.Module:
         raise WeightsError(
             f"{path} carries no resnets metadata; use create_model(NAME, pretrained={str(path)!r})"
         )
-    encoder = ResNet(meta.config.replace(**overrides), name=meta.model)
+    backbone = ResNet(meta.config.replace(**overrides), name=meta.model)
     if meta.task != "segmentation":
-        load_state(encoder, state, meta, str(path))
-        return encoder
-    model = SegmentationModel(encoder, len(meta.classes or []))
+        load_state(backbone, state, meta, str(path))
+        return backbone
+    model = SegmentationModel(backbone, len(meta.classes or []))
+    # files from before the backbone had one name called it the encoder
+    state = {re.sub(r"^encoder\.", "backbone.", k): v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

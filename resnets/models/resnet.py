@@ -1,7 +1,7 @@
 """`ResNet`: one module that builds any `ResNetConfig`.
 
 Layout (and state_dict keys): `stem`, `stages[i][j]` (blocks), `norm` (the final BN-ReLU of
-pre-activation nets), `fc`. `models/convert.py` maps these keys to torchvision's and timm's.
+pre-activation nets), `fc`. `models/keys.py` maps these keys to torchvision's and timm's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .blocks import block_class, conv3x3
+from .blocks import (
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    conv3x3,
+    make_shortcut,
+)
 from .config import ResNetConfig
 
 
@@ -59,6 +66,37 @@ def make_stem(cfg: ResNetConfig) -> nn.Sequential:
     return nn.Sequential(parts)
 
 
+def block_class(cfg: ResNetConfig) -> type[nn.Module]:
+    if cfg.preact:
+        return PreActBottleneck if cfg.block == "bottleneck" else PreActBasicBlock
+    return Bottleneck if cfg.block == "bottleneck" else BasicBlock
+
+
+def make_stages(cfg: ResNetConfig) -> tuple[nn.ModuleList, list[FeatureInfo]]:
+    """The stages, each a sequence of blocks. Widths, strides, shortcuts and drop-path rates
+    are worked out here from the config, so that a block sees only numbers."""
+    block = block_class(cfg)
+    bottleneck = {"groups": cfg.groups, "stride_in_1x1": cfg.stride_in_1x1}
+    extra = bottleneck if cfg.block == "bottleneck" else {}
+    total = sum(cfg.layers)
+    rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # deeper: more
+    stride = 1 if cfg.stem == "cifar" else 4  # of the stem's output
+    in_ch, k, stages, info = cfg.stem_width, 0, [], []
+    for stage, depth in enumerate(cfg.layers):
+        width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
+        stage_stride = 1 if stage == 0 else 2  # each later stage halves the size, once
+        stride *= stage_stride
+        blocks = []
+        for j in range(depth):
+            s = stage_stride if j == 0 else 1
+            shortcut = make_shortcut(in_ch, out_ch, s, cfg.shortcut, cfg.avg_down, not cfg.preact)
+            blocks.append(block(in_ch, width, out_ch, s, shortcut, rates[k], **extra))
+            in_ch, k = out_ch, k + 1
+        stages.append(nn.Sequential(*blocks))
+        info.append(FeatureInfo(f"stages.{stage}", out_ch, stride))
+    return nn.ModuleList(stages), info
+
+
 class ResNet(nn.Module):
     """A residual (or plain) network built from a `ResNetConfig`."""
 
@@ -67,26 +105,11 @@ class ResNet(nn.Module):
         self.config = config
         self.name = name
         self.grad_checkpointing = False
+        self.weights_meta = None  # a WeightsMeta once weights that carry one are loaded
         self.stem = make_stem(config)
 
-        block = block_class(config)
-        total = sum(config.layers)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        stride = 1 if config.stem == "cifar" else 4
-        in_ch, k = config.stem_width, 0
-        stages, info = [], []
-        for stage, depth in enumerate(config.layers):
-            first_stride = 1 if stage == 0 else 2
-            stride *= first_stride
-            blocks = []
-            for j in range(depth):
-                blocks.append(block(in_ch, stage, first_stride if j == 0 else 1, config, rates[k]))
-                in_ch, k = config.out_width(stage), k + 1
-            stages.append(nn.Sequential(*blocks))
-            info.append(FeatureInfo(f"stages.{stage}", in_ch, stride))
-        self.stages = nn.ModuleList(stages)
-        self.feature_info = info
-        self.num_features = in_ch
+        self.stages, self.feature_info = make_stages(config)
+        in_ch = self.num_features = self.feature_info[-1].channels
 
         self.norm = (
             nn.Sequential(OrderedDict(bn=nn.BatchNorm2d(in_ch), act=nn.ReLU(inplace=True)))

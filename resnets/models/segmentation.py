@@ -1,4 +1,4 @@
-"""Segmentation over a ResNet's stage features: a U-Net-style decoder on the encoder's stages.
+"""Segmentation over a ResNet's stage features: a U-Net-style decoder on the backbone's stages.
 
 Built by `factory.create_segmentation_model("resnet34", num_classes=2, in_chans=1)`."""
 
@@ -51,21 +51,22 @@ class UNetDecoder(nn.Module):
 
 
 class SegmentationModel(nn.Module):
-    """ResNet encoder (no classifier) + U-Net decoder: [N, C, H, W] -> [N, classes, H, W]."""
+    """ResNet backbone (no classifier) + U-Net decoder: [N, C, H, W] -> [N, classes, H, W]."""
 
-    def __init__(self, encoder: ResNet, num_classes: int):
+    def __init__(self, backbone: ResNet, num_classes: int):
         super().__init__()
-        self.encoder = encoder
-        self.decoder = UNetDecoder([f.channels for f in encoder.feature_info], num_classes)
+        self.backbone = backbone
+        self.decoder = UNetDecoder([f.channels for f in backbone.feature_info], num_classes)
+        self.weights_meta = None  # a WeightsMeta once weights that carry one are loaded
         self.num_classes = num_classes
 
     @property
     def name(self) -> str:
-        return self.encoder.name
+        return self.backbone.name
 
     @property
     def config(self):
-        return self.encoder.config
+        return self.backbone.config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder.forward_intermediates(x), x.shape[-2:])
+        return self.decoder(self.backbone.forward_intermediates(x), x.shape[-2:])

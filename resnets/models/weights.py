@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..files import atomic_path
 from .config import ResNetConfig
-from .convert import StateDict, to_resnets
+from .keys import StateDict, to_resnets
 from .resnet import ResNet
 
 log = logging.getLogger("resnets")
@@ -272,7 +272,7 @@ def save_weights(
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = meta or getattr(model, "weights_meta", None) or WeightsMeta(model.name, model.config)
+    meta = meta or model.weights_meta or WeightsMeta(model.name, model.config)
     state = state if state is not None else _plain_state_dict(model)
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(path) as tmp:

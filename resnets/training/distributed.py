@@ -40,7 +40,7 @@ class DistEnv:
         return Shard(self.rank, self.world_size, accum)
 
 
-def setup(device_spec: str) -> tuple[DistEnv, torch.device]:
+def setup_distributed(device_spec: str) -> tuple[DistEnv, torch.device]:
     """Join the process group if torchrun started us; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     env = DistEnv(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
@@ -57,11 +57,6 @@ def setup(device_spec: str) -> tuple[DistEnv, torch.device]:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def broadcast_object(obj: Any) -> Any:

@@ -55,7 +55,7 @@ def test_frozen_bn_trainable_stages_and_feature_maps():
     backbone = resnet_fpn_backbone("resnet50", trainable_stages=2)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
     assert any(isinstance(m, FrozenBatchNorm2d) for m in backbone.modules())
-    trainable = [n for n, p in backbone.body.named_parameters() if p.requires_grad]
+    trainable = [n for n, p in backbone.backbone.named_parameters() if p.requires_grad]
     assert all(n.startswith(("stages.2", "stages.3")) for n in trainable)
     feats = backbone(torch.randn(1, 3, 128, 128))
     assert list(feats) == ["0", "1", "2", "3", "pool"]

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from resnets import create_model
 from resnets.errors import WeightsError
 from resnets.models import load_model
-from resnets.models.convert import to_torchvision
+from resnets.models.keys import to_torchvision
 from resnets.models.weights import TORCHVISION_NAMES, adapt_input_conv, read_weights, save_weights
 
 from ..conftest import randomize_bn

@@ -9,8 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from resnets.errors import DataError, TrainingError, UsageError, WeightsError
-from resnets.training import loop, session, train
+from resnets.training import loop, setup, train
 from resnets.training.checkpoint import load_checkpoint
+from resnets.training.saving import Interrupted
 from resnets.training.signals import StopRequest
 
 from ..conftest import write_cifar, write_image_folder
@@ -76,7 +77,7 @@ def test_resume_mid_epoch_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     opts |= {"ema_decay": 0.9, "drop_path_rate": 0.1}
     full = train(out=str(tmp_path / "full"), **opts)
     monkeypatch.setattr(loop, "StopRequest", lambda: StopAtStep(13))
-    with pytest.raises(loop.Interrupted, match=r"stopped at step 13; .*resnets train --resume"):
+    with pytest.raises(Interrupted, match=r"stopped at step 13; .*resnets train --resume"):
         train(out=str(tmp_path / "cut"), **opts)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["progress"]["epoch_step"] == 3
     monkeypatch.setattr(loop, "StopRequest", StopRequest)
@@ -122,11 +123,11 @@ def test_resume_refuses_another_architecture(tmp_path):
 
 def nan_losses(monkeypatch, bad: Callable[[int], bool]) -> None:
     """Make the n-th loss of the next run NaN wherever bad(n) holds (n counts from 1)."""
-    real = session.make_criterion
+    real = setup.make_criterion
     calls = {"n": 0}
 
-    def poisoned(cfg, splits, device):
-        criterion = real(cfg, splits, device)
+    def poisoned(task, cfg, splits, device):
+        criterion = real(task, cfg, splits, device)
 
         def f(logits, y):
             calls["n"] += 1
@@ -134,7 +135,7 @@ def nan_losses(monkeypatch, bad: Callable[[int], bool]) -> None:
 
         return f
 
-    monkeypatch.setattr(session, "make_criterion", poisoned)
+    monkeypatch.setattr(setup, "make_criterion", poisoned)
 
 
 def test_nan_loss_stops_clearly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

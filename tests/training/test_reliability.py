@@ -14,7 +14,7 @@ import torch
 
 from resnets.errors import TrainingError, WeightsError
 from resnets.models.weights import read_weights
-from resnets.training import checkpoint, run, train
+from resnets.training import checkpoint, run_folder, train
 from resnets.training.checkpoint import load_checkpoint
 
 RUN = [
@@ -131,7 +131,7 @@ def test_unwritable_or_full_run_folders_fail_before_training(tmp_path, monkeypat
     class Tiny:
         free = 1 << 20
 
-    monkeypatch.setattr(run.shutil, "disk_usage", lambda path: Tiny())
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda path: Tiny())
     with pytest.raises(TrainingError, match=r"only 1 MiB free .* need about"):
         train(out=str(tmp_path / "full"), epochs=1, progress=False)
     assert not (tmp_path / "full" / "last.pt").exists()

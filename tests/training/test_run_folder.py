@@ -10,9 +10,9 @@ import pytest
 from resnets import train
 from resnets.cli import main
 from resnets.errors import DataError, TrainingError, UsageError
-from resnets.training import run as run_module
+from resnets.training import run_folder as run_module
 from resnets.training.config import resolve
-from resnets.training.run import default_folder
+from resnets.training.run_folder import default_folder
 
 from ..conftest import write_image_folder
 

@@ -245,15 +245,15 @@ class RunFolder:
 
 
 def environment() -> dict[str, Any]:
+    from importlib.metadata import version
+
     import numpy
     import torch
     import torchvision
 
-    from .. import __version__
-
     return {
         "versions": {
-            "resnets": __version__,
+            "resnets": version("resnets"),  # the installed package's own record
             "python": platform.python_version(),
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,

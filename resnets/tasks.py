@@ -1,0 +1,73 @@
+"""What a run learns, decided in one place. A `Task` says how outputs are scored (its meter
+and loss), which validation number selects the best weights, what the summary reports, and
+how its outputs are written. Training, evaluate and predict ask the task named in the config
+or in the weights' metadata; nothing guesses it from the shape of the labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UsageError, unknown_name
+from .metrics import Meter, SegmentationMeter
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    score: str  # the validation metric that selects the best weights
+    label: str  # how that metric is printed
+    test_keys: tuple[str, ...]  # what the summary reports of the test split
+    masks: bool  # labels and outputs are per pixel
+
+    def meter(
+        self, device: torch.device, num_classes: int, sums: torch.Tensor | None = None
+    ) -> Meter | SegmentationMeter:
+        if self.masks:
+            return SegmentationMeter(device, num_classes, sums)
+        return Meter(device, sums)
+
+    def criterion(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
+        """Cross-entropy in float32 (autocast's logits may be bf16), per image or per pixel."""
+
+        def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            smoothing = label_smoothing if target.ndim == 1 else 0.0  # soft targets have it
+            return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
+
+        return loss
+
+    def check_data(self, data: str, labels: torch.Tensor | None, mixing: bool) -> None:
+        """The data fits the task: masks for segmentation, a class per image otherwise."""
+        has_masks = labels is not None and labels.ndim == 3  # a folder stream has no masks
+        if self.masks and not has_masks:
+            raise UsageError(
+                f"--task segmentation needs masks: --data shapes or segfolder:PATH, not {data}"
+            )
+        if not self.masks and has_masks:
+            raise UsageError(f"{data} holds masks; add --task segmentation")
+        if self.masks and mixing:
+            raise UsageError("MixUp and CutMix apply to classification only")
+
+
+CLASSIFICATION = Task("classification", "acc1", "top-1", ("acc1", "acc5", "loss"), masks=False)
+SEGMENTATION = Task("segmentation", "dice", "Dice", ("dice", "iou", "pixel_acc", "loss"), True)
+TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION)}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise unknown_name("task", name, TASKS)
+    return TASKS[name]
+
+
+def write_mask(mask: torch.Tensor, path: Path, num_classes: int) -> None:
+    """A class-index mask [H, W] as a grey PNG: class c at c x 255 / (classes - 1)."""
+    from PIL import Image
+
+    scale = 255 // max(num_classes - 1, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask.to(torch.uint8) * scale).cpu().numpy()).save(path)

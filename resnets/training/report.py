@@ -1,0 +1,112 @@
+"""The end of a run: the selected weights, evaluated once on the test split; the summary,
+curves, best.safetensors and (segmentation) the test split's predicted masks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Loaders
+from ..data.build import eval_loader
+from ..tasks import get_task, write_mask
+from .saving import save_best_weights
+from .setup import Run
+
+
+def finish(run: Run, evaluate: Callable[[Run, Any], dict[str, float]]) -> dict[str, Any]:
+    """Evaluate the selected weights once on the test set; write summary and plots."""
+    p, task = run.progress, run.task
+    target = run.model.selected
+    if run.best_state is not None:
+        target.load_state_dict(run.best_state)
+    test = evaluate(run, run.loaders.test) if run.loaders.test is not None else {}
+    seen = p.step * run.cfg.batch_size
+    images = len(run.splits.test or []) if task.masks else test.get("count")
+    summary = {
+        "model": run.cfg.model,
+        "data": run.cfg.data,
+        "task": task.name,
+        "run": str(run.folder.path),
+        f"best_val_{task.score}": p.best_score if p.best_score >= 0 else None,
+        "best_epoch": p.best_epoch,
+        **{f"test_{k}": test.get(k) for k in task.test_keys},
+        "test_images": images if run.splits.test is not None else None,
+        "epochs": p.epoch,
+        "steps": p.step,
+        "train_seconds": round(p.train_seconds, 2),
+        "images_per_second": round(seen / p.train_seconds, 1) if p.train_seconds else None,
+        "device": str(run.device),
+        "world_size": run.env.world_size,
+        **unreadable_images(run.loaders),
+        "notes": run.splits.notes,
+    }
+    if run.env.main:
+        save_best_weights(run)  # the file always matches the weights the summary reports
+        if task.masks and run.splits.test is not None:
+            summary["predictions"] = str(save_test_masks(run, target))
+    run.folder.write_summary(summary)
+    run.folder.plot(p.history, task.score)
+    run.folder.close()
+    return summary
+
+
+@torch.no_grad()
+def save_test_masks(run: Run, model: nn.Module) -> Path:
+    """The test split's predicted masks as PNG, numbered in the split's order."""
+    folder = run.folder.path / "predictions"
+    model.eval()
+    n = 0
+    for x, _ in eval_loader(run.splits, "test", 64, run.device):
+        for mask in model(x).argmax(1):
+            write_mask(mask, folder / f"{n:05d}.png", len(run.splits.classes))
+            n += 1
+    return folder
+
+
+def unreadable_images(loaders: Loaders) -> dict[str, Any]:
+    """Unreadable files met in any split, each counted once (folders only)."""
+    files = []
+    for loader in (loaders.train, loaders.val, loaders.test):
+        files += loader.files() if hasattr(loader, "files") else []
+    return {"skipped_images": len(files), "unreadable": files[:20]}
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The summary as the CLI prints it: what was trained, the honest numbers, what next."""
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.2f} %"
+
+    speed = f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""
+    procs = f" x {s['world_size']}" if s["world_size"] > 1 else ""
+    lines = [
+        f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epochs ({s['steps']} steps)"
+        f" in {s['train_seconds']:.1f} s on {s['device']}{procs}{speed}",
+    ]
+    if get_task(s["task"]).masks:
+        lines += [
+            f"  best validation Dice   {pct(s['best_val_dice'])}  (epoch {s['best_epoch']})",
+            f"  test Dice / IoU        {pct(s['test_dice'])} / {pct(s['test_iou'])}"
+            f"  ({s['test_images']} images, evaluated once)",
+            f"  predicted masks        {s.get('predictions')}",
+        ]
+    else:
+        lines += [
+            f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
+            f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
+            f"  ({s['test_images']} images, evaluated once)",
+        ]
+    lines.append(f"  run folder             {s['run']}")
+    if s.get("skipped_images"):
+        lines.append(f"  skipped                {s['skipped_images']} unreadable images")
+    lines += [f"  note: {n}" for n in s.get("notes", [])]
+    lines += [
+        "next:",
+        f"  resnets evaluate {s['run']}",
+        f"  resnets predict {s['run']} IMAGE...",
+    ]
+    return "\n".join(lines)

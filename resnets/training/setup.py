@@ -1,0 +1,328 @@
+"""Setting up a run: its folder, data, model, optimizer and task, each a small named part;
+and restoring them for --resume. `loop.py` then advances the `Run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Loaders, Splits, load_splits, make_loaders
+from ..data.augment import MixUpCutMix
+from ..data.provenance import read_record, same_data, write_record
+from ..errors import TrainingError, UsageError
+from ..models import ResNet, create_model, create_segmentation_model
+from ..models.weights import WeightsMeta
+from ..tasks import Task, get_task
+from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
+from .config import TrainConfig
+from .distributed import DistEnv, broadcast_object
+from .optim import ModelEMA, Schedule, build_optimizer
+from .run_folder import RunFolder, check_folder, default_folder
+
+log = logging.getLogger("resnets")
+
+
+@dataclass
+class Model:
+    """The model in its forms. `raw` as built (its state_dict is what is saved); `trained`
+    what the step calls: `raw` under DDP and/or torch.compile; `ema` its moving average."""
+
+    raw: nn.Module  # a ResNet, or a SegmentationModel around one
+    backbone: ResNet  # the ResNet inside `raw`: what freezing and the backbone lr act on
+    trained: nn.Module
+    ema: ModelEMA | None
+    frozen: list[nn.Module]  # parts whose BN statistics stay fixed (eval mode) in training
+    ddp: nn.parallel.DistributedDataParallel | None
+
+    @property
+    def selected(self) -> nn.Module:
+        """The weights that are evaluated, selected and saved: the EMA when on."""
+        return self.ema.module if self.ema is not None else self.raw
+
+    def train(self, mode: bool = True) -> None:
+        self.raw.train(mode)
+        for part in self.frozen:
+            part.eval()
+
+
+@dataclass
+class Optimization:
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # loss scaling for fp16; a pass-through otherwise
+    schedule: Schedule  # the lr factor at any step
+    clip_grad: float | None
+
+
+@dataclass
+class Run:
+    """One training run: its options, parts, folder and progress."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    device: torch.device
+    task: Task
+    splits: Splits
+    loaders: Loaders
+    model: Model
+    opt: Optimization
+    criterion: Any
+    folder: RunFolder
+    meta: WeightsMeta
+    progress: Progress
+    total_steps: int
+    epochs: int
+    best_state: dict[str, torch.Tensor] | None = None
+    partial_meter: torch.Tensor | None = None  # an interrupted epoch's metric sums so far
+
+    def meter(self, sums: torch.Tensor | None = None):
+        return self.task.meter(self.device, len(self.splits.classes), sums)
+
+    def note(self, text: str) -> None:
+        """A decision or warning for the user: logged now, and kept in the run's summary."""
+        log.info("note: %s", text)
+        self.splits.notes.append(text)
+
+
+def setup(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Run:
+    """Folder, data, model, optimizer; restores a checkpoint for --resume. If anything fails
+    here, the folder is left as it was."""
+    seed_everything(cfg.seed + env.rank)
+    given, claimed = cfg.resume or cfg.out, []
+    if not given and env.main:
+        path, claimed = default_folder(cfg)
+        given = str(path)
+    folder = RunFolder(Path(broadcast_object(given)), cfg, env.main, claimed)
+    problem = None
+    if env.main:  # before any work, so a clash fails at once, on every process
+        try:
+            check_folder(folder.path, cfg)
+        except UsageError as e:
+            problem = str(e)
+    problem = broadcast_object(problem)
+    if problem:
+        folder.abandon()  # a claimed default folder goes again; a given one was not touched
+        raise UsageError(problem)
+    try:
+        return _build(cfg, env, device, folder)
+    except BaseException:
+        folder.abandon()
+        raise
+
+
+def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder) -> Run:
+    task = get_task(cfg.task)
+    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
+    if cfg.resume:  # the same data, or the user accepts the change and keeps the split
+        splits = same_data(splits, read_record(folder.path), cfg.allow_changed_data)
+    check_classes(cfg, splits)
+    labels = splits.train.labels if splits.in_memory else None
+    task.check_data(cfg.data, labels, bool(cfg.mixup_alpha or cfg.cutmix_alpha))
+    model = build_model(cfg, splits, device, env)
+    mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
+    loaders = make_loaders(
+        splits, batch_size=cfg.batch_size, shard=env.shard(cfg.accum_steps), device=device,
+        seed=cfg.seed, mix=mix, channels_last=cfg.channels_last, num_workers=cfg.num_workers,
+    )  # fmt: skip
+    steps_per_epoch = len(loaders.train)
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    run = Run(
+        cfg=cfg, env=env, device=device, task=task, splits=splits, loaders=loaders,
+        model=model, opt=build_optimization(cfg, model, device, steps_per_epoch, total),
+        criterion=make_criterion(task, cfg, splits, device),
+        folder=folder, meta=weights_meta(cfg, model, splits), progress=Progress(),
+        total_steps=total, epochs=math.ceil(total / steps_per_epoch),
+    )  # fmt: skip
+    late = [m for m in run.opt.schedule.milestones if m >= total]
+    if late and cfg.schedule == "multistep":
+        run.note(f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
+                 "run and never happen; set --milestones to place them")  # fmt: skip
+    if cfg.resume:
+        restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))
+    folder.prepare(checkpoint_size(run))
+    folder.write_manifest(run_info(run))  # first: it marks the folder as a run's
+    folder.write_config()
+    if not cfg.resume and env.main:
+        write_record(folder.path, splits)
+    return run
+
+
+def check_classes(cfg: TrainConfig, splits: Splits) -> None:
+    if cfg.num_classes is not None and cfg.num_classes != len(splits.classes):
+        raise UsageError(
+            f"num_classes is {cfg.num_classes} but {cfg.data} has {len(splits.classes)} classes "
+            f"({', '.join(splits.classes[:10])}{', ...' if len(splits.classes) > 10 else ''})"
+        )
+
+
+def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv) -> Model:
+    """The model, moved, frozen where asked, and wrapped for DDP and torch.compile."""
+    options = {
+        "pretrained": cfg.pretrained,
+        "in_chans": splits.channels,
+        "drop_path_rate": cfg.drop_path_rate,
+        "zero_init_residual": cfg.zero_init_residual,
+    }
+    if cfg.task == "segmentation":
+        raw = create_segmentation_model(cfg.model, len(splits.classes), **options)
+        backbone = raw.backbone
+    else:
+        raw = create_model(cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate,
+                           **options)  # fmt: skip
+        backbone = raw
+    frozen = freeze(backbone, cfg.freeze_stages, cfg.freeze_backbone)
+    if cfg.grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    if cfg.sync_bn and env.active:
+        if device.type != "cuda":
+            raise TrainingError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only")
+        raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+    raw = raw.to(device)
+    if cfg.channels_last:
+        raw = raw.to(memory_format=torch.channels_last)
+    ddp = None
+    if env.active:
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
+    trained = ddp or raw
+    if cfg.compile:
+        trained = CompileErrors(torch.compile(trained))
+    ema = ModelEMA(raw, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    return Model(raw, backbone, trained, ema, frozen, ddp)
+
+
+class CompileErrors(nn.Module):
+    """torch.compile's own failures (no compiler, an unsupported op) stop the run with one line
+    that names the flag to turn it off; any other error in the forward pass stays as it is."""
+
+    def __init__(self, compiled: nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.compiled(x)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrainingError(f"torch.compile failed ({first}); run without --compile") from None
+
+
+def freeze(model: ResNet, stages: int, backbone: bool) -> list[nn.Module]:
+    """Stop gradients to the stem and the first `stages` stages, or the whole backbone.
+
+    Returns the frozen modules: their BN layers keep their statistics (eval mode).
+    """
+    if stages > len(model.stages):
+        raise TrainingError(
+            f"--freeze-stages {stages}: {model.name} has {len(model.stages)} stages"
+        )
+    if stages == 0 and not backbone:
+        return []
+    parts = (
+        [model.stem, *model.stages, model.norm]
+        if backbone
+        else [model.stem, *model.stages[:stages]]
+    )
+    for part in parts:
+        part.requires_grad_(False)
+    return parts
+
+
+def build_optimization(
+    cfg: TrainConfig, model: Model, device: torch.device, steps_per_epoch: int, total: int
+) -> Optimization:
+    return Optimization(
+        optimizer=build_optimizer(model.raw, cfg, device, model.backbone),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
+        schedule=Schedule(cfg, steps_per_epoch, total),
+        clip_grad=cfg.clip_grad,
+    )
+
+
+def make_criterion(task: Task, cfg: TrainConfig, splits: Splits, device: torch.device):
+    """The training loss: the task's, with label smoothing and class weights as asked."""
+    return task.criterion(cfg.label_smoothing, class_weights(cfg, splits, device))
+
+
+def class_weights(cfg: TrainConfig, splits: Splits, device: torch.device) -> torch.Tensor | None:
+    """--class-weights balanced: each class weighted by its inverse frequency."""
+    if cfg.class_weights != "balanced":
+        return None
+    labels = splits.train.labels.flatten()  # per image, or per pixel for masks
+    counts = torch.bincount(labels, minlength=len(splits.classes)).float()
+    return (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)
+
+
+def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
+    """What best.safetensors carries besides the weights: enough to predict with them."""
+    return WeightsMeta(
+        model=cfg.model, config=model.raw.config, classes=splits.classes,
+        input_size=splits.input_size, resize_size=splits.resize_size, mean=splits.mean,
+        std=splits.std, task=cfg.task,
+    )  # fmt: skip
+
+
+def checkpoint_size(run: Run) -> int:
+    """Bytes of one training checkpoint: weights, optimizer state, EMA and best copy."""
+    weights = sum(t.numel() * t.element_size() for t in run.model.raw.state_dict().values())
+    optimizer_copies = 2 if run.cfg.optimizer == "adamw" else 1
+    return weights * (2 + optimizer_copies + (1 if run.model.ema is not None else 0)) + (1 << 20)
+
+
+def run_info(run: Run) -> dict[str, Any]:
+    splits = run.splits
+    device = run.device
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device
+    return {
+        "model": run.cfg.model,
+        "data": run.cfg.data,
+        "dataset_fingerprint": splits.fingerprint,
+        "splits": {n: len(getattr(splits, n) or []) for n in ("train", "val", "test")},
+        "device": str(name),
+        "world_size": run.env.world_size,
+        "steps_per_epoch": len(run.loaders.train),
+        "total_steps": run.total_steps,
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool):
+    """Deterministic kernels (or cuDNN autotuning) for the run; the caller's flags after it."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = not enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
+def restore(run: Run, data: dict[str, Any]) -> None:
+    run.model.raw.load_state_dict(data["model"])
+    run.opt.optimizer.load_state_dict(data["optimizer"])
+    run.opt.scaler.load_state_dict(data["scaler"])
+    if run.model.ema is not None and data.get("ema") is not None:
+        run.model.ema.load_state_dict(data["ema"])
+    run.best_state = data.get("best")
+    run.partial_meter = data.get("partial_meter")
+    run.progress = progress_of(data)
+    set_rng_state(data["rng"])
+    log.info("resumed %s at epoch %d, step %d", run.folder.path, run.progress.epoch + 1,
+             run.progress.step)  # fmt: skip
