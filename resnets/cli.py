@@ -117,7 +117,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _positive("topk", args.topk)
     result = predict(
         args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend,
-        masks_out=args.masks_out,
+        masks_out=args.masks_out, overwrite=args.overwrite,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     if result.failed:
@@ -229,6 +229,7 @@ def _inference_commands(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
+    p.add_argument("--overwrite", action="store_true", help="segmentation: replace mask files")
     p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print predictions as JSON")

@@ -6,6 +6,7 @@ options object checks its numbers against them when it is made.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
@@ -29,6 +30,13 @@ EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 CONVERT_TARGETS = ("resnets", "torchvision", "timm")
 SPLITS = ("train", "val", "test")
 EXPERIMENTS = ("degradation", "gradients")
+
+
+def absolute_data(spec: str) -> str:
+    """A --data spec with its path made absolute, so that the run folder's record of it still
+    finds the data from another working folder."""
+    name, sep, path = spec.partition(":")
+    return f"{name}:{os.path.abspath(os.path.expanduser(path))}" if sep and path else spec
 
 
 def option(default, help: str, bounds: str | None = None):

@@ -68,7 +68,7 @@ def decode(path: Path, channels: int) -> torch.Tensor:
     JPEG and PNG go to torchvision's decoders, which honour the channel mode; other formats
     (GIF, WebP, BMP, TIFF), and files torchvision rejects, go to Pillow. Animated GIF and WebP
     and multi-page TIFF give their first frame (animated PNG: its default image). Alpha is
-    dropped, not composited; 16-bit samples keep their high byte (value >> 8) on both paths.
+    dropped, not composited; deeper samples become 8-bit as `_to_8bit` says.
     """
     from torchvision.io import ImageReadMode, decode_image, read_file
 
@@ -103,11 +103,28 @@ def _decode_pil(path: Path, channels: int) -> torch.Tensor:
         with Image.open(path) as im:
             im.seek(0)
             im.load()
-            if im.mode == "I" or im.mode.startswith("I;16"):
-                arr = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
-                im = Image.fromarray(arr.astype(np.uint8))
+            if im.mode == "I" or im.mode.startswith("I;16") or im.mode == "F":
+                im = Image.fromarray(_to_8bit(np.asarray(im), im.mode))
             elif im.mode == "PA":
                 im = im.convert("RGBA")
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     t = torch.from_numpy(arr.copy())
     return t[None] if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+def _to_8bit(arr, mode: str):
+    """One grey image of 16 or 32 bits, or floats, as uint8. 16-bit samples keep their high
+    byte (as torchvision's PNG decoder does); 32-bit integers are taken as 16-bit when they
+    fit, as 8-bit when they fit there; floats in [0, 1] are scaled by 255, others clipped."""
+    import numpy as np
+
+    if mode == "F":
+        arr = np.nan_to_num(arr.astype(np.float64))
+        scale = 255.0 if arr.min() >= 0 and arr.max() <= 1 else 1.0
+        return (arr * scale).round().clip(0, 255).astype(np.uint8)
+    arr = arr.astype(np.int64).clip(0, None)
+    if mode == "I" and arr.max() <= 255:
+        return arr.astype(np.uint8)
+    if arr.max() > 65535:
+        return (arr * 255 // arr.max()).astype(np.uint8)
+    return (arr >> 8).astype(np.uint8)

@@ -8,6 +8,8 @@ prepared exactly as in training: the weights' input size and normalization.
 from __future__ import annotations
 
 import dataclasses
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,12 +78,14 @@ class SegmentationReport:
         )
 
 
-def _evaluate_masks(infer: Predictor, loader, split: str, classes: int) -> SegmentationReport:
+def _evaluate_masks(
+    infer: Predictor, loader, split: str, classes: int, remap: torch.Tensor
+) -> SegmentationReport:
     meter = SegmentationMeter(torch.device("cpu"), classes)
     images = 0
     for x, y in loader:
         logits = infer(x).cpu()
-        meter.update(torch.zeros(()), logits, y.cpu())
+        meter.update(torch.zeros(()), logits, remap[y.cpu()])
         images += len(y)
     r = meter.read()
     return SegmentationReport(split, images, r["dice"], r["iou"], r["pixel_acc"])
@@ -121,15 +125,22 @@ def evaluate(
     loader = run_split_loader(
         run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
     )
-    if get_task(meta.task).masks:
-        return _evaluate_masks(predictor(model, dev, backend), loader, split, len(meta.classes))
+    task = get_task(meta.task)
+    if task.masks != loader.masks:
+        need = "segmentation data (shapes or segfolder:PATH)" if task.masks else "class labels"
+        raise UsageError(f"{meta.task} weights need {need}; {loader.data} does not fit")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
     remap = class_map(loader.classes, classes, meta.classes is not None)
+    if task.masks:
+        infer = predictor(model, dev, backend)
+        return _evaluate_masks(infer, loader, split, len(classes), remap)
     logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
     labels = remap[labels]
     report = _report(logits, labels, classes, split, tta_flip)
     report.skipped = getattr(loader, "skipped", 0)
     folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
+    if data is not None and run is not None and not out:  # never over the run's own report
+        folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
     folder.mkdir(parents=True, exist_ok=True)
     png = confusion_matrix(
         torch.tensor(report.confusion), classes, folder / f"confusion-{split}.png"
@@ -147,6 +158,7 @@ def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:
                 f"the data has {len(data)} classes but the weights only {len(weights)} outputs"
             )
         return torch.arange(len(data))
+    data, weights = [_nfc(c) for c in data], [_nfc(c) for c in weights]
     unknown = [c for c in data if c not in weights]
     if unknown:
         shown = ", ".join(weights[:20]) + (", ..." if len(weights) > 20 else "")
@@ -155,6 +167,11 @@ def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:
             f"{', ...' if len(unknown) > 5 else ''}; the weights know: {shown}"
         )
     return torch.tensor([weights.index(c) for c in data], dtype=torch.long)
+
+
+def _nfc(name: str) -> str:
+    """macOS writes folder names decomposed (NFD): 'twó' must equal 'twó'."""
+    return unicodedata.normalize("NFC", name)
 
 
 def run_split_loader(
@@ -178,7 +195,8 @@ def run_split_loader(
     loader = eval_loader(splits, split, batch_size, device or torch.device("cpu"))
     if loader is None:
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
-    loader.classes = splits.classes
+    loader.classes, loader.data = splits.classes, opts.data
+    loader.masks = bool(splits.in_memory and getattr(splits, split).labels.ndim == 3)
     return loader
 
 

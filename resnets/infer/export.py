@@ -101,6 +101,8 @@ def export(
     `tolerance` bounds the max |logit difference| relative to the largest |logit|."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 0 < tolerance < 1:  # also refuses NaN
+        raise UsageError(f"--tolerance is relative and must be in (0, 1), got {tolerance}")
     weights, run = resolve_source(source)
     target = Path(out) if out else _default_path(weights, run, fmt)
     _check_target(target, weights, fmt, overwrite)
@@ -151,8 +153,12 @@ def export(
 
 def _check_target(target: Path, weights: Path, fmt: str, overwrite: bool) -> None:
     """The export's path, checked (suffix, not the source, --overwrite) and its folder made."""
-    if fmt == "safetensors" and target.suffix != ".safetensors":
-        raise UsageError(f"a safetensors export needs a .safetensors name, got {target.name}")
+    allowed = (".onnx",) if fmt == "onnx" else (".pt", ".pth", ".ts", ".torchscript")
+    allowed = (".safetensors",) if fmt == "safetensors" else allowed
+    if target.suffix.lower() not in allowed:
+        raise UsageError(
+            f"a {fmt} export needs a name ending in {' or '.join(allowed)}, got {target.name}"
+        )
     check_output(target, weights, overwrite, "pass another --out")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

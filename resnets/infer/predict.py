@@ -159,12 +159,14 @@ def predict(
     batch_size: int = 64,
     backend: str = "eager",
     masks_out: str | Path = "masks",
+    overwrite: bool = False,
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
     Segmentation weights write one mask PNG per image under `masks_out` (see `mask_paths`),
-    at the image's own size; their inputs are resized straight to the input size, as in
-    training, so that the mask covers the whole image.
+    at the image's own size, never over an input nor, without `overwrite`, an existing file.
+    Their inputs are resized straight to the input size, as in training, so that the mask
+    covers the whole image.
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto)."""
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
@@ -179,6 +181,9 @@ def predict(
     files = expand_images(images)
     masks = mask_paths(files, Path(masks_out)) if segmentation else {}
     owners = {os.path.abspath(f): os.path.abspath(f) for f in files}  # written files' inputs
+    if not overwrite:  # a file that was there before this call is nobody's to replace
+        existing = "an existing file (pass --overwrite to replace it)"
+        owners |= {os.path.abspath(p): existing for p in masks.values() if p.exists()}
     resize = None if segmentation else meta.resize_size
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):

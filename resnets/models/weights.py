@@ -86,8 +86,13 @@ def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         return _read_safetensors(path)
+    if path.suffix.lower() == ".onnx":
+        raise WeightsError(
+            f"{path} is an ONNX export, which ONNX Runtime runs; resnets reads weights: give the "
+            "run folder or its best.safetensors"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pickle-protocol chatter

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, UsageError, unknown_name
-from ..options import DataOptions, option
+from ..options import DataOptions, absolute_data, option
 from .recipes import RECIPES, recipe_rules
 
 
@@ -152,10 +152,11 @@ def coerce(name: str, value: Any, source: str = "") -> Any:
             return None
         raise ConfigError(f"{name}{where} cannot be empty")
     try:
-        return _convert(base, value)
+        value = _convert(base, value)
     except (TypeError, ValueError):
         expected = _describe(base)
         raise ConfigError(f"{name}{where} must be {expected}, got {value!r}") from None
+    return absolute_data(value) if name == "data" else value
 
 
 def _convert(base: Any, value: Any) -> Any:

@@ -60,9 +60,9 @@ def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
     """Epochs until the step budget (or early stop): train, validate, keep the best, save."""
     cfg, p = run.cfg, run.progress
     while p.epoch < run.epochs and p.step < run.total_steps:
-        row = {"epoch": p.epoch + 1, "step": p.step}
+        row = {"epoch": p.epoch + 1}
         row |= {f"train_{k}": v for k, v in train_epoch(run, p.epoch, stop).items()}
-        row["lr"] = run.opt.optimizer.param_groups[0]["lr"]
+        row |= {"step": p.step, "lr": run.opt.optimizer.param_groups[0]["lr"]}  # at its end
         if run.loaders.val is not None:
             val = evaluate(run, run.loaders.val)
             row |= {f"val_{k}": v for k, v in val.items() if k != "count"}

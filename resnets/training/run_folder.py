@@ -79,6 +79,14 @@ def check_folder(path: Path, cfg: TrainConfig) -> None:
     replaces only a folder resnets made; anything else is an error. Changes nothing."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"run folder {path} is a file; choose another --out")
+    kind, _, root = cfg.data.partition(":")
+    if kind in ("imagefolder", "segfolder") and root:
+        root_path = Path(root).expanduser().resolve()
+        if path.resolve() == root_path or root_path in path.resolve().parents:
+            raise UsageError(
+                f"run folder {path} is inside the data folder {root}: its files would become "
+                "part of the data; choose an --out elsewhere"
+            )
     if cfg.resume:
         if not (path / "last.pt").is_file():
             raise UsageError(f"{path} holds no run to resume (no last.pt)")
@@ -95,6 +103,14 @@ def check_folder(path: Path, cfg: TrainConfig) -> None:
             f"{path} is not a resnets run folder (it has no manifest.json), so --overwrite will "
             "not replace it; choose another --out"
         )
+
+
+def _remove_start_files(path: Path) -> None:
+    """What a run writes before its first checkpoint, and nothing else."""
+    for name in START_FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "tensorboard", ignore_errors=True)
+    remove_stale_temporaries(path)
 
 
 class RunFolder:
@@ -130,7 +146,9 @@ class RunFolder:
                     self.path,
                     self._previous,
                 )
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
             self.path.mkdir(parents=True, exist_ok=True)
+            self._claimed += [p for p in missing if p not in self._claimed]
             remove_stale_temporaries(self.path)
             probe = self.path / ".write-test"
             probe.write_bytes(b"\0" * 4096)
@@ -170,19 +188,38 @@ class RunFolder:
             self.commit()
             return
         if self.path.is_dir():
-            for name in START_FILES:
-                (self.path / name).unlink(missing_ok=True)
-            shutil.rmtree(self.path / "tensorboard", ignore_errors=True)
-            remove_stale_temporaries(self.path)
+            _remove_start_files(self.path)
             if (not self._existed or self._previous) and not any(self.path.iterdir()):
                 self.path.rmdir()
-        if self._previous is None:
-            return
-        if self.path.exists():
-            log.warning("the replaced run stays in %s (%s is not empty)", self._previous, self.path)
-        else:
-            self._previous.rename(self.path)
-        self._previous = None
+        if self._previous is not None:
+            if self.path.exists():
+                log.warning("the replaced run stays in %s (%s is not empty)", self._previous,
+                            self.path)  # fmt: skip
+            else:
+                self._previous.rename(self.path)
+            self._previous = None
+        for folder in self._claimed:  # parents this run made, runs/ among them, if empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    @property
+    def replacing(self) -> bool:
+        """An --overwrite run that has not saved its first checkpoint yet."""
+        return self._previous is not None
+
+    def recover(self) -> None:
+        """A run killed while replacing another left that one aside as .NAME.replaced-PID:
+        put it back, unless a run with a checkpoint has taken its place since."""
+        for old in sorted(self.path.parent.glob(f".{self.path.name}.replaced-*")):
+            if self.path.is_dir() and never_trained(self.path):
+                _remove_start_files(self.path)
+                if not any(self.path.iterdir()):
+                    self.path.rmdir()
+            if self.path.exists():
+                log.warning("a run that was being replaced is still in %s", old)
+                continue
+            old.rename(self.path)
+            log.warning("put back the run in %s: a run that was replacing it was killed", self.path)
 
     def write_config(self) -> None:
         if self.main:

@@ -74,7 +74,13 @@ def save_step_checkpoint(run: Run, meter: Meter) -> None:
 
 
 def save_interrupted(run: Run, meter: Meter) -> None:
-    """Save where we are and stop; the message says how to resume."""
+    """Save where we are and stop; the message says how to resume. An --overwrite run
+    stopped before its first checkpoint saves nothing: the run it was replacing comes back."""
+    if run.folder.replacing:
+        raise Interrupted(
+            f"stopped at step {run.progress.step}, before this run's first checkpoint; "
+            f"the run it was replacing is back in {run.folder.path}"
+        )
     if run.env.main:
         save_checkpoint(run.folder.path / "last.pt", checkpoint_payload(run, meter), run.progress)
         run.folder.commit()

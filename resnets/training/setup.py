@@ -105,6 +105,7 @@ def setup(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Run:
     problem = None
     if env.main:  # before any work, so a clash fails at once, on every process
         try:
+            folder.recover()
             check_folder(folder.path, cfg)
         except UsageError as e:
             problem = str(e)

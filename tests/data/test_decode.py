@@ -138,3 +138,15 @@ def test_an_image_over_pillows_own_limit_is_refused_from_its_header(tmp_path):
     (tmp_path / "bomb.png").write_bytes(png_header(30_000, 30_000))
     with pytest.raises(DataError, match="pixel limit"):
         decode(tmp_path / "bomb.png", 1)
+
+
+def test_float_and_32_bit_images_keep_their_contrast(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "float.tiff")
+    img = decode(tmp_path / "float.tiff", 1)
+    assert img.min() == 0 and img.max() == 255  # not all black
+    eight = (ramp * 255).astype(np.int32)
+    Image.fromarray(eight, mode="I").save(tmp_path / "int32.tiff")
+    assert decode(tmp_path / "int32.tiff", 1).max() == 255  # 8-bit values in 32 bits: kept

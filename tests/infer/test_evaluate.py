@@ -114,3 +114,36 @@ def _test_files(run) -> set:
     import gzip
 
     return set(json.loads(gzip.decompress((run / "splits.json.gz").read_bytes()))["files"]["test"])
+
+
+def test_segmentation_classes_are_matched_by_name():
+    from resnets.infer.evaluate import class_map
+
+    remap = class_map(["value 0", "value 255"], ["value 0", "value 128", "value 255"], True)
+    assert remap.tolist() == [0, 2]  # by position, 255 would have been scored as 128
+
+
+def test_unicode_class_names_match_in_any_normal_form():
+    from resnets.infer.evaluate import class_map
+
+    assert class_map(["tw\u006f\u0301"], ["one", "tw\u00f3"], True).tolist() == [1]
+
+
+def test_weights_and_data_of_different_tasks_are_refused(digits_run, tmp_path):
+    with pytest.raises(UsageError, match="classification weights need class labels"):
+        evaluate(digits_run / "best.safetensors", data="shapes", out=tmp_path)
+
+
+def test_a_report_on_other_data_never_replaces_the_runs_own(digits_run):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    run = Path(tempfile.mkdtemp()) / "run"
+    shutil.copytree(digits_run, run)
+    evaluate(run)
+    own = (run / "eval" / "eval-test.json").read_bytes()
+    (run / "eval" / "eval-test.json").write_bytes(own + b" ")  # to tell it apart
+    evaluate(run, data="digits", split="val")
+    assert (run / "eval" / "eval-test.json").read_bytes() == own + b" "
+    assert (run / "eval" / "digits" / "eval-val.json").is_file()

@@ -110,7 +110,7 @@ def test_an_export_never_replaces_its_source_or_takes_a_wrong_suffix(digits_run,
     weights.write_bytes((digits_run / "best.safetensors").read_bytes())
     with pytest.raises(UsageError, match="is the source itself"):
         export(weights, "safetensors", out=weights, overwrite=True)
-    with pytest.raises(UsageError, match=r"needs a .safetensors name, got w.pth"):
+    with pytest.raises(UsageError, match=r"needs a name ending in \.safetensors, got w\.pth"):
         export(weights, "safetensors", out=tmp_path / "w.pth")
     assert _snapshot(tmp_path).keys() == {"w.safetensors"}
 
@@ -147,3 +147,32 @@ def test_export_cli_with_given_images(digits_run, tmp_path, capsys):
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated from 2.14
         module = torch.jit.load(str(tmp_path / "m.pt"))
     assert module(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tolerance", "nan"], "must be in"),
+        (["--tolerance", "-1"], "must be in"),
+        (["--format", "onnx", "--out", "m.pt"], "needs a name ending in .onnx"),
+        (["--format", "torchscript", "--out", "m.onnx"], "needs a name ending in .pt"),
+    ],
+)
+def test_export_options_that_cannot_be_meant_are_refused(
+    digits_run, tmp_path, capsys, args, message
+):
+    from resnets.cli import main
+
+    out = [a if not a.startswith("m.") else str(tmp_path / a) for a in args]
+    assert main(["export", str(digits_run), *out]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_onnx_file_given_as_weights_says_what_it_is(digits_run, tmp_path):
+    from resnets.errors import WeightsError
+    from resnets.models.weights import read_weights
+
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    with pytest.raises(WeightsError, match="is an ONNX export"):
+        read_weights(tmp_path / "model.onnx")

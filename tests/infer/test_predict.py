@@ -170,3 +170,18 @@ def test_segmentation_masks_never_overwrite_an_input(seg_weights, tmp_path):
     assert "would overwrite" in result.failed[str(tmp_path / "in" / "x.png")]
     assert (tmp_path / "in" / "m" / "x.png.png").read_bytes() == before
     assert [p.path for p in result.predictions] == [str(inputs[1])] * 2
+
+
+def test_existing_mask_files_are_replaced_only_with_overwrite(seg_weights, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("L", (30, 20), 90).save(tmp_path / "in" / "x.png")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "x.png.png").write_bytes(b"mine")
+    result = predict(seg_weights, [tmp_path / "in"], masks_out=masks)
+    assert "pass --overwrite" in next(iter(result.failed.values()))
+    assert (masks / "x.png.png").read_bytes() == b"mine"
+    result = predict(seg_weights, [tmp_path / "in"], masks_out=masks, overwrite=True)
+    assert not result.failed and Image.open(masks / "x.png.png").size == (30, 20)

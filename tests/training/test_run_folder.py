@@ -127,3 +127,64 @@ def test_resume_refuses_changed_data_and_keeps_the_split_when_told(tmp_path):
     summary = train(resume=str(run), epochs=2, allow_changed_data=True)
     assert summary["epochs"] == 2
     assert any("kept the run's split by file name" in n for n in summary["notes"])
+
+
+def test_ctrl_c_before_the_first_checkpoint_of_an_overwrite_puts_the_old_run_back(
+    digits_run, tmp_path, monkeypatch
+):
+    from resnets.training import loop
+    from resnets.training.saving import Interrupted
+
+    class StopNow:
+        requested = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    before = snapshot(run)
+    monkeypatch.setattr(loop, "StopRequest", StopNow)
+    with pytest.raises(Interrupted, match="the run it was replacing is back in"):
+        train(out=str(run), overwrite=True, **QUICK)
+    assert snapshot(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_run_left_aside_by_a_killed_overwrite_is_put_back(digits_run, tmp_path):
+    run, aside = tmp_path / "run", tmp_path / ".run.replaced-4242"
+    shutil.copytree(digits_run, aside)
+    before = snapshot(aside)
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")  # the killed run got this far
+    with pytest.raises(UsageError, match="already exists"):
+        train(out=str(run), **QUICK)  # the old run is back, so this one must ask
+    assert snapshot(run) == before and not aside.exists()
+
+
+def test_an_out_inside_the_data_folder_is_refused(tmp_path):
+    data = write_image_folder(tmp_path / "imgs", per_class=4)
+    with pytest.raises(UsageError, match="inside the data folder"):
+        train(data=f"imagefolder:{data}", out=str(data / "run"), **QUICK)
+    assert not (data / "run").exists()
+
+
+def test_a_failed_run_removes_the_parents_it_made(tmp_path):
+    with pytest.raises(TrainingError):
+        train(out=str(tmp_path / "x" / "y" / "z"), lr=1e30, **QUICK)
+    assert not (tmp_path / "x").exists()
+
+
+def test_relative_data_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    data = write_image_folder(tmp_path / "imgs", per_class=6)
+    monkeypatch.chdir(tmp_path)
+    s = train(data="imagefolder:imgs", image_size=16, batch_size=4, num_workers=0,
+              out=str(tmp_path / "run"), **QUICK)  # fmt: skip
+    assert s["data"] == f"imagefolder:{data}"
+    monkeypatch.chdir(tmp_path.parent)  # evaluate from elsewhere still finds the data
+    from resnets import evaluate
+
+    assert evaluate(tmp_path / "run").count == s["test_images"]
