@@ -99,10 +99,7 @@ def export(
     """Export weights (a run folder or a weights file) and check the export's outputs.
 
     `tolerance` bounds the max |logit difference| relative to the largest |logit|."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if not 0 < tolerance < 1:  # also refuses NaN
-        raise UsageError(f"--tolerance is relative and must be in (0, 1), got {tolerance}")
+    _check_options(fmt, tolerance)
     weights, run = resolve_source(source)
     target = Path(out) if out else _default_path(weights, run, fmt)
     _check_target(target, weights, fmt, overwrite)
@@ -149,6 +146,13 @@ def export(
         f"{rel:.2e} > {tolerance:g}, top-1 agreement {agree:.1f} %); not written{kept}; "
         f"report in {failed}"
     )
+
+
+def _check_options(fmt: str, tolerance: float) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not 0 < tolerance < 1:  # also refuses NaN
+        raise UsageError(f"--tolerance is relative and must be in (0, 1), got {tolerance}")
 
 
 def _check_target(target: Path, weights: Path, fmt: str, overwrite: bool) -> None:
