@@ -32,11 +32,17 @@ SPLITS = ("train", "val", "test")
 EXPERIMENTS = ("degradation", "gradients")
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """ "imagefolder:~/x" -> ("imagefolder", "~/x"); "digits" -> ("digits", None)."""
+    name, _, path = spec.partition(":")
+    return name, path or None
+
+
 def absolute_data(spec: str) -> str:
     """A --data spec with its path made absolute, so that the run folder's record of it still
     finds the data from another working folder."""
-    name, sep, path = spec.partition(":")
-    return f"{name}:{os.path.abspath(os.path.expanduser(path))}" if sep and path else spec
+    name, path = split_spec(spec)
+    return f"{name}:{os.path.abspath(os.path.expanduser(path))}" if path else spec
 
 
 def option(default, help: str, bounds: str | None = None):

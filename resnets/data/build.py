@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, UsageError, unknown_name
-from ..options import DATASETS, DataOptions
+from ..options import DATASETS, DataOptions, split_spec
 from . import datasets as ds
 from . import imagefolder as imf
 from .augment import CropFlip, MixUpCutMix
@@ -37,7 +37,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    name, _, path = spec.partition(":")
+    name, path = split_spec(spec)
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS)
     if name in ("imagefolder", "segfolder") and not path:

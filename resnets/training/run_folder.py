@@ -32,6 +32,7 @@ import yaml
 
 from ..errors import TrainingError, UsageError
 from ..files import atomic_write_json, atomic_write_text
+from ..options import split_spec
 from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig, to_dict
 
@@ -79,7 +80,7 @@ def check_folder(path: Path, cfg: TrainConfig) -> None:
     replaces only a folder resnets made; anything else is an error. Changes nothing."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"run folder {path} is a file; choose another --out")
-    kind, _, root = cfg.data.partition(":")
+    kind, root = split_spec(cfg.data)
     if kind in ("imagefolder", "segfolder") and root:
         root_path = Path(root).expanduser().resolve()
         if path.resolve() == root_path or root_path in path.resolve().parents:
