@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ResnetsError, UsageError
+from .logs import configure_logging
 from .options import BACKENDS, CONVERT_TARGETS, EXPERIMENTS, EXPORT_FORMATS, SPLITS
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -130,6 +132,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), like every other error here."""
 
     def error(self, message: str):
+        if message.startswith("unrecognized arguments: "):
+            parsers = [self] + [
+                p for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                for p in a.choices.values()
+            ]  # fmt: skip
+            flags = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
+            typed = message.split(": ", 1)[1].split()
+            close = [m for t in typed for m in difflib.get_close_matches(t, flags, n=1)]
+            if close:
+                message += f"; did you mean {', '.join(close)}?"
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
@@ -295,31 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (tests and notebooks replace it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def _configure_logging(quiet: bool) -> None:
-    """Our messages on stderr; other libraries' loggers stay at their own (warning) level."""
-    log = logging.getLogger("resnets")
-    if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.ERROR if quiet else logging.INFO)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     except KeyboardInterrupt:  # at any moment: while importing, parsing, loading, training
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `resnets ... | head` closed the pipe: not an error of ours
+        # point stdout at /dev/null, so that the flush at exit does not fail again (a stdout
+        # without a file, as in tests, needs nothing)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -328,7 +327,7 @@ def _run(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return int(e.code or 0)
-    _configure_logging(args.quiet)
+    configure_logging(args.quiet)
     try:
         code = args.handler(args)
     except ResnetsError as e:

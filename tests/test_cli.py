@@ -103,3 +103,20 @@ def test_ctrl_c_during_start_up_is_one_line(where, tmp_path, monkeypatch, capsys
     assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "1"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
     assert not (tmp_path / "r").exists()
+
+
+def test_a_mistyped_flag_gets_a_suggestion(capsys):
+    assert main(["train", "--imagesize", "28"]) == 2
+    assert "did you mean --image-size?" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_a_traceback(monkeypatch):
+    class ClosedPipe:  # what `resnets list | head -1` leaves behind once head has exited
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["list"]) == 0
