@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from .errors import ConfigError
 
@@ -86,7 +87,9 @@ class DataOptions:
         "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
     )
     image_size: int | None = option(
-        None, "resize images to this side (default: native; 224 for folders)", "[1, inf)"
+        None,
+        "resize images to this side (default: native; folders: from the model and images)",
+        "[1, inf)",
     )
     val_split: float | None = option(
         None, "fraction of training data held out for validation (0.1)", "[0, 1)"
@@ -104,12 +107,22 @@ class DataOptions:
     crop_padding: int | None = option(
         None, "random-crop padding in pixels (default: size / 8)", "[0, inf)"
     )
-    hflip: bool | None = option(None, "random horizontal flips (default: on for CIFAR and folders)")
+    hflip: bool | None = option(
+        None, "random horizontal flips (default: on for CIFAR and RGB folders, off for grey)"
+    )
     train_crop: str | None = option(None, "folders: random-resized | resize (default by size)")
     eval_resize: int | None = option(
         None, "folders: shorter side before the centre crop", "[1, inf)"
     )
     gpu_decode: bool = option(False, "folders: decode JPEGs on the training device (nvJPEG)")
+    cache: Literal["auto", "memory", "disk", "none"] = option(
+        "auto", "folders: decode once into memory or a disk cache (auto: memory if it fits)"
+    )
+    normalize: Literal["dataset", "imagenet"] | None = option(
+        None,
+        "mean/std: the training split's own, or ImageNet's (default: dataset; "
+        "imagenet with --pretrained)",
+    )
     allow_changed_data: bool = option(
         False, "resume or evaluate a run whose data changed, keeping its split by file name"
     )

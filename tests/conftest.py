@@ -25,6 +25,12 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch) -> None:
+    """Disk caches of decoded images go to a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("RESNETS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 # ---- tiny datasets in their real on-disk formats ------------------------------------------
 
 import gzip  # noqa: E402

@@ -14,7 +14,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UsageError
 from ..models import ResNet, create_model
-from ..models.resnet import default_input_size
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def model_info(
             model = create_model(model, **overrides)
     elif not next(model.parameters()).is_meta:
         model = _to_meta(model)
-    size = input_size or default_input_size(model.config)
+    size = input_size or model.config.input_size
     x = torch.empty(batch_size, model.config.in_chans, size, size, device="meta")
 
     model.eval()
@@ -73,7 +72,7 @@ def model_info(
         except RuntimeError as e:  # a feature map shrank below one pixel
             raise UsageError(
                 f"input size {size} is too small for {model.name} "
-                f"({str(e).splitlines()[0]}); try --input-size {default_input_size(model.config)}"
+                f"({str(e).splitlines()[0]}); try --input-size {model.config.input_size}"
             ) from None
     flops = counter.get_flop_counts()
     feats = model.forward_intermediates(x)

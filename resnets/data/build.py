@@ -18,7 +18,7 @@ from ..options import DATASETS, DataOptions, split_spec
 from . import datasets as ds
 from . import imagefolder as imf
 from .augment import CropFlip, MixUpCutMix
-from .decode import detect_channels
+from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
 from .loaders import (
     ONE_PROCESS,
@@ -29,8 +29,10 @@ from .loaders import (
     channel_stats,
     to_channels,
 )
-from .provenance import fingerprint
+from .provenance import NAMES, fingerprint, read_record, same_data
+from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
+from .stream import FolderEvalLoader, FolderTrainLoader
 
 SEGMENTATION = ("shapes", "segfolder")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -45,11 +47,22 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return name, Path(path).expanduser() if path else None
 
 
-def load_splits(opts: DataOptions, seed: int, channels: int | None = None) -> Splits:
-    """Load the data named by `opts.data` and carve validation (and test) splits."""
+def load_splits(
+    opts: DataOptions,
+    seed: int,
+    channels: int | None = None,
+    model: ModelSize | None = None,
+    run: Path | None = None,
+    decode: tuple[str, ...] = NAMES,
+) -> Splits:
+    """Load the data named by `opts.data`, carve validation (and test) splits, and settle the
+    input size (from `model` and the images), the normalization and how folders are read.
+
+    With `run`, the data must be what that run was made from (see provenance.py). Folder
+    splits named in `decode` are decoded once when they fit (see cache.py)."""
     name, path = parse_spec(opts.data)
     if name == "imagefolder":
-        splits = _folder_splits(path, opts, seed, channels)
+        splits = imf.folder_splits(path, opts, seed, channels, model)
     else:
         splits = _memory_splits(name, path, opts, channels)
     if len(splits.classes) < 2:
@@ -57,7 +70,35 @@ def load_splits(opts: DataOptions, seed: int, channels: int | None = None) -> Sp
             f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
         )
     splits.fingerprint = fingerprint(splits)
+    if run is not None:
+        splits = same_data(splits, read_record(run), opts.allow_changed_data)
+    if not splits.in_memory:
+        workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
+        decode_once(splits, opts.cache, decode, workers)
+    _normalization(splits, opts.normalize or "dataset", seed)
     return splits
+
+
+def _normalization(splits: Splits, how: str, seed: int) -> None:
+    """Mean and std: ImageNet's, or measured on the training split (all of it when it is in
+    memory, an even sample of 1,000 images when it streams)."""
+    if how == "imagenet":
+        grey = splits.channels == 1
+        splits.mean = [sum(IMAGENET_MEAN) / 3] if grey else list(IMAGENET_MEAN)
+        splits.std = [sum(IMAGENET_STD) / 3] if grey else list(IMAGENET_STD)
+        splits.notes.append("normalization: ImageNet's mean and std")
+        return
+    train = splits.tensors("train")
+    if train is not None:
+        mean, std = channel_stats(train.images)
+        where = f"all {len(train)} training images"
+    else:
+        sample = sample_images(splits.train, splits.input_size, default_workers(True))
+        mean, std = channel_stats(sample)
+        where = f"{len(sample)} of {len(splits.train)} training images (an even sample)"
+    splits.mean, splits.std = mean.tolist(), std.tolist()
+    shown = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(splits.mean, splits.std, strict=True))
+    splits.notes.append(f"normalization: the data's own mean/std ({shown}), from {where}")
 
 
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
@@ -72,7 +113,6 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         train, test = train.subset(kept), train.subset(held)
         notes.append(f"test split: {len(test)} images held out from {name} (fixed seed)")
     train, val = carve_val(train, opts.val_split, notes)
-    mean, std = channel_stats(train.images)
     size = train.images.shape[-1]
     return Splits(
         name=name,
@@ -82,8 +122,8 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         classes=train.classes,
         channels=train.channels,
         input_size=size,
-        mean=mean.tolist(),
-        std=std.tolist(),
+        mean=[],
+        std=[],
         crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
         hflip=opts.hflip
         if opts.hflip is not None
@@ -113,93 +153,10 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
 
 
 @dataclass
-class _FolderSplit:
-    files: list[Path]
-    labels: torch.Tensor
-    classes: list[str]
-
-    def subset(self, index: torch.Tensor) -> _FolderSplit:
-        return _FolderSplit(
-            [self.files[i] for i in index.tolist()], self.labels[index], self.classes
-        )
-
-
-def _scan_split(root: Path, classes: list[str] | None = None) -> _FolderSplit:
-    files, labels, found = imf.scan(root)
-    if classes is not None:
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise DataError(f"{root} has classes the training set lacks: {', '.join(unknown[:5])}")
-        remap = torch.tensor([classes.index(c) for c in found])
-        labels, found = remap[labels], classes
-    return _FolderSplit(files, labels, found)
-
-
-def _folder_splits(root: Path, opts: DataOptions, seed: int, channels: int | None) -> Splits:
-    notes = []
-    if (root / "train").is_dir():
-        train = _scan_split(root / "train")
-        val = _scan_split(root / "val", train.classes) if (root / "val").is_dir() else None
-        test = _scan_split(root / "test", train.classes) if (root / "test").is_dir() else None
-        if test is None and val is not None:
-            test, val = val, None
-            notes.append("val/ serves as the test set; validation is carved from train/")
-    else:
-        train, val, test = _scan_split(root), None, None
-    if test is None:
-        kept, held = stratified_split(train.labels, opts.test_split)
-        train, test = train.subset(kept), train.subset(held)
-        notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
-    if val is None:
-        train, val = carve_val(train, opts.val_split, notes)
-    channels = channels or detect_channels(train.files)
-    size = opts.image_size or 224
-    crop = opts.train_crop or ("random-resized" if size >= 128 else "resize")
-    if crop not in ("random-resized", "resize"):
-        raise UsageError(f"--train-crop must be 'random-resized' or 'resize', got {crop!r}")
-    resize = opts.eval_resize or (round(size / 0.875) if crop == "random-resized" else None)
-
-    def dataset(split, transform):
-        if split is None:
-            return None
-        return imf.ImageFolderDataset(
-            split.files, split.labels, transform, channels, seed, opts.strict
-        )
-
-    gray = channels == 1
-    return Splits(
-        name=f"imagefolder:{root}",
-        train=dataset(train, imf.train_transform(size, crop, hflip=opts.hflip is not False)),
-        val=dataset(val, imf.eval_transform(size, resize)),
-        test=dataset(test, imf.eval_transform(size, resize)),
-        classes=train.classes,
-        channels=channels,
-        input_size=size,
-        mean=[sum(IMAGENET_MEAN) / 3] if gray else list(IMAGENET_MEAN),
-        std=[sum(IMAGENET_STD) / 3] if gray else list(IMAGENET_STD),
-        crop_padding=(opts.crop_padding or max(size // 8, 1)) if crop == "resize" else 0,
-        hflip=(opts.hflip is not False) if crop == "resize" else False,
-        resize_size=resize,
-        in_memory=False,
-        notes=notes,
-        decode={
-            "size": size,
-            "channels": channels,
-            "seed": seed,
-            "rrc": crop == "random-resized",
-            "resize": resize,
-            "hflip": opts.hflip is not False,
-        }
-        if opts.gpu_decode
-        else None,
-    )
-
-
-@dataclass
 class Loaders:
-    train: InMemoryTrainLoader | imf.FolderTrainLoader
-    val: InMemoryEvalLoader | imf.FolderEvalLoader | None
-    test: InMemoryEvalLoader | imf.FolderEvalLoader | None
+    train: InMemoryTrainLoader | FolderTrainLoader
+    val: InMemoryEvalLoader | FolderEvalLoader | None
+    test: InMemoryEvalLoader | FolderEvalLoader | None
 
 
 def make_loaders(
@@ -218,13 +175,16 @@ def make_loaders(
     augment = CropFlip(splits.crop_padding, splits.hflip)
     if not augment.padding and not augment.hflip:
         augment = None
-    batches = GlobalBatches(len(splits.train), batch_size, shard, seed)
+    n = len(splits.tensors("train") or splits.train)
+    batches = GlobalBatches(n, batch_size, shard, seed)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
-    if splits.in_memory:
-        train = InMemoryTrainLoader(splits.train, batches, augment=augment, mix=mix, **common)
+    if splits.tensors("train") is not None:
+        train = InMemoryTrainLoader(
+            splits.tensors("train"), batches, augment=augment, mix=mix, **common
+        )
     else:
         workers = default_workers() if num_workers is None else num_workers
-        train = imf.FolderTrainLoader(
+        train = FolderTrainLoader(
             splits.train,
             batches,
             augment=augment,
@@ -252,18 +212,18 @@ def eval_loader(
     shard: Shard = ONE_PROCESS,
     channels_last: bool = False,
     num_workers: int | None = None,
-) -> InMemoryEvalLoader | imf.FolderEvalLoader | None:
+) -> InMemoryEvalLoader | FolderEvalLoader | None:
     """Batches of one split ("train", "val" or "test") in order, normalized; None if absent."""
     data = getattr(splits, split)
     if data is None:
         return None
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
-    if splits.in_memory:
-        return InMemoryEvalLoader(data, batch_size, shard=shard, **common)
+    if splits.tensors(split) is not None:
+        return InMemoryEvalLoader(splits.tensors(split), batch_size, shard=shard, **common)
     workers = default_workers() if num_workers is None else num_workers
     decoder = _decoder(splits, device, train=False)
-    return imf.FolderEvalLoader(
+    return FolderEvalLoader(
         data, batch_size, num_workers=workers, shard=shard, decoder=decoder, **common
     )
 
@@ -283,8 +243,10 @@ def _decoder(splits: Splits, device: torch.device, train: bool) -> DeviceDecoder
     )
 
 
-def default_workers() -> int:
+def default_workers(decoding: bool = False) -> int:
+    """Loader processes: one core is left to training, except to decode before training."""
     import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(min((cpus or 1) - 1, 8), 0)
+    cpus = cpus or 1
+    return min(cpus, 8) if decoding and cpus > 1 else max(min(cpus - 1, 8), 0)

@@ -1,9 +1,7 @@
-"""Folders of images, one sub-folder per class, decoded by torchvision in worker processes.
-
-Workers return uint8 tensors of one size; normalization, crops for small images and
-MixUp/CutMix then run on the training device like the in-memory path. Each sample's random
-transform is seeded by (seed, epoch, index), so it does not depend on the number of workers
-or processes, nor on where a run was resumed. Unreadable images are skipped and counted, or
+"""Folders of images, one sub-folder per class: the source. Scanned into files and labels,
+split, sized (sizing.py), and described as datasets whose items are decoded uint8 images
+(or `Unreadable`); cache.py decodes them once, stream.py every epoch. Each item's random
+transform is seeded by (seed, epoch, index). Unreadable images are skipped and counted, or
 fail the run with `strict`.
 """
 
@@ -11,16 +9,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..errors import DataError
-from .augment import CropFlip, MixUpCutMix, mix_seed, normalize
-from .decode import IMAGE_EXTENSIONS, decode
-from .device_decode import DeviceDecoder, read_bytes
-from .loaders import ONE_PROCESS, Batch, GlobalBatches, Shard, TrainBatches
+from ..errors import DataError, UsageError
+from ..options import DataOptions
+from .augment import mix_seed
+from .decode import IMAGE_EXTENSIONS, decode, detect_channels
+from .device_decode import read_bytes
+from .sizing import ModelSize, choose_size
+from .splits import Splits, carve_val, stratified_split
 
 LOADER_TIMEOUT = 300  # seconds without a batch from the workers before giving up
 
@@ -122,33 +123,8 @@ def collate(items: list) -> tuple[torch.Tensor | list, torch.Tensor, list[int]]:
     return x, y, bad
 
 
-class _Unreadables:
-    """Counts each unreadable file once, however many epochs meet it; with a device decoder,
-    turns raw batches into images on the device."""
-
-    def __init__(self, dataset: ImageFolderDataset, decoder: DeviceDecoder | None = None):
-        self.dataset, self.indices, self.decoder = dataset, set(), decoder
-        dataset.raw = decoder is not None
-
-    def _images(self, x, y: torch.Tensor, bad: list[int], epoch: int):
-        """uint8 images and labels on the device; unreadable files recorded."""
-        self.indices.update(bad)
-        if self.decoder is None or not isinstance(x, list):
-            return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        images, kept = self.decoder([b for b, _ in x], [i for _, i in x], epoch)
-        self.indices.update(x[p][1] for p in range(len(x)) if p not in set(kept))
-        return images, y[kept].to(self.device, non_blocking=True)
-
-    @property
-    def skipped(self) -> int:
-        return len(self.indices)
-
-    def files(self) -> list[str]:
-        return [str(self.dataset.files[i]) for i in sorted(self.indices)]
-
-
 @contextlib.contextmanager
-def _worker_errors() -> Iterator[None]:
+def worker_errors() -> Iterator[None]:
     """A DataError raised in a worker arrives with the worker's traceback in its message;
     keep only the original one-line message."""
     try:
@@ -168,118 +144,99 @@ def _worker_errors() -> Iterator[None]:
         ) from None
 
 
-class _StepSampler:
-    """Yields this process's (epoch, index) lists, step by step, from `start_step` on."""
+@dataclass
+class _FolderSplit:
+    files: list[Path]
+    labels: torch.Tensor
+    classes: list[str]
 
-    def __init__(self, batches: GlobalBatches):
-        self.batches, self.epoch, self.start = batches, 0, 0
-        per_rank = batches.batch_size // batches.shard.world_size
-        self.mine = slice(batches.shard.rank * per_rank, (batches.shard.rank + 1) * per_rank)
-
-    def __len__(self) -> int:
-        return len(self.batches) - self.start
-
-    def __iter__(self):
-        for _, index in self.batches.epoch(self.epoch, self.start):
-            yield [(self.epoch, int(i)) for i in index[self.mine]]
-
-
-class FolderTrainLoader(_Unreadables, TrainBatches):
-    """Training micro-batches from an ImageFolder, finished on the training device."""
-
-    def __init__(
-        self,
-        dataset: ImageFolderDataset,
-        batches: GlobalBatches,
-        device: torch.device,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        augment: CropFlip | None,
-        mix: MixUpCutMix | None,
-        num_workers: int,
-        channels_last: bool = False,
-        decoder: DeviceDecoder | None = None,
-    ):
-        _Unreadables.__init__(self, dataset, decoder)
-        TrainBatches.__init__(self, batches, device, mean, std, augment, mix, channels_last)
-        self.sampler = _StepSampler(batches)
-        self.loader = DataLoader(
-            dataset,
-            batch_sampler=self.sampler,
-            num_workers=num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-            persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
-            timeout=LOADER_TIMEOUT if num_workers > 0 else 0,
+    def subset(self, index: torch.Tensor) -> _FolderSplit:
+        return _FolderSplit(
+            [self.files[i] for i in index.tolist()], self.labels[index], self.classes
         )
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Batch]]:
-        self.sampler.epoch, self.sampler.start = epoch, start_step
-        with _worker_errors():
-            yield from self._epoch(epoch, start_step)
 
-    def _epoch(self, epoch: int, start_step: int) -> Iterator[list[Batch]]:
-        gen = torch.Generator(device=self.device)
-        host_gen = torch.Generator()
-        accum = self.batches.shard.accum
-        for step, (x, y, bad) in enumerate(self.loader, start=start_step):
-            x, y = self._images(x, y, bad, epoch)
-            if len(y) < accum:
-                continue
-            gen.manual_seed(mix_seed(self.batches.seed, epoch, step, 1))
-            host_gen.manual_seed(mix_seed(self.batches.seed, epoch, step, 2))
-            if self.augment:  # drawn for the global batch, as in memory; this process's share
-                params = self.augment.sample(self.batches.batch_size, gen)
-                mine = {k: v[self.sampler.mine][: len(x)] for k, v in params.items()}
-                x = self.augment.apply(x, mine)
-            x = normalize(x, self.mean, self.std)
-            mix_params = self.mix.sample(host_gen) if self.mix else None
-            micro = []
-            for xs, ys in zip(x.chunk(accum), y.chunk(accum), strict=True):
-                if self.mix:
-                    xs, ys = self.mix.apply(xs, ys, mix_params)
-                micro.append((xs.contiguous(memory_format=self.memory_format), ys))
-            yield micro
+def _scan_split(root: Path, classes: list[str] | None = None) -> _FolderSplit:
+    files, labels, found = scan(root)
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataError(f"{root} has classes the training set lacks: {', '.join(unknown[:5])}")
+        remap = torch.tensor([classes.index(c) for c in found])
+        labels, found = remap[labels], classes
+    return _FolderSplit(files, labels, found)
 
 
-class FolderEvalLoader(_Unreadables):
-    """Evaluation batches from an ImageFolder; process r of w takes samples r, r+w, ..."""
+def _three_splits(root: Path, opts: DataOptions, notes: list[str]):
+    """train, val, test file lists: the folder's own train/ val/ test/, or carved."""
+    if (root / "train").is_dir():
+        train = _scan_split(root / "train")
+        val = _scan_split(root / "val", train.classes) if (root / "val").is_dir() else None
+        test = _scan_split(root / "test", train.classes) if (root / "test").is_dir() else None
+        if test is None and val is not None:
+            test, val = val, None
+            notes.append("val/ serves as the test set; validation is carved from train/")
+    else:
+        train, val, test = _scan_split(root), None, None
+    if test is None:
+        kept, held = stratified_split(train.labels, opts.test_split)
+        train, test = train.subset(kept), train.subset(held)
+        notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
+    if val is None:
+        train, val = carve_val(train, opts.val_split, notes)
+    return train, val, test
 
-    def __init__(
-        self,
-        dataset: ImageFolderDataset,
-        batch_size: int,
-        device: torch.device,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        num_workers: int,
-        shard: Shard = ONE_PROCESS,
-        channels_last: bool = False,
-        decoder: DeviceDecoder | None = None,
-    ):
-        super().__init__(dataset, decoder)
-        index = list(range(shard.rank, len(dataset), shard.world_size))
-        batches = [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
-        self.loader = DataLoader(
-            dataset,
-            batch_sampler=batches,
-            num_workers=num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-            timeout=LOADER_TIMEOUT if num_workers > 0 else 0,
+
+def folder_splits(
+    root: Path, opts: DataOptions, seed: int, channels: int | None, model: ModelSize | None
+) -> Splits:
+    """The folder's splits as datasets, with the size, crops and flips chosen for them."""
+    notes: list[str] = []
+    train, val, test = _three_splits(root, opts, notes)
+    channels = channels or detect_channels(train.files)
+    size, reason = choose_size(train.files, model, opts.image_size)
+    notes.append(reason)
+    crop = opts.train_crop or ("random-resized" if size >= 128 else "resize")
+    if crop not in ("random-resized", "resize"):
+        raise UsageError(f"--train-crop must be 'random-resized' or 'resize', got {crop!r}")
+    flip = opts.hflip if opts.hflip is not None else channels == 3
+    if opts.hflip is None:
+        notes.append(
+            "random horizontal flips: on, as for photos; --no-hflip where left and right differ"
+            if flip
+            else "random horizontal flips: off for greyscale images (scans, digits and text "
+            "have a left and a right); --hflip turns them on"
         )
-        self.device, self.mean, self.std = device, mean.to(device), std.to(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    stream_only = (
+        "--gpu-decode decodes on the device every epoch"
+        if opts.gpu_decode
+        else "random-resized crops are cut from each full image every epoch"
+        if crop == "random-resized"
+        else None
+    )
+    resize = opts.eval_resize or (round(size / 0.875) if crop == "random-resized" else None)
 
-    def __len__(self) -> int:
-        return len(self.loader)
+    def dataset(split, transform):
+        if split is None:
+            return None
+        return ImageFolderDataset(split.files, split.labels, transform, channels, seed, opts.strict)
 
-    def __iter__(self) -> Iterator[Batch]:
-        with _worker_errors():
-            for x, y, bad in self.loader:
-                x, y = self._images(x, y, bad, epoch=0)
-                if len(y) == 0:
-                    continue
-                x = normalize(x, self.mean, self.std)
-                yield x.contiguous(memory_format=self.memory_format), y
+    return Splits(
+        name=f"imagefolder:{root}",
+        train=dataset(train, train_transform(size, crop, hflip=flip)),
+        val=dataset(val, eval_transform(size, resize)),
+        test=dataset(test, eval_transform(size, resize)),
+        classes=train.classes,
+        channels=channels,
+        input_size=size,
+        mean=[],
+        std=[],
+        stream_only=stream_only,
+        crop_padding=(opts.crop_padding or max(size // 8, 1)) if crop == "resize" else 0,
+        hflip=flip if crop == "resize" else False,
+        resize_size=resize,
+        in_memory=False,
+        notes=notes,
+        decode=dict(size=size, channels=channels, seed=seed, rrc=crop == "random-resized",
+                    resize=resize, hflip=flip) if opts.gpu_decode else None,
+    )  # fmt: skip

@@ -6,22 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import Dataset
 
 from .datasets import ImageTensors
-from .imagefolder import ImageFolderDataset
 
 SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
-Split = ImageTensors | ImageFolderDataset
 
 
 @dataclass
 class Splits:
-    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`)."""
+    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`,
+    a torch `Dataset` of files)."""
 
     name: str
-    train: Split
-    val: Split | None
-    test: Split | None
+    train: ImageTensors | Dataset
+    val: ImageTensors | Dataset | None
+    test: ImageTensors | Dataset | None
     classes: list[str]
     channels: int
     input_size: int
@@ -34,6 +34,14 @@ class Splits:
     notes: list[str] = field(default_factory=list)
     decode: dict | None = None  # folders with --gpu-decode: DeviceDecoder settings
     fingerprint: str = ""  # of all three splits' contents (see provenance.py)
+    stream_only: str | None = None  # why a folder cannot be decoded once, if it cannot
+    decoded: dict[str, ImageTensors] = field(default_factory=dict)  # folders decoded once
+    unreadable: list[str] = field(default_factory=list)  # files the decoding left out
+
+    def tensors(self, name: str) -> ImageTensors | None:
+        """A split as uint8 tensors, if it is held in memory (or decoded once); else None."""
+        data = getattr(self, name)
+        return data if self.in_memory else self.decoded.get(name)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

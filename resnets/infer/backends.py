@@ -20,7 +20,6 @@ import torch
 
 from ..errors import UsageError
 from ..models import ResNet
-from ..models.resnet import default_input_size
 from ..options import BACKENDS
 from .optimize import fold_bn, optimize_for_inference
 
@@ -74,7 +73,7 @@ def predictor(model: ResNet, device: torch.device, backend: str = "eager") -> Pr
         if device.type != "cpu":
             raise UsageError("the onnxruntime backend runs on the CPU; use --device cpu")
         meta = model.weights_meta
-        size = (meta and meta.input_size) or default_input_size(model.config)
+        size = (meta and meta.input_size) or model.config.input_size
         example = torch.randn(1, model.config.in_chans, size, size)
         return OnnxRuntimePredictor(onnx_bytes(fold_bn(model), example))
     dtype = "bfloat16" if device.type == "cuda" else "float32"

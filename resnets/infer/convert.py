@@ -19,7 +19,6 @@ from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
 from ..models.keys import layout_of, to_timm_v2, to_torchvision
-from ..models.resnet import default_input_size
 from ..models.weights import TORCHVISION_NAMES, load_state, read_weights, save_weights
 from ..options import CONVERT_TARGETS as TARGETS
 from .export import ExportError, logit_parity
@@ -146,7 +145,7 @@ def _check(ours, state, written, meta, name: str, to: str, output: str, toleranc
     checked = library
     if other is None:  # the library lacks this model: check the round trip instead
         other, checked = _ours_from(written, meta, name, output), "resnets (round trip)"
-    size = default_input_size(ours.config)
+    size = ours.config.input_size
     x = torch.randn(8, ours.config.in_chans, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = mine.eval()(x), other.eval()(x)

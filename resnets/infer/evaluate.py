@@ -19,7 +19,6 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
-from ..data.provenance import read_record, same_data
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
@@ -188,15 +187,18 @@ def run_split_loader(
     (refused if the run's data changed, unless `allow_changed_data`), normalized with the
     weights' mean and std. The loader's `classes` names the labels."""
     opts = _data_options(meta, run, data)
-    splits = load_splits(opts, seed=0, channels=channels)
-    if run is not None and data is None:
-        splits = same_data(splits, read_record(run), allow_changed_data)
+    # the size the weights were trained at; their own mean and std replace ImageNet's below
+    opts.image_size = opts.image_size or meta.input_size
+    opts.normalize, opts.allow_changed_data = "imagenet", allow_changed_data
+    own_split = run if run is not None and data is None else None
+    splits = load_splits(opts, seed=0, channels=channels, run=own_split, decode=(split,))
     splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
     loader = eval_loader(splits, split, batch_size, device or torch.device("cpu"))
     if loader is None:
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
     loader.classes, loader.data = splits.classes, opts.data
-    loader.masks = bool(splits.in_memory and getattr(splits, split).labels.ndim == 3)
+    tensors = splits.tensors(split)
+    loader.masks = bool(tensors is not None and tensors.labels.ndim == 3)
     return loader
 
 

@@ -106,7 +106,7 @@ def export(
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
     if meta.input_size is None:
-        meta.input_size = 32 if model.config.stem == "cifar" else 224
+        meta.input_size = model.config.input_size
     x, inputs = _check_inputs(model, meta, run, images)
     pre = preprocessing(meta)
     sidecar = target.with_name(target.name + ".json")

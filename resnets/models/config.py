@@ -80,6 +80,18 @@ class ResNetConfig:
         per_block = 3 if self.block == "bottleneck" else 2
         return 2 + per_block * sum(self.layers)
 
+    @property
+    def input_size(self) -> int:
+        """The image side the net was designed for (timm's default config): 32 for the CIFAR
+        stem, 224 for the ImageNet and deep stems."""
+        return 32 if self.stem == "cifar" else 224
+
+    @property
+    def total_stride(self) -> int:
+        """How much the stem and stages shrink the input: the smallest side the net takes
+        whole (its last feature map is then 1x1)."""
+        return (1 if self.stem == "cifar" else 4) * 2 ** (len(self.layers) - 1)
+
     def inner_width(self, stage: int) -> int:
         """Width of the convs inside a block of `stage` (before the expansion)."""
         planes = self.widths[stage]

@@ -35,11 +35,6 @@ class FeatureInfo:
     stride: int
 
 
-def default_input_size(cfg: ResNetConfig) -> int:
-    """The image size a config was designed for: 32 for the CIFAR stem, else 224."""
-    return 32 if cfg.stem == "cifar" else 224
-
-
 def make_stem(cfg: ResNetConfig) -> nn.Sequential:
     """The stem; pre-activation nets leave out its last BN-ReLU (each block starts with one)."""
     parts: OrderedDict[str, nn.Module] = OrderedDict()
@@ -80,7 +75,7 @@ def make_stages(cfg: ResNetConfig) -> tuple[nn.ModuleList, list[FeatureInfo]]:
     extra = bottleneck if cfg.block == "bottleneck" else {}
     total = sum(cfg.layers)
     rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # deeper: more
-    stride = 1 if cfg.stem == "cifar" else 4  # of the stem's output
+    stride = 1 if cfg.stem == "cifar" else 4  # of the stem's output (see total_stride)
     in_ch, k, stages, info = cfg.stem_width, 0, [], []
     for stage, depth in enumerate(cfg.layers):
         width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)

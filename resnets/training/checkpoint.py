@@ -32,6 +32,7 @@ class Progress:
     epoch_step: int = 0  # optimizer steps done within it
     step: int = 0  # optimizer steps done in total
     best_score: float = -1.0
+    best_loss: float = float("inf")  # the selected epoch's validation loss: breaks score ties
     best_epoch: int = -1
     bad_epochs: int = 0
     bad_batches: int = 0

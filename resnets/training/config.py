@@ -259,6 +259,8 @@ def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> Tra
     values = {**from_recipe, **rules, **chosen}
     for pair in ALTERNATIVES:
         values.update(_settle(pair, layers))
+    if values.get("normalize") is None:  # pretrained weights expect the statistics they had
+        values["normalize"] = "imagenet" if values.get("pretrained") else "dataset"
     cfg = TrainConfig(**values)
     validate(cfg)
     return cfg

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -198,14 +199,17 @@ def evaluate(run: Run, loader) -> dict[str, float]:
 
 
 def select_best(run: Run, row: dict[str, float]) -> bool:
-    """Model selection on the validation score (top-1, or Dice) only; without validation,
-    the last epoch wins."""
+    """Model selection on the validation score (top-1, or Dice), ties going to the lower
+    validation loss (small validation sets reach 100 % long before training ends); without
+    validation, the last epoch wins."""
     p = run.progress
-    score = row.get(f"val_{run.task.score}")
-    if score is not None and score <= p.best_score:
+    score, loss = row.get(f"val_{run.task.score}"), row.get("val_loss", math.inf)
+    loss = loss if math.isfinite(loss) else math.inf
+    if score is not None and (score, -loss) <= (p.best_score, -p.best_loss):
         p.bad_epochs += 1
         return False
     p.best_score = score if score is not None else -1.0
+    p.best_loss = loss if score is not None else math.inf
     p.best_epoch, p.bad_epochs = row["epoch"], 0
     run.best_state = {k: v.detach().clone() for k, v in run.model.selected.state_dict().items()}
     return True

@@ -41,7 +41,8 @@ def finish(run: Run, evaluate: Callable[[Run, Any], dict[str, float]]) -> dict[s
         "images_per_second": round(seen / p.train_seconds, 1) if p.train_seconds else None,
         "device": str(run.device),
         "world_size": run.env.world_size,
-        **unreadable_images(run.loaders),
+        "input_size": run.splits.input_size,
+        **unreadable_images(run.loaders, run.splits.unreadable),
         "notes": run.splits.notes,
     }
     if run.env.main:
@@ -67,9 +68,10 @@ def save_test_masks(run: Run, model: nn.Module) -> Path:
     return folder
 
 
-def unreadable_images(loaders: Loaders) -> dict[str, Any]:
-    """Unreadable files met in any split, each counted once (folders only)."""
-    files = []
+def unreadable_images(loaders: Loaders, decoded: list[str]) -> dict[str, Any]:
+    """Unreadable files met in any split, each counted once (folders only); `decoded`: those
+    the decoding before training left out."""
+    files = list(decoded)
     for loader in (loaders.train, loaders.val, loaders.test):
         files += loader.files() if hasattr(loader, "files") else []
     return {"skipped_images": len(files), "unreadable": files[:20]}

@@ -18,9 +18,10 @@ from torch import nn
 
 from ..data import Loaders, Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
-from ..data.provenance import read_record, same_data, write_record
+from ..data.provenance import write_record
+from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
-from ..models import ResNet, create_model, create_segmentation_model
+from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.weights import WeightsMeta
 from ..tasks import Task, get_task
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
@@ -122,11 +123,13 @@ def setup(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Run:
 
 def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder) -> Run:
     task = get_task(cfg.task)
-    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans)
-    if cfg.resume:  # the same data, or the user accepts the change and keeps the split
-        splits = same_data(splits, read_record(folder.path), cfg.allow_changed_data)
+    config = get_config(cfg.model)
+    size = ModelSize(cfg.model, config.input_size, config.total_stride)
+    # resuming: the same data, or the user accepts the change and keeps the split
+    run_made = folder.path if cfg.resume else None
+    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made)
     check_classes(cfg, splits)
-    labels = splits.train.labels if splits.in_memory else None
+    labels = splits.tensors("train").labels if splits.tensors("train") is not None else None
     task.check_data(cfg.data, labels, bool(cfg.mixup_alpha or cfg.cutmix_alpha))
     model = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)

@@ -1,5 +1,7 @@
 """The sharding contract: processes and accumulation see the same global batches."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,13 +56,12 @@ def test_image_folder_batches_are_the_same_for_any_worker_count(tmp_path):
     assert torch.equal(a[0][0][0], b[0][0][0]) and a[0][0][0].shape == (32, 3, 16, 16)
 
 
-def test_corrupt_images_are_skipped_and_counted(tmp_path):
+def test_corrupt_images_are_skipped_and_counted_when_streamed(tmp_path):
     root = write_image_folder(tmp_path / "shapes", per_class=24)
     (root / "circle" / "0.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (root / "square" / "1.png").write_bytes(b"")
-    splits = load_splits(
-        DataOptions(data=f"imagefolder:{root}", image_size=16, val_split=0.0), seed=0
-    )
+    opts = DataOptions(data=f"imagefolder:{root}", image_size=16, val_split=0.0, cache="none")
+    splits = load_splits(opts, seed=0)
     cpu = torch.device("cpu")
     loaders = make_loaders(splits, batch_size=8, shard=Shard(), device=cpu, seed=0, num_workers=0)
     used = sum(len(mb[0][1]) for mb in loaders.train.epoch(0)) + loaders.train.skipped
@@ -72,3 +73,15 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
         skipped += loader.skipped
         assert n + loader.skipped == len(getattr(splits, split))
     assert skipped == 2
+
+
+def test_corrupt_images_are_left_out_and_counted_when_decoded_once(tmp_path):
+    root = write_image_folder(tmp_path / "shapes", per_class=24)
+    (root / "circle" / "0.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "square" / "1.png").write_bytes(b"")
+    opts = DataOptions(data=f"imagefolder:{root}", image_size=16, val_split=0.0, num_workers=0)
+    splits = load_splits(opts, seed=0)
+    assert sorted(Path(f).name for f in splits.unreadable) == ["0.jpg", "1.png"]
+    total = sum(len(splits.tensors(n)) for n in ("train", "test"))
+    assert total == len(splits.train) + len(splits.test) - 2
+    assert any("2 unreadable images left out" in n for n in splits.notes)

@@ -193,3 +193,22 @@ def test_strict_fails_on_an_unreadable_image_with_one_line(tmp_path, workers):
     with pytest.raises(DataError, match=r"^cannot decode .*\.jpg .*fix or remove it$") as e:
         train(out=str(tmp_path / "run"), num_workers=workers, **opts, **QUICK)
     assert "\n" not in str(e.value)
+
+
+def test_a_folder_of_one_small_size_trains_and_evaluates_at_that_size(tmp_path):
+    from PIL import Image
+
+    from resnets import evaluate
+
+    rng = torch.Generator().manual_seed(0)
+    for c, name in enumerate(("dark", "light")):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        for i in range(40):
+            pixels = (torch.rand(20, 20, generator=rng) * 100 + 120 * c).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), "L").save(tmp_path / "set" / name / f"{i}.png")
+    data = {"data": f"imagefolder:{tmp_path / 'set'}", "batch_size": 16, "num_workers": 0}
+    s = train(out=str(tmp_path / "run"), model="resnet20", **data, **QUICK)
+    assert s["input_size"] == 20 and any("images are 20x20" in n for n in s["notes"])
+    assert any("decoded once into memory" in n for n in s["notes"])
+    report = evaluate(tmp_path / "run", out=tmp_path / "eval")  # the run's own test split
+    assert report.count == s["test_images"] and report.acc1 == pytest.approx(s["test_acc1"])

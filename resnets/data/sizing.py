@@ -1,0 +1,70 @@
+"""The training image size, from the model and the data (as timm's per-model default config).
+
+A folder whose images share one small size trains at that size; images smaller than the model
+can take, images larger than it was designed for, and folders of mixed sizes train at the
+model's natural size. `--image-size` overrides all of it. The decision and its reason go to
+the run's notes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE = 1000  # image headers read to decide; spread evenly over the folder
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What the model says about its input: its natural side and the smallest it takes whole."""
+
+    name: str
+    natural: int
+    smallest: int
+
+
+def header_sizes(files: list[Path], sample: int = SAMPLE) -> Counter[tuple[int, int]]:
+    """(width, height) counts over an even sample of the files, from headers only."""
+    from PIL import Image
+
+    step = max(len(files) // sample, 1)
+    sizes: Counter[tuple[int, int]] = Counter()
+    for f in files[::step][:sample]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    sizes[im.size] += 1
+        except Exception:  # unreadable here: decoding will skip it, or fail with --strict
+            continue
+    return sizes
+
+
+def choose_size(files: list[Path], model: ModelSize | None, given: int | None) -> tuple[int, str]:
+    """(side, reason) for training on `files` with `model`."""
+    if given:
+        return given, f"input size {given} px, as given by --image-size"
+    if model is None:
+        return 224, "input size 224 px, the ImageNet default (no model to ask)"
+    sizes = header_sizes(files)
+    seen = f"{sum(sizes.values())} of {len(files)} read" if len(files) > SAMPLE else ""
+    natural = f"{model.name}'s natural {model.natural} px"
+    if len(sizes) != 1:
+        if not sizes:
+            return model.natural, f"input size {natural}: no image header could be read"
+        (w0, h0), (w1, h1) = min(sizes), max(sizes)
+        what = f"sizes vary from {w0}x{h0} to {w1}x{h1}"
+        return model.natural, f"input size {natural}: {what}" + (f" ({seen})" if seen else "")
+    ((w, h),) = sizes
+    side = max(w, h)
+    shape = f"{w}x{h}" + (f" (all {seen})" if seen else "")
+    if side > model.natural:
+        return model.natural, f"input size {natural}: images are {shape}, larger than that"
+    if side < model.smallest:
+        return model.natural, (
+            f"input size {natural}: images are {shape}, smaller than the {model.smallest} px "
+            f"{model.name} needs; a CIFAR-stem model (resnet20) trains at their own size"
+        )
+    return side, f"input size {side} px: images are {shape}, kept at their own size"
