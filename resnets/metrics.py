@@ -57,6 +57,8 @@ class SegmentationMeter:
     def update(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
         pred = logits.detach().argmax(1)
         k = self.k
+        counted = target >= 0  # pixels marked ignore (negative) count nowhere
+        pred, target = pred[counted], target[counted]
         inter = torch.bincount(target[pred == target].flatten(), minlength=k)
         pred_n = torch.bincount(pred.flatten(), minlength=k)
         true_n = torch.bincount(target.flatten(), minlength=k)

@@ -118,6 +118,9 @@ class DataOptions:
     cache: Literal["auto", "memory", "disk", "none"] = option(
         "auto", "folders: decode once into memory or a disk cache (auto: memory if it fits)"
     )
+    mask_colours: str | None = option(
+        None, "segfolder: JSON or CSV file mapping mask colours 'r,g,b' to class names"
+    )
     normalize: Literal["dataset", "imagenet"] | None = option(
         None,
         "mean/std: the training split's own, or ImageNet's (default: dataset; "

@@ -30,6 +30,7 @@ from .loaders import (
     to_channels,
 )
 from .provenance import NAMES, fingerprint, read_record, same_data
+from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
@@ -102,12 +103,17 @@ def _normalization(splits: Splits, how: str, seed: int) -> None:
 
 
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
-    train, test = _memory_sets(name, path, opts)
+    notes: list[str] = []
+    if name == "segfolder":
+        size = opts.image_size or 128
+        train, notes = load_segfolder(path or Path("data"), size, None, opts.mask_colours)
+        test = None
+    else:
+        train, test = _memory_sets(name, path, opts)
     if channels is not None:
         train, test = to_channels(train, channels), test and to_channels(test, channels)
     if opts.image_size:
         train, test = ds.resize(train, opts.image_size), test and ds.resize(test, opts.image_size)
-    notes = []
     if test is None:
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
@@ -140,8 +146,6 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
         total = opts.synthetic_samples
         full = ds.make_shapes(total + total // 4, opts.image_size or 64, seed=SPLIT_SEED)
         return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
-    if name == "segfolder":
-        return ds.load_segfolder(root, opts.image_size or 128, None), None
     if name == "synthetic":
         size = opts.image_size or 32
         total = opts.synthetic_samples

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from .decode import IMAGE_EXTENSIONS, decode, detect_channels
+from .colours import IGNORE_INDEX
 
 
 @dataclass
@@ -36,7 +36,8 @@ class ImageTensors:
             raise DataError("the dataset is empty")
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
-        low, high = int(self.labels.min()), int(self.labels.max())
+        counted = self.labels[self.labels != IGNORE_INDEX] if self.labels.ndim == 3 else self.labels
+        low, high = (int(counted.min()), int(counted.max())) if counted.numel() else (0, 0)
         if low < 0 or high >= len(self.classes):
             raise DataError(
                 f"labels range over {low}..{high} but there are {len(self.classes)} classes; "
@@ -114,35 +115,6 @@ def make_shapes(n: int, size: int, channels: int = 1, seed: int = 0) -> ImageTen
         images[i] = (noise + inside * 110).clamp(0, 255).to(torch.uint8)
         masks[i][inside] = cls
     return ImageTensors(images, masks, ["background", "circle", "square"])
-
-
-def load_segfolder(root: Path, size: int, channels: int | None) -> ImageTensors:
-    """PATH/images/NAME.* with PATH/masks/NAME.* (greyscale, one value per class)."""
-
-    images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise DataError(f"{root} needs images/ and masks/ sub-folders (same file names)")
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
-    pairs = [
-        (p, masks[p.stem])
-        for p in sorted(images_dir.iterdir())
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem in masks
-    ]
-    if not pairs:
-        raise DataError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
-    channels = channels or detect_channels([p for p, _ in pairs])
-    xs, ys = [], []
-    for image, mask in pairs:
-        x = decode(image, channels).float()[None]
-        y = decode(mask, 1).float()[None]
-        xs.append(F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)[0])
-        ys.append(F.interpolate(y, size=(size, size), mode="nearest")[0, 0])
-    values = torch.stack(ys).long()
-    levels = values.unique()
-    index = torch.zeros(256, dtype=torch.long)
-    index[levels] = torch.arange(len(levels))
-    images = torch.stack(xs).round().clamp(0, 255).to(torch.uint8)
-    return ImageTensors(images, index[values], [f"value {int(v)}" for v in levels])
 
 
 # ---- CIFAR: the official python pickles, read from a folder or the .tar.gz directly ----

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import UsageError
 from .augment import CropFlip, MixUpCutMix, match_channels, mix_seed, normalize
+from .colours import IGNORE_INDEX
 from .datasets import ImageTensors
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -133,9 +134,12 @@ class InMemoryTrainLoader(TrainBatches):
             for part in slices:
                 x, y = self.images[index[part]], self.labels[index[part]]
                 if self.augment and y.ndim == 3:  # masks move with their images
-                    both = torch.cat([x, y[:, None].to(x.dtype)], 1)
+                    both = torch.cat(
+                        [x, y[:, None].masked_fill(y[:, None] < 0, 255).to(x.dtype)], 1
+                    )
                     both = self.augment.apply(both, {k: v[part] for k, v in params.items()})
                     x, y = both[:, :-1], both[:, -1].to(y.dtype)
+                    y = y.masked_fill(y == 255, IGNORE_INDEX)  # ignored pixels stay ignored
                 elif self.augment:
                     x = self.augment.apply(x, {k: v[part] for k, v in params.items()})
                 x = normalize(x, self.mean, self.std)

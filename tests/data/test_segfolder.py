@@ -1,0 +1,70 @@
+"""Segmentation folders with masks as data sets ship them, read end to end."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnets.data import DataOptions, load_splits
+from resnets.data.colours import IGNORE_INDEX
+from resnets.data.datasets import make_shapes
+from resnets.errors import DataError
+
+
+def write_set(root, masks_as="png", suffix="", n=24, palette=False):
+    """The shapes set (circle or square on noise) with binary masks written as data sets do."""
+    shapes = make_shapes(n, 48, seed=1)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        Image.fromarray(shapes.images[i, 0].numpy()).save(root / "images" / f"im{i}.jpg")
+        fg = (shapes.labels[i] > 0).numpy().astype(np.uint8)
+        if palette:
+            mask = Image.fromarray(fg, "P")
+            mask.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 253 + [255, 255, 255])
+            border = np.asarray(mask).copy()
+            border[0, :] = 255  # VOC's void border
+            mask = Image.fromarray(border, "P")
+            mask.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 253 + [255, 255, 255])
+        else:
+            mask = Image.fromarray(fg * 255).convert("RGB")
+        kw = {"quality": 75} if masks_as == "jpg" else {}
+        mask.save(root / "masks" / f"im{i}{suffix}.{masks_as}", **kw)
+    return root
+
+
+def load(root, **kw):
+    return load_splits(DataOptions(data=f"segfolder:{root}", image_size=48, **kw), seed=0)
+
+
+def test_jpeg_masks_give_the_classes_png_masks_give(tmp_path):
+    png = load(write_set(tmp_path / "png"))
+    jpg = load(write_set(tmp_path / "jpg", masks_as="jpg", suffix="_mask"))
+    assert png.classes == jpg.classes == ["background", "foreground"]
+    assert any("JPEG: thresholded at 128" in n for n in jpg.notes)
+    a, b = png.train.labels, jpg.train.labels
+    assert (a == b).float().mean() > 0.99 and set(b.unique().tolist()) == {0, 1}
+
+
+def test_palette_masks_keep_the_void_border_out_of_the_classes(tmp_path):
+    s = load(write_set(tmp_path / "voc", palette=True))
+    assert s.classes == ["0", "1"]
+    assert (s.train.labels[:, 0, :] == IGNORE_INDEX).all()
+    assert set(s.train.labels.unique().tolist()) == {IGNORE_INDEX, 0, 1}
+
+
+def test_a_mask_of_another_size_is_refused_naming_it(tmp_path):
+    root = write_set(tmp_path / "png", n=4)
+    Image.new("L", (10, 10)).save(root / "masks" / "im2.png")
+    with pytest.raises(DataError, match=r"mask .*im2\.png is 10x10 but its image .*is 48x48"):
+        load(root)
+
+
+def test_training_ignores_void_pixels(tmp_path):
+    from resnets import train
+
+    root = write_set(tmp_path / "voc", palette=True)
+    s = train(data=f"segfolder:{root}", task="segmentation", model="resnet18", image_size=48,
+              batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
+              tensorboard=False)  # fmt: skip
+    assert s["test_dice"] is not None and torch.isfinite(torch.tensor(s["test_dice"]))
