@@ -22,6 +22,7 @@ DATASETS = (
     "imagefolder",
     "shapes",  # segmentation: synthetic circles and squares with masks
     "segfolder",  # segmentation: PATH/images/* with PATH/masks/* of the same names
+    "csv",  # labels in a table: path and label columns, paths relative to the CSV
 )
 
 
@@ -84,7 +85,7 @@ class DataOptions:
     data: str = option(
         "digits",
         "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | "
-        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH",
+        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH | csv:FILE",
     )
     image_size: int | None = option(
         None,

@@ -43,7 +43,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     name, path = split_spec(spec)
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS)
-    if name in ("imagefolder", "segfolder") and not path:
+    if name in ("imagefolder", "segfolder", "csv") and not path:
         raise UsageError(f"{name} needs a path: --data {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
@@ -62,8 +62,8 @@ def load_splits(
     With `run`, the data must be what that run was made from (see provenance.py). Folder
     splits named in `decode` are decoded once when they fit (see cache.py)."""
     name, path = parse_spec(opts.data)
-    if name == "imagefolder":
-        splits = imf.folder_splits(path, opts, seed, channels, model)
+    if name in ("imagefolder", "csv"):
+        splits = imf.folder_splits(path, opts, seed, channels, model, kind=name)
     else:
         splits = _memory_splits(name, path, opts, channels)
     if len(splits.classes) < 2:

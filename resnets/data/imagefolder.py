@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError, UsageError
 from ..options import DataOptions
 from .augment import mix_seed
+from .csvlabels import as_labels, read_table
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .device_decode import read_bytes
 from .sizing import ModelSize, choose_size
@@ -167,9 +168,20 @@ def _scan_split(root: Path, classes: list[str] | None = None) -> _FolderSplit:
     return _FolderSplit(files, labels, found)
 
 
+def _table_splits(path: Path, opts: DataOptions, notes: list[str]):
+    """train, val, test file lists from a label table (its split column, where it has one)."""
+    rows, classes, table_notes = read_table(path, opts.strict)
+    notes += table_notes
+    made = {n: _FolderSplit(*as_labels(items, classes), classes) for n, items in rows.items()}
+    return made["train"], made.get("val"), made.get("test")
+
+
 def _three_splits(root: Path, opts: DataOptions, notes: list[str]):
-    """train, val, test file lists: the folder's own train/ val/ test/, or carved."""
-    if (root / "train").is_dir():
+    """train, val, test file lists: the folder's own train/ val/ test/ (or a table's), or
+    carved."""
+    if root.is_file():
+        train, val, test = _table_splits(root, opts, notes)
+    elif (root / "train").is_dir():
         train = _scan_split(root / "train")
         val = _scan_split(root / "val", train.classes) if (root / "val").is_dir() else None
         test = _scan_split(root / "test", train.classes) if (root / "test").is_dir() else None
@@ -188,9 +200,14 @@ def _three_splits(root: Path, opts: DataOptions, notes: list[str]):
 
 
 def folder_splits(
-    root: Path, opts: DataOptions, seed: int, channels: int | None, model: ModelSize | None
+    root: Path,
+    opts: DataOptions,
+    seed: int,
+    channels: int | None,
+    model: ModelSize | None,
+    kind: str = "imagefolder",
 ) -> Splits:
-    """The folder's splits as datasets, with the size, crops and flips chosen for them."""
+    """The folder's (or label table's) splits as datasets, with size, crops and flips."""
     notes: list[str] = []
     train, val, test = _three_splits(root, opts, notes)
     channels = channels or detect_channels(train.files)
@@ -222,7 +239,7 @@ def folder_splits(
         return ImageFolderDataset(split.files, split.labels, transform, channels, seed, opts.strict)
 
     return Splits(
-        name=f"imagefolder:{root}",
+        name=f"{kind}:{root}",
         train=dataset(train, train_transform(size, crop, hflip=flip)),
         val=dataset(val, eval_transform(size, resize)),
         test=dataset(test, eval_transform(size, resize)),

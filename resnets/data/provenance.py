@@ -142,7 +142,9 @@ def _changes(splits: Splits, saved: dict[str, Any]) -> str:
 
 
 def _root(splits: Splits) -> Path:
-    return Path(splits.name.split(":", 1)[1]).expanduser()
+    """The folder file names are relative to: the image folder, or the label table's."""
+    path = Path(splits.name.split(":", 1)[1]).expanduser()
+    return path.parent if path.is_file() else path
 
 
 def _files(data: ImageFolderDataset, root: Path) -> dict[str, int]:
