@@ -11,6 +11,7 @@ mapping, in both directions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -94,25 +95,18 @@ def to_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
     if cfg.preact:
         raise WeightsError("torchvision and timm's resnet.py have no pre-activation ResNet")
     stem = _stem_rules(cfg) | {"fc.": "fc."}
-    shortcut = _shortcut_rules(cfg)
-    out: StateDict = {}
-    for key, value in state_dict.items():
-        m = _OURS_BLOCK.match(key)
-        if m:
-            stage, block, rest = int(m[1]) + 1, m[2], m[3]
-            rest = _rename(rest, shortcut) or rest
-            out[f"layer{stage}.{block}.{rest}"] = value
-        else:
-            renamed = _rename(key, stem)
-            if renamed is None:
-                raise WeightsError(f"key {key!r} has no torchvision counterpart")
-            out[renamed] = value
-    return out
+    return _map_keys(
+        state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
+        _shortcut_rules(cfg), stem, "torchvision counterpart",
+    )  # fmt: skip
 
 
 def from_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
     """timm resnetv2 (pre-activation) keys -> ours; its classifier is a 1x1 conv."""
-    out = _map_v2(state_dict, _TIMM_V2_BLOCK, "stages.{}.{}.", _TIMM_V2_IN_BLOCK, _TIMM_V2_OUTSIDE)
+    out = _map_keys(
+        state_dict, _TIMM_V2_BLOCK, lambda m: f"stages.{m[1]}.{m[2]}.",
+        _TIMM_V2_IN_BLOCK, _TIMM_V2_OUTSIDE, "counterpart in the other layout",
+    )  # fmt: skip
     if "fc.weight" in out:
         out["fc.weight"] = out["fc.weight"].flatten(1)
     return out
@@ -124,28 +118,34 @@ def to_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
         raise WeightsError("timm's resnetv2 layout holds pre-activation nets with the 7x7 stem")
     in_block = {v: k for k, v in _TIMM_V2_IN_BLOCK.items()}
     outside = {v: k for k, v in _TIMM_V2_OUTSIDE.items()}
-    out = _map_v2(state_dict, _OURS_BLOCK, "stages.{}.blocks.{}.", in_block, outside)
+    out = _map_keys(
+        state_dict, _OURS_BLOCK, lambda m: f"stages.{m[1]}.blocks.{m[2]}.",
+        in_block, outside, "counterpart in the other layout",
+    )  # fmt: skip
     if "head.fc.weight" in out:
         out["head.fc.weight"] = out["head.fc.weight"][:, :, None, None]
     return out
 
 
-def _map_v2(
+def _map_keys(
     state_dict: StateDict,
     block: re.Pattern[str],
-    block_fmt: str,
+    block_prefix: Callable[[re.Match[str]], str],
     in_block: dict[str, str],
     outside: dict[str, str],
+    missing: str,
 ) -> StateDict:
+    """Rename every key: block keys to `block_prefix(match)` plus their renamed rest, other
+    keys by the `outside` rules; a key no rule covers has no `missing` (an error)."""
     out: StateDict = {}
     for key, value in state_dict.items():
         m = block.match(key)
         if m:
-            out[block_fmt.format(m[1], m[2]) + (_rename(m[3], in_block) or m[3])] = value
+            out[block_prefix(m) + (_rename(m[3], in_block) or m[3])] = value
         else:
             renamed = _rename(key, outside)
             if renamed is None:
-                raise WeightsError(f"key {key!r} has no counterpart in the other layout")
+                raise WeightsError(f"key {key!r} has no {missing}")
             out[renamed] = value
     return out
 
