@@ -87,10 +87,15 @@ class ResNetConfig:
         return 32 if self.stem == "cifar" else 224
 
     @property
+    def stem_stride(self) -> int:
+        """How much the stem shrinks the input: 1 for the CIFAR stem, 4 for the others."""
+        return 1 if self.stem == "cifar" else 4
+
+    @property
     def total_stride(self) -> int:
         """How much the stem and stages shrink the input: the smallest side the net takes
         whole (its last feature map is then 1x1)."""
-        return (1 if self.stem == "cifar" else 4) * 2 ** (len(self.layers) - 1)
+        return self.stem_stride * 2 ** (len(self.layers) - 1)
 
     def inner_width(self, stage: int) -> int:
         """Width of the convs inside a block of `stage` (before the expansion)."""

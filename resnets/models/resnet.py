@@ -75,7 +75,7 @@ def make_stages(cfg: ResNetConfig) -> tuple[nn.ModuleList, list[FeatureInfo]]:
     extra = bottleneck if cfg.block == "bottleneck" else {}
     total = sum(cfg.layers)
     rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # deeper: more
-    stride = 1 if cfg.stem == "cifar" else 4  # of the stem's output (see total_stride)
+    stride = cfg.stem_stride  # of the stem's output
     in_ch, k, stages, info = cfg.stem_width, 0, [], []
     for stage, depth in enumerate(cfg.layers):
         width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
