@@ -73,14 +73,14 @@ def load_splits(
     splits.fingerprint = fingerprint(splits)
     if run is not None:
         splits = same_data(splits, read_record(run), opts.allow_changed_data)
+    workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
     if not splits.in_memory:
-        workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
         decode_once(splits, opts.cache, decode, workers)
-    _normalization(splits, opts.normalize or "dataset", seed)
+    _normalization(splits, opts.normalize or "dataset", workers)
     return splits
 
 
-def _normalization(splits: Splits, how: str, seed: int) -> None:
+def _normalization(splits: Splits, how: str, workers: int) -> None:
     """Mean and std: ImageNet's, or measured on the training split (all of it when it is in
     memory, an even sample of 1,000 images when it streams)."""
     if how == "imagenet":
@@ -94,7 +94,7 @@ def _normalization(splits: Splits, how: str, seed: int) -> None:
         mean, std = channel_stats(train.images)
         where = f"all {len(train)} training images"
     else:
-        sample = sample_images(splits.train, splits.input_size, default_workers(True))
+        sample = sample_images(splits.train, splits.input_size, workers)
         mean, std = channel_stats(sample)
         where = f"{len(sample)} of {len(splits.train)} training images (an even sample)"
     splits.mean, splits.std = mean.tolist(), std.tolist()
@@ -179,13 +179,11 @@ def make_loaders(
     augment = CropFlip(splits.crop_padding, splits.hflip)
     if not augment.padding and not augment.hflip:
         augment = None
-    n = len(splits.tensors("train") or splits.train)
-    batches = GlobalBatches(n, batch_size, shard, seed)
+    decoded = splits.tensors("train")
+    batches = GlobalBatches(len(decoded or splits.train), batch_size, shard, seed)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
-    if splits.tensors("train") is not None:
-        train = InMemoryTrainLoader(
-            splits.tensors("train"), batches, augment=augment, mix=mix, **common
-        )
+    if decoded is not None:
+        train = InMemoryTrainLoader(decoded, batches, augment=augment, mix=mix, **common)
     else:
         workers = default_workers() if num_workers is None else num_workers
         train = FolderTrainLoader(
@@ -223,8 +221,9 @@ def eval_loader(
         return None
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
-    if splits.tensors(split) is not None:
-        return InMemoryEvalLoader(splits.tensors(split), batch_size, shard=shard, **common)
+    decoded = splits.tensors(split)
+    if decoded is not None:
+        return InMemoryEvalLoader(decoded, batch_size, shard=shard, **common)
     workers = default_workers() if num_workers is None else num_workers
     decoder = _decoder(splits, device, train=False)
     return FolderEvalLoader(

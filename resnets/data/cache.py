@@ -30,6 +30,7 @@ from ..errors import DataError, UsageError
 from ..files import atomic_write_text
 from .datasets import ImageTensors
 from .imagefolder import ImageFolderDataset, collate, worker_errors
+from .sizing import SAMPLE, even_sample
 
 if TYPE_CHECKING:
     from .splits import Splits
@@ -202,25 +203,26 @@ def decode_once(splits: Splits, mode: str, names: tuple[str, ...], workers: int)
     splits.notes.append(f"images: {reason}")
     if how == "stream":
         return
-    seconds = 0.0
+    seconds, decoded = 0.0, 0  # splits read back from the disk cache took no decoding
     for name in present:
-        done = decode_split(
-            getattr(splits, name), splits.classes, splits.input_size, name, workers, how == "disk"
-        )
+        data = getattr(splits, name)
+        done = decode_split(data, splits.classes, splits.input_size, name, workers, how == "disk")
         splits.decoded[name] = done.tensors
         splits.unreadable += done.skipped
-        seconds += done.seconds
+        seconds, decoded = seconds + done.seconds, decoded + (len(data) if done.seconds else 0)
     if seconds:
-        splits.notes.append(f"decoding took {seconds:.1f} s ({count / seconds:.0f} images/s)")
+        splits.notes.append(
+            f"decoding {decoded} images took {seconds:.1f} s ({decoded / seconds:.0f} images/s)"
+        )
     if splits.unreadable:
         splits.notes.append(
             f"{len(splits.unreadable)} unreadable images left out, e.g. {splits.unreadable[0]}"
         )
 
 
-def sample_images(data: ImageFolderDataset, size: int, workers: int, sample: int = 1000):
+def sample_images(data: ImageFolderDataset, size: int, workers: int, sample: int = SAMPLE):
     """uint8 images of an even sample of `data` (at most `sample`), e.g. for its mean/std."""
-    index = list(range(0, len(data), max(len(data) // sample, 1)))[:sample]
+    index = even_sample(len(data), sample)
     part = ImageFolderDataset(
         [data.files[i] for i in index], data.labels[index], data.transform,
         data.channels, data.seed, strict=False,

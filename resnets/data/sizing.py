@@ -25,13 +25,17 @@ class ModelSize:
     smallest: int
 
 
+def even_sample(n: int, sample: int = SAMPLE) -> list[int]:
+    """At most `sample` indices spread evenly over 0..n-1 (all of them when n is smaller)."""
+    return list(range(0, n, max(n // sample, 1)))[:sample]
+
+
 def header_sizes(files: list[Path], sample: int = SAMPLE) -> Counter[tuple[int, int]]:
     """(width, height) counts over an even sample of the files, from headers only."""
     from PIL import Image
 
-    step = max(len(files) // sample, 1)
     sizes: Counter[tuple[int, int]] = Counter()
-    for f in files[::step][:sample]:
+    for f in (files[i] for i in even_sample(len(files), sample)):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

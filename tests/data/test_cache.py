@@ -1,6 +1,7 @@
 """Decode once: folders held in memory or a disk cache give the batches the stream gives."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -58,13 +59,17 @@ def test_disk_cache_is_reused_and_invalidated_when_a_file_changes(tmp_path):
     assert len(files) == 3  # one per split
     again = load_splits(folder_opts(root, cache="disk"), seed=0)
     assert sorted(cache_module.cache_dir().glob("*.npy")) == files
-    assert not any("decoding took" in n for n in again.notes)  # read back, not decoded
+    decoding = re.compile(r"decoding (\d+) images took")
+    assert any(decoding.match(n) for n in first.notes)
+    assert not any(decoding.match(n) for n in again.notes)  # read back, not decoded
     assert torch.equal(first.decoded["train"].images, again.decoded["train"].images)
     changed = first.test.files[0]
     stat = changed.stat()
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    load_splits(folder_opts(root, cache="disk"), seed=0)
+    third = load_splits(folder_opts(root, cache="disk"), seed=0)
     assert len(list(cache_module.cache_dir().glob("*.npy"))) == 4  # the test split anew
+    counts = [int(m[1]) for n in third.notes if (m := decoding.match(n))]
+    assert counts == [len(third.test)]  # the rate counts only what was decoded
 
 
 def test_random_resized_crops_stream_and_say_why(tmp_path):
