@@ -67,7 +67,7 @@ def cache_dir() -> Path:
 
 
 def gigabytes(n: int) -> str:
-    return f"{n / 2**30:.2f} GB" if n >= 2**27 else f"{n / 2**20:.0f} MB"
+    return f"{n / 2**30:.2f} GB" if n >= 2**27 else f"{n / 2**20:.1f} MB"
 
 
 def choose(mode: str, nbytes: int, why_not: str | None) -> tuple[str, str]:

@@ -34,7 +34,7 @@ def read_table(path: Path, strict: bool) -> tuple[dict[str, list], list[str], li
     """({split: [(file, label name), ...]}, class names, notes); rows without a split column
     all go to "train"."""
     if not path.is_file():
-        raise DataError(f"label table {path} does not exist")
+        raise DataError(f"label table {path} does not exist or is not a file; --data csv:FILE.csv")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []

@@ -176,10 +176,10 @@ def _table_splits(path: Path, opts: DataOptions, notes: list[str]):
     return made["train"], made.get("val"), made.get("test")
 
 
-def _three_splits(root: Path, opts: DataOptions, notes: list[str]):
+def _three_splits(root: Path, opts: DataOptions, notes: list[str], kind: str):
     """train, val, test file lists: the folder's own train/ val/ test/ (or a table's), or
     carved."""
-    if root.is_file():
+    if kind == "csv":
         train, val, test = _table_splits(root, opts, notes)
     elif (root / "train").is_dir():
         train = _scan_split(root / "train")
@@ -209,7 +209,7 @@ def folder_splits(
 ) -> Splits:
     """The folder's (or label table's) splits as datasets, with size, crops and flips."""
     notes: list[str] = []
-    train, val, test = _three_splits(root, opts, notes)
+    train, val, test = _three_splits(root, opts, notes, kind)
     channels = channels or detect_channels(train.files)
     size, reason = choose_size(train.files, model, opts.image_size)
     notes.append(reason)

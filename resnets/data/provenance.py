@@ -100,7 +100,7 @@ def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool)
     for name in NAMES:
         data = getattr(splits, name)
         for i, f in enumerate(data.files if data is not None else []):
-            pool[str(f.relative_to(root))] = (f, int(data.labels[i]), data)
+            pool[_name(f, root)] = (f, int(data.labels[i]), data)
     for name in NAMES:
         rels = [r for r in saved.get("files", {}).get(name, {}) if r in pool]
         setattr(splits, name, _subset(rels, pool) if rels else None)
@@ -148,4 +148,10 @@ def _root(splits: Splits) -> Path:
 
 
 def _files(data: ImageFolderDataset, root: Path) -> dict[str, int]:
-    return {str(f.relative_to(root)): f.stat().st_size for f in data.files}
+    return {_name(f, root): f.stat().st_size for f in data.files}
+
+
+def _name(file: Path, root: Path) -> str:
+    """How the record names a file: relative to the data's folder, or absolute when it lies
+    outside it (a label table may list files anywhere)."""
+    return str(file.relative_to(root)) if file.is_relative_to(root) else str(file)

@@ -59,3 +59,28 @@ def test_a_csv_run_trains_and_evaluates_on_its_own_split(tmp_path):
               out=str(tmp_path / "run"), progress=False, tensorboard=False)  # fmt: skip
     report = evaluate(tmp_path / "run", out=tmp_path / "eval")
     assert report.count == s["test_images"] == 4 and report.acc1 == pytest.approx(s["test_acc1"])
+
+
+def test_absolute_paths_outside_the_tables_folder_are_read_and_recorded(tmp_path):
+    from resnets.data.provenance import record
+
+    table = write_table(tmp_path)
+    rows = table.read_text().splitlines()
+    absolute = [rows[0]] + [f"{tmp_path / r.split(',')[0]},{r.split(',')[1]}" for r in rows[1:]]
+    (tmp_path / "tables").mkdir()
+    moved = tmp_path / "tables" / "labels.csv"
+    moved.write_text("\n".join(absolute) + "\n")
+    s = load(moved)
+    assert len(s.train) + len(s.val) + len(s.test) == 24
+    names = [n for files in record(s)["files"].values() for n in files]
+    assert all(n.startswith(str(tmp_path / "imgs")) for n in names)
+
+
+def test_each_spec_names_its_own_kind_of_path(tmp_path):
+    table = write_table(tmp_path)
+    with pytest.raises(DataError, match=r"label table .*nope\.csv does not exist"):
+        load(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"label table .*imgs does not exist or is not a file"):
+        load(tmp_path / "imgs")
+    with pytest.raises(DataError, match=r"image folder .*labels\.csv .*is not a folder"):
+        load_splits(DataOptions(data=f"imagefolder:{table}"), 0)
