@@ -108,6 +108,8 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         size = opts.image_size or 128
         train, notes = load_segfolder(path or Path("data"), size, None, opts.mask_colours)
         test = None
+        if not opts.image_size:
+            notes.append("input size 128 px, the segmentation-folder default (--image-size)")
     else:
         train, test = _memory_sets(name, path, opts)
     if channels is not None:

@@ -42,6 +42,8 @@ def test_jpeg_masks_give_the_classes_png_masks_give(tmp_path):
     jpg = load(write_set(tmp_path / "jpg", masks_as="jpg", suffix="_mask"))
     assert png.classes == jpg.classes == ["background", "foreground"]
     assert any("JPEG: thresholded at 128" in n for n in jpg.notes)
+    default = load_splits(DataOptions(data=f"segfolder:{tmp_path / 'png'}"), seed=0)
+    assert default.input_size == 128 and any("input size 128 px" in n for n in default.notes)
     a, b = png.train.labels, jpg.train.labels
     assert (a == b).float().mean() > 0.99 and set(b.unique().tolist()) == {0, 1}
 
