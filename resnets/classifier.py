@@ -1,67 +1,149 @@
-"""`ImageClassifier`: the small object-style API over train / predict / save / load."""
+"""`ImageClassifier`: the object-style API over train / evaluate / predict / save / load, as
+ResNet tutorials write it:
+
+    clf = ImageClassifier(num_classes=10, variant="resnet18")
+    clf.train(train_loader, val_loader, epochs=90)   # or a spec: clf.train("digits")
+    label = clf.predict(image)                       # one image -> int; a batch -> list
+    clf.save("clf.pth"); clf.load("clf.pth")
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .infer import PredictResult, predict
-from .models import ResNet, create_model, load_model
+import numpy as np
+import torch
+
+from .data.python import PYTHON, is_spec
+from .devices import resolve_device
+from .errors import DataError, UsageError, unknown_name
+from .infer import evaluate
+from .infer.predict import expand_images, prepare_images
+from .models import create_model, load_model
 from .models.weights import save_weights
-from .training import train
+from .training import TrainConfig, train
+
+
+class _ClassOrInstance:
+    """A method that binds to the instance when there is one, else to the class, so that
+    both `ImageClassifier.load(path)` and `clf.load(path)` work."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def __get__(self, obj, cls):
+        bound = obj if obj is not None else cls
+        return lambda *args, **kwargs: self.method(bound, *args, **kwargs)
 
 
 class ImageClassifier:
-    """A ResNet classifier you can train, save, load and ask for predictions.
+    """A ResNet classifier you can train, evaluate, save, load and ask for predictions.
 
-    clf = ImageClassifier(variant="resnet20", num_classes=10, drop_rate=0.2)
-    clf.train(data="digits", epochs=5)
-    clf.predict(["seven.png"])
-
-    The constructor's options are the model's, and `train` uses every one of them.
+    Every option given to the constructor is used: the model's (`in_chans`, `drop_rate`,
+    `pretrained`, ...) build it, the others (`lr`, `batch_size`, `device`, any `resnets
+    train` option) are `train`'s defaults. Predictions run on `device` (CUDA when present).
     """
 
     MODEL_OPTIONS = ("in_chans", "drop_rate", "drop_path_rate", "zero_init_residual", "pretrained")
 
-    def __init__(self, variant: str = "resnet18", num_classes: int = 10, **model_options: Any):
-        unknown = sorted(set(model_options) - set(self.MODEL_OPTIONS))
+    def __init__(self, variant: str = "resnet18", num_classes: int = 10, **options: Any):
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data"}
+        unknown = sorted(set(options) - known)
         if unknown:
-            raise UsageError(
-                f"ImageClassifier cannot train with {', '.join(unknown)}; it takes "
-                f"{', '.join(self.MODEL_OPTIONS)} (other architectures: resnets.register)"
-            )
+            raise unknown_name("ImageClassifier option", unknown[0], known)
         self.variant, self.num_classes = variant, num_classes
-        self.options = dict(model_options)
-        building = {k: v for k, v in model_options.items() if k != "pretrained"}
-        self.model: ResNet = create_model(
-            variant, num_classes=num_classes, pretrained=model_options.get("pretrained"), **building
+        self.options = dict(options)
+        building = {k: v for k, v in options.items() if k in self.MODEL_OPTIONS[:-1]}
+        self.model: torch.nn.Module = create_model(
+            variant, num_classes=num_classes, pretrained=options.get("pretrained"), **building
         )
         self.weights: Path | None = None
         self.summary: dict[str, Any] | None = None
+        self._device = resolve_device(options.get("device", "auto"))
 
-    def train(self, data: str = "digits", **options: Any) -> dict[str, Any]:
-        """Run `resnets.train` with this classifier's model and options (those given here
-        win) and keep the selected weights."""
-        model_options = {"model": self.variant, "num_classes": self.num_classes, **self.options}
-        self.summary = train(**{**model_options, "data": data, **options})
+    def train(self, data: Any = "digits", val: Any = None, test: Any = None, **options: Any):
+        """Train on `data` (a spec, or Python objects: a Dataset, DataLoader, arrays (x, y),
+        a list of (path, label), a DataFrame), selecting on `val` (carved from `data` when
+        not given) and scoring once on `test` (likewise). Options given here win over the
+        constructor's. Returns the run summary; the selected weights become this model."""
+        if is_spec(data) and (val is not None or test is not None):
+            raise UsageError("val and test go with Python data; a spec carves its own splits")
+        given = {"model": self.variant, "num_classes": self.num_classes, **self.options}
+        given |= options | {"data": data}
+        if not is_spec(data):
+            given |= {"val_data": val, "test_data": test}
+        self.summary = train(**given)
         self.weights = Path(self.summary["run"]) / "best.safetensors"
         self.model = load_model(self.weights)
         return self.summary
 
-    def predict(self, images: Iterable[str | Path], topk: int = 5) -> PredictResult:
+    def predict_proba(self, images: Any) -> np.ndarray:
+        """Class probabilities: [C] for one image (a path, PIL image, CHW tensor or HWC
+        array), [N, C] for several (a list, a folder, an N-image tensor or array)."""
+        x = self._inputs(images)
+        model = self.model.eval().to(self._device)
+        with torch.inference_mode():
+            probs = model(x.to(self._device)).float().softmax(1).cpu().numpy()
+        return probs[0] if _single(images) else probs
+
+    def predict(self, images: Any) -> int | list[int]:
+        """The most likely class index: an int for one image, a list for several."""
+        probs = self.predict_proba(images)
+        return int(probs.argmax()) if probs.ndim == 1 else probs.argmax(1).tolist()
+
+    @property
+    def classes(self) -> list[str]:
+        meta = getattr(self.model, "weights_meta", None)
+        return (meta and meta.classes) or [str(i) for i in range(self.num_classes)]
+
+    def evaluate(self, data: Any = None, **options: Any):
+        """Score the trained weights: on `data` (a spec's held-out split or Python objects,
+        all of them), or on the run's own test split."""
         if self.weights is None:
-            raise RuntimeError("train() or load() the classifier before predict()")
-        return predict(self.weights, images, topk=topk)
+            raise RuntimeError("train() or load() the classifier before evaluate()")
+        if data is None and self.summary and self.summary["data"] == PYTHON:
+            score = self.summary.get("test_acc1")
+            raise UsageError(
+                f"the test split carved from the Python data was scored once (summary "
+                f"test_acc1: {score}); give data to score: clf.evaluate(test_loader)"
+            )
+        source = self.weights.parent if data is None else self.weights
+        return evaluate(source, data=data, **options)
 
     def save(self, path: str | Path) -> Path:
-        """Weights and their metadata as one .safetensors file."""
+        """`.safetensors`: weights and metadata in one file; any other name (`.pt`, `.pth`):
+        a plain state_dict (`torch.load(path, weights_only=True)` reads it) with the metadata
+        beside it in `PATH.json`."""
         return save_weights(self.model, path)
 
-    @classmethod
-    def load(cls, path: str | Path) -> ImageClassifier:
+    @_ClassOrInstance
+    def load(target, path: str | Path) -> ImageClassifier:
+        """Weights written by `save` (or a run's best.safetensors). On the class it returns a
+        new classifier; on an instance it replaces that one's model and returns it."""
         model = load_model(path)
-        clf = cls.__new__(cls)
-        clf.variant, clf.model, clf.weights, clf.summary = model.name, model, Path(path), None
+        clf = target.__new__(target) if isinstance(target, type) else target
+        if isinstance(target, type):
+            clf.options, clf.summary, clf._device = {}, None, resolve_device("auto")
+        clf.variant, clf.model, clf.weights = model.name, model, Path(path)
+        clf.num_classes = model.config.num_classes
         return clf
+
+    def _inputs(self, images: Any) -> torch.Tensor:
+        meta = getattr(self.model, "weights_meta", None)
+        if meta is None or meta.mean is None:
+            raise RuntimeError("train() or load() the classifier before predict()")
+        x, _, failed = prepare_images(expand_images(images), meta, self.model.config.in_chans)
+        if failed:
+            name, why = next(iter(failed.items()))
+            raise DataError(f"{name}: {why}")
+        return x
+
+
+def _single(images: Any) -> bool:
+    from .data.items import is_image
+
+    if is_image(images):
+        return True
+    return isinstance(images, str | Path) and not Path(images).is_dir()

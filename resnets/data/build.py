@@ -30,6 +30,7 @@ from .loaders import (
     to_channels,
 )
 from .provenance import NAMES, fingerprint, read_record, same_data
+from .python import PYTHON, PythonData, python_splits
 from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
@@ -55,17 +56,25 @@ def load_splits(
     model: ModelSize | None = None,
     run: Path | None = None,
     decode: tuple[str, ...] = NAMES,
+    objects: PythonData | None = None,
 ) -> Splits:
     """Load the data named by `opts.data`, carve validation (and test) splits, and settle the
     input size (from `model` and the images), the normalization and how folders are read.
 
     With `run`, the data must be what that run was made from (see provenance.py). Folder
-    splits named in `decode` are decoded once when they fit (see cache.py)."""
-    name, path = parse_spec(opts.data)
-    if name in ("imagefolder", "csv"):
-        splits = imf.folder_splits(path, opts, seed, channels, model, kind=name)
+    splits named in `decode` are decoded once when they fit (see cache.py). `objects`: data
+    given as Python objects (python.py); `opts.data` is then "python"."""
+    if objects is not None:
+        splits = python_splits(objects, opts, channels, model)
+    elif opts.data == PYTHON:
+        raise UsageError(
+            "this run was trained on Python objects; give them again: "
+            "resnets.train(data=..., resume=RUN) or evaluate(RUN, data=...)"
+        )
+    elif (name_path := parse_spec(opts.data))[0] in ("imagefolder", "csv"):
+        splits = imf.folder_splits(name_path[1], opts, seed, channels, model, kind=name_path[0])
     else:
-        splits = _memory_splits(name, path, opts, channels)
+        splits = _memory_splits(*name_path, opts, channels)
     if len(splits.classes) < 2:
         raise DataError(
             f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"

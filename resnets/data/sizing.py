@@ -48,12 +48,20 @@ def header_sizes(files: list[Path], sample: int = SAMPLE) -> Counter[tuple[int, 
 
 def choose_size(files: list[Path], model: ModelSize | None, given: int | None) -> tuple[int, str]:
     """(side, reason) for training on `files` with `model`."""
+    if given or model is None:
+        return size_from_counts(Counter(), len(files), model, given)
+    return size_from_counts(header_sizes(files), len(files), model, given)
+
+
+def size_from_counts(
+    sizes: Counter[tuple[int, int]], total: int, model: ModelSize | None, given: int | None
+) -> tuple[int, str]:
+    """(side, reason) from the (width, height) counts seen in a sample of `total` images."""
     if given:
         return given, f"input size {given} px, as given by --image-size"
     if model is None:
         return 224, "input size 224 px, the ImageNet default (no model to ask)"
-    sizes = header_sizes(files)
-    seen = f"{sum(sizes.values())} of {len(files)} read" if len(files) > SAMPLE else ""
+    seen = f"{sum(sizes.values())} of {total} read" if total > sum(sizes.values()) else ""
     natural = f"{model.name}'s natural {model.natural} px"
     if len(sizes) != 1:
         if not sizes:

@@ -37,6 +37,7 @@ class Splits:
     stream_only: str | None = None  # why a folder cannot be decoded once, if it cannot
     decoded: dict[str, ImageTensors] = field(default_factory=dict)  # folders decoded once
     unreadable: list[str] = field(default_factory=list)  # files the decoding left out
+    item_normalize: list[list[float]] | None = None  # Python items' own Normalize (items.py)
 
     def tensors(self, name: str) -> ImageTensors | None:
         """A split as uint8 tensors, if it is held in memory (or decoded once); else None."""

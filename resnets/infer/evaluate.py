@@ -19,6 +19,9 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
+from ..data.items import Undo
+from ..data.loaders import InMemoryEvalLoader
+from ..data.python import PYTHON, class_indices, is_spec, read_items, to_tensors
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
@@ -100,12 +103,15 @@ def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
         return weights, path
     if not path.is_file():
         raise UsageError(f"{path} is neither a run folder nor a weights file")
+    run = path.parent
+    if path.name == "best.safetensors" and (run / "config.yaml").is_file():
+        return path, run  # a run's own weights: its data and eval folder go with them
     return path, None
 
 
 def evaluate(
     source: str | Path,
-    data: str | None = None,
+    data: str | Any = None,
     split: str = "test",
     tta_flip: bool = False,
     batch_size: int = 256,
@@ -114,16 +120,22 @@ def evaluate(
     backend: str = "eager",
     allow_changed_data: bool = False,
 ) -> EvalReport:
-    """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`."""
+    """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`.
+
+    `data`: a spec (its held-out `split`), or Python objects (all of them are scored; see
+    data/python.py), whose report goes to `out` or the run's eval/python/."""
     if split not in ("train", "val", "test"):
         raise UsageError(f"split must be train, val or test, got {split!r}")
     weights, run = resolve_source(source)
     dev = resolve_device(device)
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
-    loader = run_split_loader(
-        run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
-    )
+    if is_spec(data):
+        loader = run_split_loader(
+            run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
+        )
+    else:
+        loader, split, data = objects_loader(data, meta, model.config.in_chans, batch_size, dev)
     task = get_task(meta.task)
     if task.masks != loader.masks:
         need = "segmentation data (shapes or segfolder:PATH)" if task.masks else "class labels"
@@ -200,6 +212,22 @@ def run_split_loader(
     tensors = splits.tensors(split)
     loader.masks = bool(tensors is not None and tensors.labels.ndim == 3)
     return loader
+
+
+def objects_loader(data: Any, meta: WeightsMeta, channels: int, batch_size: int, device):
+    """Every item of Python objects, prepared as the weights were trained: (loader, the
+    report's split name, the name of its folder)."""
+    undo = Undo(*map(tuple, meta.item_normalize)) if meta.item_normalize else None
+    images, raw, items = read_items(data, "evaluation data", channels, undo)
+    known = meta.classes or [str(i) for i in range(meta.config.num_classes)]
+    if items.classes is None and all(isinstance(v, int) for v in raw):
+        items.classes = known  # numbered labels are the weights' outputs
+    labels, classes, _ = class_indices(raw, items.classes, None, "evaluation data")
+    tensors = to_tensors(images, labels, classes, meta.input_size, channels, meta.resize_size)
+    mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
+    loader = InMemoryEvalLoader(tensors, batch_size, device, mean, std)
+    loader.classes, loader.data, loader.masks = classes, PYTHON, False
+    return loader, "data", PYTHON
 
 
 def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> DataOptions:

@@ -11,13 +11,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..data.augment import normalize
+from ..data.augment import match_channels, normalize
 from ..data.decode import IMAGE_EXTENSIONS, decode
 from ..data.imagefolder import eval_transform
+from ..data.items import Undo, is_image, to_image
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models import load_model
@@ -56,10 +58,27 @@ class PredictResult:
         return "\n".join(lines)
 
 
-def expand_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders become their image files (recursively, sorted)."""
-    files: list[Path] = []
-    for p in map(Path, paths):
+Input = Any  # a path, or an image object as data/items.py reads them
+
+
+def expand_images(paths: Input | Iterable[Input]) -> list[Path | Any]:
+    """Files as given; folders become their image files (recursively, sorted). Images held
+    in Python (PIL, tensors, arrays; a 4-D batch is its images) are kept as they are."""
+    if is_image(paths) or isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    elif hasattr(paths, "ndim") and paths.ndim == 4:
+        paths = list(paths)
+    files: list[Path | Any] = []
+    for p in paths:
+        if is_image(p):
+            files.append(p)
+            continue
+        if not isinstance(p, str | os.PathLike):
+            raise UsageError(
+                f"a {type(p).__name__} is not an image: give paths, PIL images, CHW tensors "
+                "or HWC arrays"
+            )
+        p = Path(p)
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.exists():
@@ -74,7 +93,7 @@ def expand_images(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def prepare_images(
-    files: list[Path], meta: WeightsMeta, channels: int
+    files: list[Path | Any], meta: WeightsMeta, channels: int
 ) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
     """Decode, resize and normalize files as the weights were trained.
 
@@ -85,15 +104,21 @@ def prepare_images(
 
 
 def _prepare(
-    files: list[Path], meta: WeightsMeta, channels: int, resize: int | None
+    files: list[Path | Any], meta: WeightsMeta, channels: int, resize: int | None, start: int = 0
 ) -> tuple[torch.Tensor | None, list[str], list[tuple[int, int]], dict[str, str]]:
-    """`prepare_images`, with each image's original (height, width) beside its name."""
+    """`prepare_images`, with each image's original (height, width) beside its name. An image
+    object is named "image N" (its place among the inputs)."""
     transform = eval_transform(meta.input_size, resize)
     want = (channels, meta.input_size, meta.input_size)
+    undo = Undo(*map(tuple, meta.item_normalize)) if meta.item_normalize else None
     images, names, sizes, failed = [], [], [], {}
-    for f in files:
+    for i, f in enumerate(files, start):
+        name = str(f) if isinstance(f, Path) else f"image {i}"
         try:
-            img = decode(f, channels)
+            if isinstance(f, Path):
+                img = decode(f, channels)
+            else:
+                img = match_channels(to_image(f, name, undo)[None], channels)[0]
             size = (img.shape[-2], img.shape[-1])
             img = transform(img)
             if tuple(img.shape) != want or img.dtype != torch.uint8:
@@ -101,10 +126,10 @@ def _prepare(
                     f"decoded to {img.dtype} {list(img.shape)}, not torch.uint8 {list(want)}"
                 )
         except Exception as e:
-            failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            failed[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
             continue
         images.append(img)
-        names.append(str(f))
+        names.append(name)
         sizes.append(size)
     if not images:
         return None, names, sizes, failed
@@ -153,7 +178,7 @@ def _save_masks(
 
 def predict(
     weights: str | Path,
-    images: Iterable[str | Path],
+    images: Input | Iterable[Input],
     topk: int = 5,
     device: str = "auto",
     batch_size: int = 64,
@@ -179,8 +204,10 @@ def predict(
     infer = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
+    if segmentation and not all(isinstance(f, Path) for f in files):
+        raise UsageError("segmentation predicts masks for image files; give paths")
     masks = mask_paths(files, Path(masks_out)) if segmentation else {}
-    owners = {os.path.abspath(f): os.path.abspath(f) for f in files}  # written files' inputs
+    owners = {os.path.abspath(f): os.path.abspath(f) for f in masks}  # written files' inputs
     if not overwrite:  # a file that was there before this call is nobody's to replace
         existing = "an existing file (pass --overwrite to replace it)"
         owners |= {os.path.abspath(p): existing for p in masks.values() if p.exists()}
@@ -188,7 +215,7 @@ def predict(
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
-        x, names, sizes, failed = _prepare(batch, meta, model.config.in_chans, resize)
+        x, names, sizes, failed = _prepare(batch, meta, model.config.in_chans, resize, start)
         result.failed |= failed
         if x is None:
             continue

@@ -55,6 +55,9 @@ class WeightsMeta:
     mean: list[float] | None = None
     std: list[float] | None = None
     task: str = "classification"  # one of TASKS: what the outputs mean
+    # [mean, std] of a Normalize the Python training items had, taken back before training;
+    # float tensors given to predict are read the same way (data/items.py)
+    item_normalize: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -86,7 +89,7 @@ def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or _is_safetensors(path):
         return _read_safetensors(path)
     if path.suffix.lower() == ".onnx":
         raise WeightsError(
@@ -111,7 +114,22 @@ def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
     meta = None
     if isinstance(obj, dict) and "resnets_meta" in obj:
         meta = WeightsMeta.from_json(obj["resnets_meta"], str(path))
+    elif meta_beside(path).is_file():
+        meta = WeightsMeta.from_json(meta_beside(path).read_text(), str(meta_beside(path)))
     return _unwrap(obj, path), meta
+
+
+def meta_beside(path: Path) -> Path:
+    """Where the metadata of a plain PyTorch state_dict file lives: `clf.pth.json`."""
+    return path.with_name(path.name + ".json")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Sniffed from the bytes (an 8-byte header length, then a JSON header), whatever the
+    file's name says."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30
 
 
 def _unpickler_reason(error: Exception) -> str:
@@ -272,14 +290,22 @@ def save_weights(
     meta: WeightsMeta | None = None,
     state: StateDict | None = None,
 ) -> Path:
-    """Write the model's weights (or `state`, weights for it) as safetensors, atomically,
-    with the metadata needed to use them."""
+    """Write the model's weights (or `state`, weights for it), atomically, with the metadata
+    needed to use them: as safetensors (metadata inside) for a `.safetensors` name, else as a
+    plain PyTorch state_dict that `torch.load(weights_only=True)` reads, with the metadata
+    beside it (`meta_beside`)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     meta = meta or model.weights_meta or WeightsMeta(model.name, model.config)
     state = state if state is not None else _plain_state_dict(model)
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if path.suffix.lower() != ".safetensors":
+        with atomic_path(meta_beside(path)) as tmp:
+            tmp.write_text(meta.to_json())
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return path
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "resnets", "resnets": meta.to_json()})
     return path

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..data.python import take_objects
 from ..errors import TrainingError
 from .config import TrainConfig, resolve, resume_config
 from .distributed import any_rank, cleanup, setup_distributed
@@ -38,15 +39,18 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
     """Train a model and return the run summary (also in RUN/summary.json).
 
     `options` are the CLI flags with underscores (model="resnet20", data="digits", ...);
-    `config` is a YAML/TOML file that they override, or a ready TrainConfig.
+    `config` is a YAML/TOML file that they override, or a ready TrainConfig. `data` may also be
+    Python objects (a Dataset, DataLoader, arrays (x, y), ...: see data/python.py), with
+    `val_data` and `test_data` beside it.
     """
+    objects = take_objects(options)
     cfg = config if isinstance(config, TrainConfig) else resolve(options, config)
     if cfg.resume:
         cfg = resume_config(cfg, options)
     env, device = setup_distributed(cfg.device)
     try:
         with determinism(cfg.deterministic):
-            run = setup(cfg, env, device)
+            run = setup(cfg, env, device, objects)
             try:
                 with StopRequest() as stop:
                     return fit(run, stop)

@@ -19,6 +19,7 @@ from torch import nn
 from ..data import Loaders, Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
 from ..data.provenance import write_record
+from ..data.python import PythonData
 from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
@@ -94,7 +95,9 @@ class Run:
         self.splits.notes.append(text)
 
 
-def setup(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Run:
+def setup(
+    cfg: TrainConfig, env: DistEnv, device: torch.device, objects: PythonData | None = None
+) -> Run:
     """Folder, data, model, optimizer; restores a checkpoint for --resume. If anything fails
     here, the folder is left as it was."""
     seed_everything(cfg.seed + env.rank)
@@ -115,22 +118,25 @@ def setup(cfg: TrainConfig, env: DistEnv, device: torch.device) -> Run:
         folder.abandon()  # a claimed default folder goes again; a given one was not touched
         raise UsageError(problem)
     try:
-        return _build(cfg, env, device, folder)
+        return _build(cfg, env, device, folder, objects)
     except BaseException:
         folder.abandon()
         raise
 
 
-def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder) -> Run:
+def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder, objects) -> Run:
     task = get_task(cfg.task)
     config = get_config(cfg.model)
     size = ModelSize(cfg.model, config.input_size, config.total_stride)
     # resuming: the same data, or the user accepts the change and keeps the split
     run_made = folder.path if cfg.resume else None
-    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made)
+    splits = load_splits(
+        cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made, objects=objects
+    )
     check_classes(cfg, splits)
     labels = splits.tensors("train").labels if splits.tensors("train") is not None else None
     task.check_data(cfg.data, labels, bool(cfg.mixup_alpha or cfg.cutmix_alpha))
+    seed_everything(cfg.seed + env.rank)  # initial weights never depend on how data was read
     model = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
     loaders = make_loaders(
@@ -271,7 +277,7 @@ def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
     return WeightsMeta(
         model=cfg.model, config=model.raw.config, classes=splits.classes,
         input_size=splits.input_size, resize_size=splits.resize_size, mean=splits.mean,
-        std=splits.std, task=cfg.task,
+        std=splits.std, task=cfg.task, item_normalize=splits.item_normalize,
     )  # fmt: skip
 
 

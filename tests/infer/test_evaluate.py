@@ -45,8 +45,12 @@ def test_evaluate_cli_json_and_errors(digits_run, capsys, tmp_path):
     assert data["split"] == "test" and len(data["per_class"]) == 10
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "neither a run folder nor a weights file" in capsys.readouterr().err
+    own = evaluate(digits_run / "best.safetensors")  # a run's weights find the run's data
+    assert own.acc1 == data["acc1"] and own.count == data["count"]
+    alone = tmp_path / "alone.safetensors"
+    alone.write_bytes((digits_run / "best.safetensors").read_bytes())
     with pytest.raises(UsageError, match="need --data"):
-        evaluate(digits_run / "best.safetensors")
+        evaluate(alone)
 
 
 @pytest.fixture(scope="module")

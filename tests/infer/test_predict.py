@@ -58,11 +58,15 @@ def test_image_classifier_train_predict_save_load(tmp_path):
     summary = clf.train(data="digits", epochs=2, out=str(tmp_path / "run"), progress=False)
     assert summary["test_acc1"] > 30
     paths, _ = save_digit_pngs(tmp_path / "imgs", n=2)
-    first = clf.predict(paths).predictions
+    first = clf.predict_proba(paths)
+    assert clf.predict(paths) == first.argmax(1).tolist()
+    assert np.array_equal(
+        predict(clf.weights, paths, topk=1).predictions[0].top[0][1:], [first[0].max()]
+    )
     clf.save(tmp_path / "clf.safetensors")
     again = ImageClassifier.load(tmp_path / "clf.safetensors")
-    assert [p.top for p in again.predict(paths).predictions] == [p.top for p in first]
-    assert np.isfinite(first[0].top[0][1])
+    assert np.array_equal(again.predict_proba(paths), first)
+    assert clf.evaluate().count == summary["test_images"]  # the run's own test split
 
 
 def save_mixed_images(folder):

@@ -1,0 +1,176 @@
+"""Data given as Python objects: Datasets, DataLoaders, arrays, lists of paths, DataFrames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from resnets import train
+from resnets.data.datasets import load_digits
+from resnets.data.items import find_normalize, to_image
+from resnets.data.python import PythonData, python_splits, read_items
+from resnets.errors import DataError, UsageError
+from resnets.options import DataOptions
+
+QUICK = {"model": "resnet20", "epochs": 1, "batch_size": 64, "progress": False}
+QUICK |= {"tensorboard": False, "deterministic": True, "seed": 1}
+
+
+def digits_in_class_order():
+    """The bundled digits sorted by class (stably), as an image folder lists them."""
+    d = load_digits()
+    order = torch.sort(d.labels, stable=True).indices
+    return d.images[order], d.labels[order]
+
+
+class PilDigits(Dataset):
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+        self.classes = [str(c) for c in range(10)]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return Image.fromarray(self.images[i, 0].numpy()), int(self.labels[i])
+
+
+def write_folder(root, images, labels):
+    for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
+        (root / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(root / str(y) / f"{i:05d}.png")
+
+
+def test_a_pil_dataset_arrays_and_an_image_folder_train_identically(tmp_path):
+    images, labels = digits_in_class_order()
+    write_folder(tmp_path / "folder", images, labels)
+    arrays = (images.permute(0, 2, 3, 1).numpy(), labels.numpy())  # HWC arrays, as NumPy has them
+    sources = {
+        "folder": f"imagefolder:{tmp_path / 'folder'}",
+        "pil": PilDigits(images, labels),
+        "arrays": arrays,
+        "loader": DataLoader(PilDigits(images, labels), batch_size=7, shuffle=True),
+    }
+    runs = {
+        name: train(data=data, out=str(tmp_path / f"run-{name}"), **QUICK)
+        for name, data in sources.items()
+    }
+    first = runs["folder"]
+    for name, run in runs.items():
+        assert run["input_size"] == 8, name
+        assert run["test_acc1"] == first["test_acc1"], name
+        assert run["test_loss"] == first["test_loss"], name
+    assert any("sampler and batch size (7) are replaced" in n for n in runs["loader"]["notes"])
+    assert any("flips: off for greyscale" in n for n in runs["pil"]["notes"])
+
+
+def test_a_to_tensor_and_normalize_dataset_is_read_back_exactly():
+    from torchvision import transforms
+
+    images, labels = digits_in_class_order()
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.25,))])
+
+    class Transformed(PilDigits):
+        def __getitem__(self, i):
+            image, label = super().__getitem__(i)
+            return transform(image), label
+
+    data = Transformed(images[:50], labels[:50])
+    data.transform = transform
+    undo = find_normalize(DataLoader(data))
+    assert undo is not None and undo.mean == (0.5,) and undo.std == (0.25,)
+    read, raw, _ = read_items(data, "train data")
+    assert torch.equal(torch.stack(read), images[:50]) and raw == labels[:50].tolist()
+
+
+@pytest.mark.parametrize(
+    ("image", "shape"),
+    [
+        (np.zeros((9, 7), np.uint8), (1, 9, 7)),
+        (np.zeros((9, 7, 3), np.uint8), (3, 9, 7)),  # arrays: HWC
+        (np.zeros((9, 7, 4), np.uint8), (3, 9, 7)),  # alpha dropped
+        (torch.zeros(3, 9, 7), (3, 9, 7)),  # tensors: CHW
+        (torch.zeros(9, 7, 1, dtype=torch.uint8), (1, 9, 7)),
+        (Image.new("RGBA", (7, 9)), (3, 9, 7)),
+        (Image.new("I;16", (7, 9)), (1, 9, 7)),
+    ],
+)
+def test_every_image_form_becomes_uint8_chw(image, shape):
+    out = to_image(image, "item 0")
+    assert out.dtype == torch.uint8 and tuple(out.shape) == shape
+
+
+def test_float_scales():
+    x = torch.rand(3, 8, 8)
+    assert torch.equal(to_image(x, "i"), (x * 255).round().to(torch.uint8))
+    assert torch.equal(to_image(x * 255, "i"), (x * 255).round().to(torch.uint8))
+    assert torch.equal(to_image(np.full((8, 8), 65535, np.uint16), "i"), torch.full((1, 8, 8), 255))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([torch.zeros(1, 8, 8)] * 20, r"item 0 is a Tensor, not \(image, label\)"),
+        ([(torch.zeros(1, 8, 8), 3)] * 19 + [(torch.zeros(1, 8, 8), -1)], "item 19: label -1"),
+        ([(torch.full((1, 8, 8), float("nan")), 0)] * 2, "64 pixels are NaN"),
+        ([(torch.randn(1, 8, 8) * 5, 0)] * 2, "float pixels range over .*, not 0..1"),
+        ([(torch.zeros(5, 8, 8), 0)] * 2, r"shape \(5, 8, 8\) is neither"),
+        ([(torch.zeros(1, 8, 8), "cat"), (torch.zeros(1, 8, 8), 1)], "labels mix class names"),
+        ([(torch.zeros(1, 8, 8), torch.ones(3))] * 2, "the label has 3 values"),
+    ],
+)
+def test_bad_items_are_refused_naming_the_item(data, message):
+    opts = DataOptions(data="python")
+    with pytest.raises(DataError, match=message):
+        python_splits(PythonData(data), opts, None, None)
+
+
+def test_labels_outside_num_classes_and_classes_from_names(tmp_path):
+    items = [(torch.zeros(1, 8, 8, dtype=torch.uint8), c) for c in ["b", "a", "c"] * 10]
+    splits = python_splits(PythonData(items), DataOptions(data="python"), None, None)
+    assert splits.classes == ["a", "b", "c"]
+
+    class Opts(DataOptions):
+        num_classes = 2
+
+    numbered = [(torch.zeros(1, 8, 8), c % 3) for c in range(30)]
+    with pytest.raises(DataError, match=r"label 2 is outside 0..1 \(2 classes\); 10 items"):
+        python_splits(PythonData(numbered), Opts(data="python"), None, None)
+
+
+def test_paths_with_a_missing_file_are_skipped_and_counted_or_refused(tmp_path):
+    images, labels = digits_in_class_order()
+    write_folder(tmp_path, images[:40], labels[:40])
+    pairs = [(str(p), p.parent.name) for p in sorted(tmp_path.rglob("*.png"))]
+    pairs.append((str(tmp_path / "gone.png"), "0"))
+    splits = python_splits(PythonData(pairs), DataOptions(data="python"), None, None)
+    assert sum(len(getattr(splits, n)) for n in ("train", "val", "test")) == 40
+    assert any("1 unreadable files skipped" in n for n in splits.notes)
+    with pytest.raises(DataError, match=r"item 40: cannot read .*gone.png"):
+        python_splits(PythonData(pairs), DataOptions(data="python", strict=True), None, None)
+
+
+def test_a_dataframe_of_paths_and_labels(tmp_path):
+    pd = pytest.importorskip("pandas")
+    images, labels = digits_in_class_order()
+    write_folder(tmp_path, images[:60], labels[:60])
+    files = sorted(tmp_path.rglob("*.png"))
+    frame = pd.DataFrame(
+        {"filename": [str(f) for f in files], "diagnosis": [f.parent.name for f in files]}
+    )
+    splits = python_splits(PythonData(frame), DataOptions(data="python"), None, None)
+    assert splits.channels == 1 and splits.input_size == 224  # no model: the ImageNet default
+    assert any("column 'filename'" in n and "'diagnosis'" in n for n in splits.notes)
+
+
+def test_a_run_on_python_objects_resumes_only_with_them(tmp_path):
+    images, labels = digits_in_class_order()
+    data = (images, labels)
+    train(data=data, out=str(tmp_path / "run"), **QUICK)
+    with pytest.raises(UsageError, match="trained on Python objects; give them again"):
+        train(resume=str(tmp_path / "run"), progress=False)
+    with pytest.raises(UsageError, match="all as Python objects"):
+        train(data="digits", val_data=data, out=str(tmp_path / "x"), **QUICK)
