@@ -25,6 +25,17 @@ from .models import create_model, load_model
 from .models.weights import save_weights
 from .training import TrainConfig, train
 
+# names other libraries use for resnets' options
+ALIASES = {
+    "learning_rate": "lr",
+    "num_epochs": "epochs",
+    "max_epochs": "epochs",
+    "batch": "batch_size",
+    "arch": "variant",
+    "model": "variant",
+    "in_channels": "in_chans",
+}
+
 
 class _ClassOrInstance:
     """A method that binds to the instance when there is one, else to the class, so that
@@ -51,6 +62,11 @@ class ImageClassifier:
     def __init__(self, variant: str = "resnet18", num_classes: int = 10, **options: Any):
         known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data"}
         unknown = sorted(set(options) - known)
+        if unknown and unknown[0] in ALIASES:
+            name = unknown[0]
+            raise UsageError(
+                f"unknown ImageClassifier option {name!r}; did you mean {ALIASES[name]}?"
+            )
         if unknown:
             raise unknown_name("ImageClassifier option", unknown[0], known)
         self.variant, self.num_classes = variant, num_classes
@@ -70,6 +86,9 @@ class ImageClassifier:
         constructor's. Returns the run summary; the selected weights become this model."""
         if is_spec(data) and (val is not None or test is not None):
             raise UsageError("val and test go with Python data; a spec carves its own splits")
+        for name, part in (("val", val), ("test", test)):
+            if part is not None and is_spec(part):
+                raise UsageError(f"{name}= takes Python data like train's, not the spec {part!r}")
         given = {"model": self.variant, "num_classes": self.num_classes, **self.options}
         given |= options | {"data": data}
         if not is_spec(data):
@@ -85,13 +104,24 @@ class ImageClassifier:
         x = self._inputs(images)
         model = self.model.eval().to(self._device)
         with torch.inference_mode():
-            probs = model(x.to(self._device)).float().softmax(1).cpu().numpy()
+            logits = model(x.to(self._device)).float()
+        probs = (logits.sigmoid() if self._multilabel else logits.softmax(1)).cpu().numpy()
         return probs[0] if _single(images) else probs
 
-    def predict(self, images: Any) -> int | list[int]:
-        """The most likely class index: an int for one image, a list for several."""
+    def predict(self, images: Any) -> int | list[int] | list[list[int]]:
+        """The most likely class index: an int for one image, a list for several. Multi-label:
+        the indices of the labels above their thresholds (a list per image)."""
         probs = self.predict_proba(images)
+        if self._multilabel:
+            cut = np.asarray(self.model.weights_meta.thresholds or [0.5] * probs.shape[-1])
+            above = [np.flatnonzero(p >= cut).tolist() for p in np.atleast_2d(probs)]
+            return above[0] if probs.ndim == 1 else above
         return int(probs.argmax()) if probs.ndim == 1 else probs.argmax(1).tolist()
+
+    @property
+    def _multilabel(self) -> bool:
+        meta = getattr(self.model, "weights_meta", None)
+        return meta is not None and meta.task == "multilabel"
 
     @property
     def classes(self) -> list[str]:
@@ -137,7 +167,7 @@ class ImageClassifier:
         x, _, failed = prepare_images(expand_images(images), meta, self.model.config.in_chans)
         if failed:
             name, why = next(iter(failed.items()))
-            raise DataError(f"{name}: {why}")
+            raise DataError(why if why.startswith(name) else f"{name}: {why}")
         return x
 
 

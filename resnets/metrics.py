@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 
@@ -90,3 +92,123 @@ class SegmentationMeter:
             "pixel_acc": 100 * hits / n,
             "count": int(pixels),
         }
+
+
+# ---- multi-label: one yes/no decision per label --------------------------------------------
+
+
+def roc_auc(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """Area under the ROC curve of one label (the Mann-Whitney statistic, ties counted half);
+    NaN when the targets hold only one class."""
+    pos, n = int(targets.sum()), len(targets)
+    if pos in (0, n):
+        return math.nan
+    order = scores.double().argsort()
+    sorted_scores = scores.double()[order]
+    ranks = torch.empty(n, dtype=torch.float64)
+    ranks[order] = torch.arange(1, n + 1, dtype=torch.float64)
+    _, inverse, counts = torch.unique_consecutive(
+        sorted_scores, return_inverse=True, return_counts=True
+    )
+    ends = counts.cumsum(0).double()
+    average = ends - (counts.double() - 1) / 2  # tied scores share their mean rank
+    ranks[order] = average[inverse]
+    rank_sum = ranks[targets.bool()].sum().item()
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * (n - pos))
+
+
+def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """Area under the precision-recall curve as a step sum over the distinct thresholds,
+    sum (R_k - R_k-1) P_k; NaN without positives."""
+    pos = int(targets.sum())
+    if pos == 0:
+        return math.nan
+    order = scores.double().argsort(descending=True)
+    s, t = scores.double()[order], targets.double()[order]
+    tp, seen = t.cumsum(0), torch.arange(1, len(t) + 1, dtype=torch.float64)
+    last = torch.ones(len(s), dtype=torch.bool)  # the last position of each distinct score
+    last[:-1] = s[1:] != s[:-1]
+    precision, recall = (tp / seen)[last], (tp / pos)[last]
+    steps = torch.diff(recall, prepend=recall.new_zeros(1))
+    return float((steps * precision).sum())
+
+
+def f1_scores(probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Per-label F1 of the decisions prob >= threshold."""
+    pred = probs >= thresholds
+    t = targets.bool()
+    tp = (pred & t).sum(0).double()
+    return 2 * tp / (pred.sum(0) + t.sum(0)).double().clamp_min(1)
+
+
+def best_thresholds(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per label, the probability threshold with the highest F1 on these (validation)
+    predictions, half-way between neighbouring scores; 0.5 for a label without positives."""
+    out = torch.full((probs.shape[1],), 0.5)
+    for j in range(probs.shape[1]):
+        if targets[:, j].sum() == 0:
+            continue
+        s = probs[:, j].unique()  # sorted
+        cuts = torch.cat([s[:1], (s[1:] + s[:-1]) / 2])  # each cut keeps s[k] and above
+        f1 = f1_scores(probs[:, j : j + 1].expand(-1, len(cuts)), targets[:, j : j + 1], cuts)
+        out[j] = cuts[int(f1.argmax())]
+    return out
+
+
+def label_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor | None = None
+) -> dict[str, list[float]]:
+    """Per-label ROC-AUC, average precision and F1 (at `thresholds`, else 0.5), in [0, 1]."""
+    cut = thresholds if thresholds is not None else torch.full((probs.shape[1],), 0.5)
+    return {
+        "auc": [roc_auc(probs[:, j], targets[:, j]) for j in range(probs.shape[1])],
+        "ap": [average_precision(probs[:, j], targets[:, j]) for j in range(probs.shape[1])],
+        "f1": f1_scores(probs, targets, cut).tolist(),
+    }
+
+
+def macro(values: list[float]) -> float:
+    """The mean over labels where the metric is defined (NaN if none)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+class MultiLabelMeter:
+    """Loss and sample count as sums; with `keep`, every sigmoid output and target too (AUC
+    and AP need them all), gathered from every process when read."""
+
+    def __init__(self, device: torch.device, sums: torch.Tensor | None = None, keep=False):
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
+        if sums is not None:
+            self.sums.copy_(sums[:2])
+        self.keep, self.probs, self.targets = keep, [], []
+        self.thresholds: torch.Tensor | None = None
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        n = logits.shape[0]
+        self.sums += torch.stack([loss.detach().double() * n, self.sums.new_tensor(n)])
+        if self.keep:
+            self.probs.append(logits.detach().float().sigmoid().cpu())
+            self.targets.append(target.detach().cpu())
+
+    def reduce(self) -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.sums)
+            if self.keep:
+                gathered: list = [None] * dist.get_world_size()
+                dist.all_gather_object(gathered, (self.probs, self.targets))
+                self.probs = [p for ps, _ in gathered for p in ps]
+                self.targets = [t for _, ts in gathered for t in ts]
+
+    def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(self.probs), torch.cat(self.targets)
+
+    def read(self) -> dict[str, float]:
+        loss, n = self.sums.tolist()
+        out = {"loss": loss / max(n, 1), "count": int(n)}
+        if self.keep and self.probs:
+            m = label_metrics(*self.outputs(), self.thresholds)
+            for key, values in (("auc", m["auc"]), ("map", m["ap"]), ("f1", m["f1"])):
+                if not math.isnan(macro(values)):  # undefined (no label has both classes): absent
+                    out[key] = 100 * macro(values)
+        return out

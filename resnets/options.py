@@ -119,6 +119,15 @@ class DataOptions:
     cache: Literal["auto", "memory", "disk", "none"] = option(
         "auto", "folders: decode once into memory or a disk cache (auto: memory if it fits)"
     )
+    path_column: str | None = option(
+        None, "csv: the column of image paths (default: found by name)"
+    )
+    label_column: str | None = option(
+        None, "csv: the label column, or several 0/1 columns 'a,b,c' (default: found by name)"
+    )
+    mask_pattern: str | None = option(
+        None, "segfolder: mask file name from the image's, e.g. '{stem}_mask.png' (* allowed)"
+    )
     mask_colours: str | None = option(
         None, "segfolder: JSON or CSV file mapping mask colours 'r,g,b' to class names"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,14 +29,18 @@ def training_curves(
     history: Sequence[dict[str, float]], path: Path, title: str = "", score: str = "acc1"
 ) -> Path:
     """Loss and the task's score (top-1 accuracy, or Dice) per epoch, train and validation."""
-    label = {"acc1": "top-1 accuracy", "dice": "Dice"}.get(score, score)
+    label = {"acc1": "top-1 accuracy", "dice": "Dice", "auc": "macro ROC-AUC"}.get(score, score)
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] for row in history]
     for split, style in (("train", "-"), ("val", "--")):
         if any(f"{split}_loss" in row for row in history):
             ax_loss.plot(epochs, [r.get(f"{split}_loss") for r in history], style, label=split)
-            ax_acc.plot(epochs, [r.get(f"{split}_{score}") for r in history], style, label=split)
+            scores = [r.get(f"{split}_{score}") for r in history]
+            if any(v is not None for v in scores):  # multi-label AUC: validation only
+                ax_acc.plot(
+                    epochs, [math.nan if v is None else v for v in scores], style, label=split
+                )
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel=f"{label} (%)", title=label)
     for ax in (ax_loss, ax_acc):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UsageError, unknown_name
-from .metrics import Meter, SegmentationMeter
+from .metrics import Meter, MultiLabelMeter, SegmentationMeter
 
 
 @dataclass(frozen=True)
@@ -23,26 +23,48 @@ class Task:
     label: str  # how that metric is printed
     test_keys: tuple[str, ...]  # what the summary reports of the test split
     masks: bool  # labels and outputs are per pixel
+    multilabel: bool = False  # labels are multi-hot rows: one sigmoid decision per label
 
     def meter(
-        self, device: torch.device, num_classes: int, sums: torch.Tensor | None = None
-    ) -> Meter | SegmentationMeter:
+        self,
+        device: torch.device,
+        num_classes: int,
+        sums: torch.Tensor | None = None,
+        keep: bool = False,
+    ) -> Meter | SegmentationMeter | MultiLabelMeter:
+        """The metric sums; `keep`: an evaluation, where multi-label keeps every output."""
         if self.masks:
             return SegmentationMeter(device, num_classes, sums)
+        if self.multilabel:
+            return MultiLabelMeter(device, sums, keep)
         return Meter(device, sums)
 
     def criterion(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
-        """Cross-entropy in float32 (autocast's logits may be bf16), per image or per pixel."""
+        """Cross-entropy in float32 (autocast's logits may be bf16), per image or per pixel;
+        multi-label: binary cross-entropy per label, `weight` its positives' weight."""
+
+        def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.binary_cross_entropy_with_logits(
+                logits.float(), target.float(), pos_weight=weight
+            )
 
         def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             smoothing = label_smoothing if target.ndim == 1 else 0.0  # soft targets have it
             return F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
 
-        return loss
+        return bce if self.multilabel else loss
 
     def check_data(self, data: str, labels: torch.Tensor | None, mixing: bool) -> None:
         """The data fits the task: masks for segmentation, a class per image otherwise."""
         has_masks = labels is not None and labels.ndim == 3  # a folder stream has no masks
+        several = labels is not None and labels.ndim == 2
+        if self.multilabel and not several:
+            raise UsageError(
+                f"--task multilabel needs several labels per image ('a|b' in a CSV label "
+                f"column, or 0/1 columns); {data} has one"
+            )
+        if self.multilabel and mixing:
+            raise UsageError("MixUp and CutMix apply to single-label classification only")
         if self.masks and not has_masks:
             raise UsageError(
                 f"--task segmentation needs masks: --data shapes or segfolder:PATH, not {data}"
@@ -55,7 +77,8 @@ class Task:
 
 CLASSIFICATION = Task("classification", "acc1", "top-1", ("acc1", "acc5", "loss"), masks=False)
 SEGMENTATION = Task("segmentation", "dice", "Dice", ("dice", "iou", "pixel_acc", "loss"), True)
-TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION)}
+MULTILABEL = Task("multilabel", "auc", "macro AUC", ("auc", "map", "f1", "loss"), False, True)
+TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION, MULTILABEL)}
 
 
 def get_task(name: str) -> Task:

@@ -115,7 +115,9 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     notes: list[str] = []
     if name == "segfolder":
         size = opts.image_size or 128
-        train, notes = load_segfolder(path or Path("data"), size, None, opts.mask_colours)
+        train, notes = load_segfolder(
+            path or Path("data"), size, None, opts.mask_colours, opts.mask_pattern
+        )
         test = None
         if not opts.image_size:
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")

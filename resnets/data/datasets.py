@@ -36,6 +36,16 @@ class ImageTensors:
             raise DataError("the dataset is empty")
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.labels.ndim == 2:  # multi-label: a 0/1 row per image, a column per class
+            if (
+                self.labels.shape[1] != len(self.classes)
+                or ((self.labels != 0) & (self.labels != 1)).any()
+            ):
+                raise DataError(
+                    f"multi-label targets must be 0/1 rows of {len(self.classes)} (one per class), "
+                    f"got shape {tuple(self.labels.shape)}"
+                )
+            return
         counted = self.labels[self.labels != IGNORE_INDEX] if self.labels.ndim == 3 else self.labels
         low, high = (int(counted.min()), int(counted.max())) if counted.numel() else (0, 0)
         if low < 0 or high >= len(self.classes):

@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
+from .dicom import DICOM_EXTENSIONS, is_dicom, read_dicom
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS |= DICOM_EXTENSIONS
 
 
 def detect_channels(files: list[Path], sample: int = 32) -> int:
@@ -65,15 +67,18 @@ def check_size(path: Path) -> None:
 def decode(path: Path, channels: int) -> torch.Tensor:
     """uint8 [channels, H, W] for `channels` 1 (grey) or 3 (RGB), whatever the file's mode.
 
-    JPEG and PNG go to torchvision's decoders, which honour the channel mode; other formats
-    (GIF, WebP, BMP, TIFF), and files torchvision rejects, go to Pillow. Animated GIF and WebP
-    and multi-page TIFF give their first frame (animated PNG: its default image). Alpha is
-    dropped, not composited; deeper samples become 8-bit as `_to_8bit` says.
+    DICOM goes to dicom.py. JPEG and PNG go to torchvision's decoders, which honour the
+    channel mode; other formats (GIF, WebP, BMP, TIFF), and files torchvision rejects, go to
+    Pillow. Animated GIF and WebP and multi-page TIFF give their first frame (animated PNG:
+    its default image). Alpha is dropped, not composited; deeper samples become 8-bit as
+    `_to_8bit` says.
     """
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
+    if is_dicom(path):
+        return read_dicom(path, channels)
     check_size(path)
     with open(path, "rb") as f:
         head = f.read(8)

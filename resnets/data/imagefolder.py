@@ -22,7 +22,7 @@ from .csvlabels import as_labels, read_table
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .device_decode import read_bytes
 from .sizing import ModelSize, choose_size
-from .splits import Splits, carve_val, stratified_split
+from .splits import Splits, carve_val, strata, stratified_split
 
 LOADER_TIMEOUT = 300  # seconds without a batch from the workers before giving up
 
@@ -170,7 +170,7 @@ def _scan_split(root: Path, classes: list[str] | None = None) -> _FolderSplit:
 
 def _table_splits(path: Path, opts: DataOptions, notes: list[str]):
     """train, val, test file lists from a label table (its split column, where it has one)."""
-    rows, classes, table_notes = read_table(path, opts.strict)
+    rows, classes, table_notes = read_table(path, opts.strict, opts.path_column, opts.label_column)
     notes += table_notes
     made = {n: _FolderSplit(*as_labels(items, classes), classes) for n, items in rows.items()}
     return made["train"], made.get("val"), made.get("test")
@@ -191,7 +191,7 @@ def _three_splits(root: Path, opts: DataOptions, notes: list[str], kind: str):
     else:
         train, val, test = _scan_split(root), None, None
     if test is None:
-        kept, held = stratified_split(train.labels, opts.test_split)
+        kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
         notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
     if val is None:

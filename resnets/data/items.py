@@ -56,10 +56,13 @@ def find_normalize(obj: Any) -> Undo | None:
 
 
 def is_image(obj: Any) -> bool:
-    """A single image (not a batch, a path or a pair)."""
+    """A single image (not a batch, a path or a pair). Given on its own, [2 or 4, H, W] is
+    taken as a batch of greyscale images, not as 2 or 4 channels."""
     if _is_pil(obj):
         return True
     if isinstance(obj, torch.Tensor | np.ndarray):
+        if obj.ndim == 3 and not _hwc(obj) and obj.shape[0] in (2, 4):
+            return False
         return obj.ndim == 2 or (obj.ndim == 3 and (_chw(obj) or _hwc(obj)))
     return False
 
@@ -79,7 +82,7 @@ def to_image(obj: Any, where: str, undo: Undo | None = None) -> torch.Tensor:
         layout = "chw" if x.ndim == 2 or _chw(x) else "hwc"
     else:
         raise DataError(
-            f"{where} is a {type(obj).__name__}, not an image: give a PIL image, a CHW tensor "
+            f"{where} has type {type(obj).__name__}, not an image: give a PIL image, a CHW tensor "
             "or an HWC array"
         )
     if x.ndim == 2:
@@ -104,9 +107,13 @@ def _to_uint8(x: torch.Tensor, where: str, undo: Undo | None) -> torch.Tensor:
         return x.to(torch.uint8) * 255
     if not x.is_floating_point():
         x = x.long()
-        if int(x.min()) < 0:
-            raise DataError(f"{where}: integer pixels below 0 ({int(x.min())}); give uint8 images")
-        return (x >> 8 if int(x.max()) > 255 else x).to(torch.uint8)
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high > 255:
+            raise DataError(
+                f"{where}: integer pixels range over {low}..{high}, not 0..255; resnets cannot "
+                "know their range (12 or 16 bits?): scale them to uint8 or to floats in [0, 1]"
+            )
+        return x.to(torch.uint8)
     x = x.float()
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
@@ -116,27 +123,36 @@ def _to_uint8(x: torch.Tensor, where: str, undo: Undo | None) -> torch.Tensor:
     low, high = float(x.min()), float(x.max())
     if low >= -1e-3 and high <= 1 + 1e-3:
         return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
-    if low >= 0 and high <= 255 and undo is None:
-        return x.round().to(torch.uint8)
     raise DataError(
         f"{where}: float pixels range over {low:.3g}..{high:.3g}, not 0..1"
-        + ("" if undo is None else " even after taking back the dataset's Normalize")
-        + "; give images before Normalize (resnets normalizes them itself), or uint8"
+        + (
+            "; a Normalize is taken back only when it is in the dataset's `transform` (or "
+            "`transforms`) attribute: give images before Normalize (resnets normalizes them "
+            "itself), floats in [0, 1], or uint8"
+            if undo is None
+            else " even after taking back the dataset's Normalize; give images in [0, 1]"
+        )
     )
 
 
-def to_label(obj: Any, where: str) -> int | str:
-    """A class index (int) or class name (str) from an int, NumPy/torch scalar or string."""
+def to_label(obj: Any, where: str) -> int | str | tuple[float, ...]:
+    """A class index (int) or class name (str) from an int, NumPy/torch scalar or string; a
+    0/1 vector (tensor, array, list) is a multi-label target, one value per label."""
     if isinstance(obj, str):
         return obj
+    if isinstance(obj, list | tuple):
+        obj = np.asarray(obj)
     if isinstance(obj, torch.Tensor | np.ndarray | np.generic):
-        n = obj.numel() if isinstance(obj, torch.Tensor) else np.size(obj)
-        if n != 1:
-            raise DataError(
-                f"{where}: the label has {n} values; a class label is one number "
-                "(multi-label targets are not supported from Python objects yet)"
-            )
-        obj = obj.item()
+        values = np.asarray(obj.detach().cpu() if isinstance(obj, torch.Tensor) else obj)
+        if values.size != 1:
+            flat = values.reshape(-1).astype(np.float64)
+            if values.ndim != 1 or not np.isin(flat, (0.0, 1.0)).all():
+                raise DataError(
+                    f"{where}: a label of shape {values.shape} is neither a class nor a 0/1 "
+                    "vector (one value per label, for multi-label)"
+                )
+            return tuple(flat.tolist())
+        obj = values.item()
     if isinstance(obj, bool) or not isinstance(obj, int | float) or float(obj) != int(obj):
         raise DataError(f"{where}: label {obj!r} is not a class index or a class name")
     return int(obj)
@@ -171,3 +187,54 @@ def _from_pil(im) -> torch.Tensor:
 
 def _grey_palette(rgb: list[int]) -> bool:
     return all(len(set(rgb[i : i + 3])) == 1 for i in range(0, len(rgb), 3))
+
+
+def class_indices(
+    labels: list[int | str], classes: list[str] | None, num_classes: int | None, what: str
+) -> tuple[torch.Tensor, list[str], str]:
+    """Labels as indices into the class names (multi-label: 0/1 rows), and where the names
+    came from."""
+    if any(isinstance(v, tuple) for v in labels):
+        return _multi_hot(labels, classes, what)
+    if all(isinstance(v, str) for v in labels):
+        names = classes or sorted(set(labels), key=_name_order)  # type: ignore[arg-type]
+        unknown = sorted(set(labels) - set(names))  # type: ignore[arg-type]
+        if unknown:
+            raise DataError(f"{what}: labels {unknown[:5]} are not among the classes {names[:10]}")
+        index = {c: i for i, c in enumerate(names)}
+        return torch.tensor([index[v] for v in labels]), names, "the label names, sorted"
+    if any(isinstance(v, str) for v in labels):
+        raise DataError(f"{what}: labels mix class names and numbers; use one kind")
+    y = torch.tensor(labels, dtype=torch.long)
+    count = len(classes) if classes else num_classes or int(y.max()) + 1
+    bad = ((y < 0) | (y >= count)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(
+            f"{what} item {i}: label {int(y[i])} is outside 0..{count - 1} "
+            f"({count} classes); {len(bad)} items have such labels"
+        )
+    if classes:
+        return y, classes, "the dataset's `classes`"
+    given = "num_classes" if num_classes else "the largest label"
+    return y, [str(c) for c in range(count)], f"numbered 0..{count - 1} ({given})"
+
+
+def _name_order(name: str) -> tuple:
+    """Numbers in numeric order ("2" before "10"), then names alphabetically."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def _multi_hot(labels: list, classes: list[str] | None, what: str):
+    lengths = {len(v) if isinstance(v, tuple) else 1 for v in labels}
+    if len(lengths) != 1:
+        i = next(
+            i for i, v in enumerate(labels) if not isinstance(v, tuple) or len(v) != len(labels[0])
+        )
+        raise DataError(f"{what} item {i}: its label has another length than item 0's 0/1 vector")
+    (n,) = lengths
+    names = classes if classes and len(classes) == n else [str(j) for j in range(n)]
+    hot = torch.tensor(labels, dtype=torch.float32)
+    if (hot.sum(1) == 1).all():  # one-hot rows: one class each, not a multi-label set
+        return hot.argmax(1), names, f"{n} classes, from one-hot rows"
+    return hot, names, f"{n} labels, one per 0/1 value (multi-label)"

@@ -46,7 +46,7 @@ class GlobalBatches:
         if drop_last and n < batch_size:
             raise UsageError(
                 f"the training set has {n} samples, fewer than one batch of {batch_size}; "
-                "lower --batch-size"
+                "lower the batch size (--batch-size; batch_size= in Python)"
             )
         self.n, self.batch_size, self.shard, self.seed = n, batch_size, shard, seed
         self.steps = n // batch_size if drop_last else -(-n // batch_size)

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError, UsageError
 from .cache import gigabytes, memory_budget
 from .datasets import ImageTensors
 from .decode import decode, detect_channels
-from .items import Undo, find_normalize, to_image, to_label
+from .items import Undo, class_indices, find_normalize, to_image, to_label
 from .provenance import NAMES
 from .sizing import ModelSize, size_from_counts
 
@@ -101,7 +101,7 @@ def items_of(obj: Any, what: str) -> Items:
         notes.append(f"{what}: an iterable dataset, read once in its own order")
         return Items(listed.__getitem__, len(listed), _classes_of(obj), notes, find_normalize(obj))
     raise DataError(
-        f"{what} is a {type(obj).__name__}; give a Dataset of (image, label), a DataLoader, "
+        f"{what} has type {type(obj).__name__}; give a Dataset of (image, label), a DataLoader, "
         "arrays (x, y), a list of (path, label), a DataFrame or a --data spec"
     )
 
@@ -120,6 +120,8 @@ def _frame_items(frame, what: str, notes: list[str]) -> Items:
     header = [str(c) for c in frame.columns]
     path_col = _column(header, PATH_COLUMNS, "path", Path(what))
     label_col = _column(header, LABEL_COLUMNS, "label", Path(what))
+    if label_col is None:
+        raise DataError(f"{what}: no label column among {header}; name one 'label' or 'class'")
     notes.append(f"{what}: paths from column {path_col!r}, labels from {label_col!r}")
     paths, labels = frame[path_col].tolist(), frame[label_col].tolist()
     return Items(lambda i: (Path(paths[i]), labels[i]), len(paths), None, notes, None)
@@ -157,8 +159,12 @@ def read_items(
         item = items.get(i)
         if not isinstance(item, tuple | list) or len(item) < 2:
             raise DataError(
-                f"{where} is a {type(item).__name__}, not (image, label); a dataset must "
-                "yield pairs"
+                f"{where} is not (image, label) but of type {type(item).__name__}; a dataset "
+                "must yield pairs"
+            )
+        if len(item) > 2 and i == 0:
+            items.notes.append(
+                f"{what}: items have {len(item)} parts; the first two are (image, label)"
             )
         try:
             img = _image(item[0], where, channels, undo)
@@ -199,34 +205,6 @@ def _progress(n: int, what: str):
     from tqdm import tqdm
 
     return tqdm(range(n), desc=f"reading {what}", unit="img", disable=not sys.stderr.isatty())
-
-
-def class_indices(
-    labels: list[int | str], classes: list[str] | None, num_classes: int | None, what: str
-) -> tuple[torch.Tensor, list[str], str]:
-    """Labels as indices into the class names, and where the names came from."""
-    if all(isinstance(v, str) for v in labels):
-        names = classes or sorted(set(labels))  # type: ignore[arg-type]
-        unknown = sorted(set(labels) - set(names))  # type: ignore[arg-type]
-        if unknown:
-            raise DataError(f"{what}: labels {unknown[:5]} are not among the classes {names[:10]}")
-        index = {c: i for i, c in enumerate(names)}
-        return torch.tensor([index[v] for v in labels]), names, "the label names, sorted"
-    if any(isinstance(v, str) for v in labels):
-        raise DataError(f"{what}: labels mix class names and numbers; use one kind")
-    y = torch.tensor(labels, dtype=torch.long)
-    count = len(classes) if classes else num_classes or int(y.max()) + 1
-    bad = ((y < 0) | (y >= count)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise DataError(
-            f"{what} item {i}: label {int(y[i])} is outside 0..{count - 1} "
-            f"({count} classes); {len(bad)} items have such labels"
-        )
-    if classes:
-        return y, classes, "the dataset's `classes`"
-    given = "num_classes" if num_classes else "the largest label"
-    return y, [str(c) for c in range(count)], f"numbered 0..{count - 1} ({given})"
 
 
 def to_tensors(
@@ -276,6 +254,8 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
             f"the items went through Normalize(mean={list(items.undo.mean)}, "
             f"std={list(items.undo.std)}); resnets takes it back and normalizes by itself"
         )
+    if channels is None and len({img.shape[0] for img in images}) > 1:
+        notes.append("channels: greyscale and colour items are mixed; all are read as RGB")
     channels = choose_channels(images, channels)
     size, reason = choose_side(images, model, opts.image_size)
     notes.append(reason)
@@ -287,7 +267,9 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
         notes.append(f"test split: {len(test)} items held out from the training data (fixed seed)")
     if val is None:
         train, val = carve_val(train, opts.val_split, notes)
-    if getattr(_dataset(given.train), "transform", None) is not None:
+    if isinstance(_dataset(given.train), Dataset) and getattr(
+        _dataset(given.train), "transform", None
+    ):
         notes.append(
             "the dataset's own transform ran once per item (random augmentation in it is "
             "fixed); resnets augments every epoch on the device (pad-crop, flips)"

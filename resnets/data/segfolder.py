@@ -21,7 +21,11 @@ from .masks import apply, infer_scheme, pair_masks, read_mask
 
 
 def load_segfolder(
-    root: Path, size: int, channels: int | None, colours: str | None = None
+    root: Path,
+    size: int,
+    channels: int | None,
+    colours: str | None = None,
+    pattern: str | None = None,
 ) -> tuple[ImageTensors, list[str]]:
     """The set's images and masks at `size` px, and notes on how the masks were read."""
     images_dir, masks_dir = root / "images", root / "masks"
@@ -32,9 +36,13 @@ def load_segfolder(
         for p in images_dir.iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
     )
-    pairs, missing = pair_masks(files, masks_dir)
+    pairs, missing = pair_masks(files, masks_dir, pattern)
     if not pairs:
-        raise DataError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
+        how = f"named by --mask-pattern {pattern!r}" if pattern else "of the same name"
+        raise DataError(
+            f"no image in {images_dir} has a mask {how} in {masks_dir}; name the masks like "
+            "the images (a suffix such as _mask is fine) or pass --mask-pattern '{stem}_x.png'"
+        )
     scheme = infer_scheme([m for _, m in pairs], load_colours(Path(colours)) if colours else None)
     notes = [scheme.note, f"segmentation classes: {', '.join(scheme.classes)}"]
     if missing:

@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dicom import dicom_size, is_dicom
+
 SAMPLE = 1000  # image headers read to decide; spread evenly over the folder
 
 
@@ -41,8 +43,10 @@ def header_sizes(files: list[Path], sample: int = SAMPLE) -> Counter[tuple[int, 
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(f) as im:
                     sizes[im.size] += 1
-        except Exception:  # unreadable here: decoding will skip it, or fail with --strict
-            continue
+        except Exception:  # DICOM, or unreadable: decoding will skip it, or fail with --strict
+            size = dicom_size(f) if is_dicom(f) else None
+            if size:
+                sizes[size] += 1
     return sizes
 
 

@@ -19,9 +19,9 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
-from ..data.items import Undo
+from ..data.items import Undo, class_indices
 from ..data.loaders import InMemoryEvalLoader
-from ..data.python import PYTHON, class_indices, is_spec, read_items, to_tensors
+from ..data.python import PYTHON, is_spec, read_items, to_tensors
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
@@ -31,6 +31,7 @@ from ..models.weights import WeightsMeta
 from ..plots import confusion_matrix
 from ..tasks import get_task
 from .backends import Predictor, predictor
+from .multilabel import MultiLabelReport, evaluate_labels
 
 
 @dataclass
@@ -119,7 +120,7 @@ def evaluate(
     out: str | Path | None = None,
     backend: str = "eager",
     allow_changed_data: bool = False,
-) -> EvalReport:
+) -> EvalReport | MultiLabelReport | SegmentationReport:
     """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`.
 
     `data`: a spec (its held-out `split`), or Python objects (all of them are scored; see
@@ -145,14 +146,22 @@ def evaluate(
     if task.masks:
         infer = predictor(model, dev, backend)
         return _evaluate_masks(infer, loader, split, len(classes), remap)
-    logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
-    labels = remap[labels]
-    report = _report(logits, labels, classes, split, tta_flip)
-    report.skipped = getattr(loader, "skipped", 0)
     folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
     if data is not None and run is not None and not out:  # never over the run's own report
         folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
     folder.mkdir(parents=True, exist_ok=True)
+    if task.multilabel:
+        infer = predictor(model, dev, backend)
+        found = evaluate_labels(infer, loader, split, remap, meta.thresholds, tta_flip)
+        found.files = {"report": str(folder / f"eval-{split}.json")}
+        atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(found))
+        return found
+    logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
+    if labels.ndim != 1:
+        raise UsageError("the data has several labels per image; these weights give one class")
+    labels = remap[labels]
+    report = _report(logits, labels, classes, split, tta_flip)
+    report.skipped = getattr(loader, "skipped", 0)
     png = confusion_matrix(
         torch.tensor(report.confusion), classes, folder / f"confusion-{split}.png"
     )

@@ -53,7 +53,8 @@ class PredictResult:
         lines = []
         for p in self.predictions:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
-            lines.append(f"{p.path}: {best or 'mask ' + str(p.mask)}")
+            shown = best or (f"mask {p.mask}" if p.mask else "no label above its threshold")
+            lines.append(f"{p.path}: {shown}")
         lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
         return "\n".join(lines)
 
@@ -66,7 +67,7 @@ def expand_images(paths: Input | Iterable[Input]) -> list[Path | Any]:
     in Python (PIL, tensors, arrays; a 4-D batch is its images) are kept as they are."""
     if is_image(paths) or isinstance(paths, str | os.PathLike):
         paths = [paths]
-    elif hasattr(paths, "ndim") and paths.ndim == 4:
+    elif hasattr(paths, "ndim") and paths.ndim in (3, 4):  # a batch ([N, H, W]: greyscale)
         paths = list(paths)
     files: list[Path | Any] = []
     for p in paths:
@@ -224,6 +225,9 @@ def predict(
             result.predictions += preds
             result.failed |= failed
             continue
+        if meta.task == "multilabel":
+            result.predictions += labels_above(infer(x.to(dev)), names, classes, meta.thresholds)
+            continue
         top = infer(x.to(dev)).softmax(1).topk(k, dim=1)
         for name, values, index in zip(
             names, top.values.tolist(), top.indices.tolist(), strict=True
@@ -232,3 +236,18 @@ def predict(
                 Prediction(name, [(classes[i], v) for i, v in zip(index, values, strict=True)])
             )
     return result
+
+
+def labels_above(
+    logits: torch.Tensor, names: list[str], classes: list[str], thresholds: list[float] | None
+) -> list[Prediction]:
+    """Multi-label: each image's labels whose probability reaches their threshold, most
+    likely first."""
+    probs = logits.float().sigmoid().cpu()
+    cut = torch.tensor(thresholds) if thresholds else torch.full((len(classes),), 0.5)
+    out = []
+    for name, p in zip(names, probs, strict=True):
+        index = (p >= cut).nonzero().flatten().tolist()
+        index.sort(key=lambda i: -float(p[i]))
+        out.append(Prediction(name, [(classes[i], float(p[i])) for i in index]))
+    return out

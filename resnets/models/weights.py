@@ -38,7 +38,7 @@ TORCHVISION_NAMES: dict[str, str] = {
         "resnext101_64x4d wide_resnet50_2 wide_resnet101_2"
     ).split()
 } | {"resnet50b": "resnet50"}
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "multilabel")
 _WRAPPERS = ("state_dict", "model", "model_state", "module")
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -58,6 +58,7 @@ class WeightsMeta:
     # [mean, std] of a Normalize the Python training items had, taken back before training;
     # float tensors given to predict are read the same way (data/items.py)
     item_normalize: list[list[float]] | None = None
+    thresholds: list[float] | None = None  # multilabel: per label, chosen on validation
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

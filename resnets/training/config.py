@@ -26,8 +26,10 @@ from .recipes import RECIPES, recipe_rules
 class TrainConfig(DataOptions):
     """One training run, fully described."""
 
-    task: Literal["classification", "segmentation"] = option(
-        "classification", "segmentation: --data shapes or segfolder:PATH, a U-Net decoder"
+    task: Literal["classification", "segmentation", "multilabel"] = option(
+        "classification",
+        "segmentation: --data shapes or segfolder:PATH, a U-Net decoder; multilabel: several "
+        "labels per image (inferred from a CSV's 'a|b' labels or 0/1 columns)",
     )
     model: str = option("resnet20", "registered model name (resnets list)")
     pretrained: str | None = option(None, "initial weights: a .pth/.safetensors file")

@@ -81,7 +81,7 @@ def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
         if cfg.early_stop and p.bad_epochs >= cfg.early_stop:
             log.info("early stop: no improvement in %d epochs", cfg.early_stop)
             break
-    return finish(run, evaluate)
+    return finish(run, measure)
 
 
 def train_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, float]:
@@ -188,18 +188,26 @@ def raise_diverged(run: Run, when: str) -> None:
     )
 
 
-@torch.no_grad()
 def evaluate(run: Run, loader) -> dict[str, float]:
     """The task's metrics of the selected weights (EMA when on), summed over processes."""
+    return measure(run, loader).read()
+
+
+@torch.no_grad()
+def measure(run: Run, loader):
+    """The task's meter over a split, reduced over processes (multi-label: with every
+    output, and F1 at the chosen thresholds once there are some)."""
     model = run.model.selected
     model.eval()
-    meter, amp, loss = run.meter(), autocast(run), run.task.criterion()  # plain, unweighted
+    meter, amp, loss = run.meter(keep=True), autocast(run), run.task.criterion()  # unweighted
+    if run.meta.thresholds is not None:
+        meter.thresholds = torch.tensor(run.meta.thresholds)
     for x, y in loader:
         with amp:
             logits = model(x)
         meter.update(loss(logits, y), logits, y)
     meter.reduce()
-    return meter.read()
+    return meter
 
 
 def select_best(run: Run, row: dict[str, float]) -> bool:
@@ -221,7 +229,8 @@ def select_best(run: Run, row: dict[str, float]) -> bool:
 
 def epoch_line(row: dict[str, float], epochs: int, score: str, label: str) -> str:
     parts = [f"epoch {row['epoch']:>3}/{epochs}", f"loss {row['train_loss']:.4f}"]
-    parts.append(f"train {label} {row[f'train_{score}']:6.2f} %")
+    if f"train_{score}" in row:  # multi-label scores need every output: validation only
+        parts.append(f"train {label} {row[f'train_{score}']:6.2f} %")
     if f"val_{score}" in row:
         parts += [f"val loss {row['val_loss']:.4f}", f"val {label} {row[f'val_{score}']:6.2f} %"]
     return "  ".join(parts) + f"  lr {row['lr']:.4g}"

@@ -12,18 +12,22 @@ from torch import nn
 
 from ..data import Loaders
 from ..data.build import eval_loader
+from ..metrics import best_thresholds
 from ..tasks import get_task, write_mask
 from .saving import save_best_weights
 from .setup import Run
 
 
-def finish(run: Run, evaluate: Callable[[Run, Any], dict[str, float]]) -> dict[str, Any]:
-    """Evaluate the selected weights once on the test set; write summary and plots."""
+def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
+    """Evaluate the selected weights once on the test set; write summary and plots.
+    Multi-label: per-label thresholds are chosen on validation first."""
     p, task = run.progress, run.task
     target = run.model.selected
     if run.best_state is not None:
         target.load_state_dict(run.best_state)
-    test = evaluate(run, run.loaders.test) if run.loaders.test is not None else {}
+    if task.multilabel:
+        choose_thresholds(run, measure)
+    test = measure(run, run.loaders.test).read() if run.loaders.test is not None else {}
     seen = p.step * run.cfg.batch_size
     images = len(run.splits.test or []) if task.masks else test.get("count")
     summary = {
@@ -68,6 +72,20 @@ def save_test_masks(run: Run, model: nn.Module) -> Path:
     return folder
 
 
+def choose_thresholds(run: Run, measure: Callable[[Run, Any], Any]) -> None:
+    """Each label's decision threshold: the one with the best F1 on validation (0.5 with no
+    validation split); stored with the weights, which predict uses."""
+    labels = len(run.splits.classes)
+    if run.loaders.val is None:
+        run.meta.thresholds = [0.5] * labels
+        run.note("multi-label thresholds: 0.5 for every label (no validation split to choose on)")
+        return
+    chosen = best_thresholds(*measure(run, run.loaders.val).outputs())
+    run.meta.thresholds = [round(float(t), 6) for t in chosen]
+    shown = ", ".join(f"{c} {t:.2f}" for c, t in zip(run.splits.classes, chosen, strict=True))
+    run.note(f"multi-label thresholds (best F1 on validation): {shown}")
+
+
 def unreadable_images(loaders: Loaders, decoded: list[str]) -> dict[str, Any]:
     """Unreadable files met in any split, each counted once (folders only); `decoded`: those
     the decoding before training left out."""
@@ -95,6 +113,12 @@ def summary_text(s: dict[str, Any]) -> str:
             f"  test Dice / IoU        {pct(s['test_dice'])} / {pct(s['test_iou'])}"
             f"  ({s['test_images']} images, evaluated once)",
             f"  predicted masks        {s.get('predictions')}",
+        ]
+    elif s["task"] == "multilabel":
+        lines += [
+            f"  best validation AUC    {pct(s['best_val_auc'])}  (epoch {s['best_epoch']})",
+            f"  test AUC / mAP / F1    {pct(s['test_auc'])} / {pct(s['test_map'])} / "
+            f"{pct(s['test_f1'])}  ({s['test_images']} images, evaluated once)",
         ]
     else:
         lines += [

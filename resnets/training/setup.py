@@ -24,10 +24,11 @@ from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.weights import WeightsMeta
-from ..tasks import Task, get_task
+from ..tasks import Task
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
+from .loss import check_classes, make_criterion, settle_task, task_name
 from .optim import ModelEMA, Schedule, build_optimizer
 from .run_folder import RunFolder, check_folder, default_folder
 
@@ -86,8 +87,8 @@ class Run:
     best_state: dict[str, torch.Tensor] | None = None
     partial_meter: torch.Tensor | None = None  # an interrupted epoch's metric sums so far
 
-    def meter(self, sums: torch.Tensor | None = None):
-        return self.task.meter(self.device, len(self.splits.classes), sums)
+    def meter(self, sums: torch.Tensor | None = None, keep: bool = False):
+        return self.task.meter(self.device, len(self.splits.classes), sums, keep)
 
     def note(self, text: str) -> None:
         """A decision or warning for the user: logged now, and kept in the run's summary."""
@@ -125,7 +126,6 @@ def setup(
 
 
 def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder, objects) -> Run:
-    task = get_task(cfg.task)
     config = get_config(cfg.model)
     size = ModelSize(cfg.model, config.input_size, config.total_stride)
     # resuming: the same data, or the user accepts the change and keeps the split
@@ -134,8 +134,7 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
         cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made, objects=objects
     )
     check_classes(cfg, splits)
-    labels = splits.tensors("train").labels if splits.tensors("train") is not None else None
-    task.check_data(cfg.data, labels, bool(cfg.mixup_alpha or cfg.cutmix_alpha))
+    task = settle_task(cfg, splits)
     seed_everything(cfg.seed + env.rank)  # initial weights never depend on how data was read
     model = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
@@ -164,14 +163,6 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if not cfg.resume and env.main:
         write_record(folder.path, splits)
     return run
-
-
-def check_classes(cfg: TrainConfig, splits: Splits) -> None:
-    if cfg.num_classes is not None and cfg.num_classes != len(splits.classes):
-        raise UsageError(
-            f"num_classes is {cfg.num_classes} but {cfg.data} has {len(splits.classes)} classes "
-            f"({', '.join(splits.classes[:10])}{', ...' if len(splits.classes) > 10 else ''})"
-        )
 
 
 def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv) -> Model:
@@ -258,26 +249,12 @@ def build_optimization(
     )
 
 
-def make_criterion(task: Task, cfg: TrainConfig, splits: Splits, device: torch.device):
-    """The training loss: the task's, with label smoothing and class weights as asked."""
-    return task.criterion(cfg.label_smoothing, class_weights(cfg, splits, device))
-
-
-def class_weights(cfg: TrainConfig, splits: Splits, device: torch.device) -> torch.Tensor | None:
-    """--class-weights balanced: each class weighted by its inverse frequency."""
-    if cfg.class_weights != "balanced":
-        return None
-    labels = splits.train.labels.flatten()  # per image, or per pixel for masks
-    counts = torch.bincount(labels, minlength=len(splits.classes)).float()
-    return (counts.sum() / (len(counts) * counts.clamp_min(1))).to(device)
-
-
 def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
     """What best.safetensors carries besides the weights: enough to predict with them."""
     return WeightsMeta(
         model=cfg.model, config=model.raw.config, classes=splits.classes,
         input_size=splits.input_size, resize_size=splits.resize_size, mean=splits.mean,
-        std=splits.std, task=cfg.task, item_normalize=splits.item_normalize,
+        std=splits.std, task=task_name(cfg, splits), item_normalize=splits.item_normalize,
     )  # fmt: skip
 
 

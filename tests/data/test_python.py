@@ -106,20 +106,26 @@ def test_every_image_form_becomes_uint8_chw(image, shape):
 def test_float_scales():
     x = torch.rand(3, 8, 8)
     assert torch.equal(to_image(x, "i"), (x * 255).round().to(torch.uint8))
-    assert torch.equal(to_image(x * 255, "i"), (x * 255).round().to(torch.uint8))
-    assert torch.equal(to_image(np.full((8, 8), 65535, np.uint16), "i"), torch.full((1, 8, 8), 255))
+    small = np.full((8, 8), 200, np.uint16)
+    assert torch.equal(to_image(small, "i"), torch.full((1, 8, 8), 200, dtype=torch.uint8))
+    # one rule for every item, never a per-image guess: other ranges are refused
+    with pytest.raises(DataError, match="float pixels range over .*254"):
+        to_image(x * 255, "i")
+    with pytest.raises(DataError, match=r"integer pixels range over 0..4095.*12 or 16 bits"):
+        to_image(np.arange(4096, dtype=np.uint16).reshape(64, 64), "i")
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ([torch.zeros(1, 8, 8)] * 20, r"item 0 is a Tensor, not \(image, label\)"),
+        ([torch.zeros(1, 8, 8)] * 20, r"item 0 is not \(image, label\) but of type Tensor"),
         ([(torch.zeros(1, 8, 8), 3)] * 19 + [(torch.zeros(1, 8, 8), -1)], "item 19: label -1"),
         ([(torch.full((1, 8, 8), float("nan")), 0)] * 2, "64 pixels are NaN"),
         ([(torch.randn(1, 8, 8) * 5, 0)] * 2, "float pixels range over .*, not 0..1"),
         ([(torch.zeros(5, 8, 8), 0)] * 2, r"shape \(5, 8, 8\) is neither"),
         ([(torch.zeros(1, 8, 8), "cat"), (torch.zeros(1, 8, 8), 1)], "labels mix class names"),
-        ([(torch.zeros(1, 8, 8), torch.ones(3))] * 2, "the label has 3 values"),
+        ([(torch.zeros(1, 8, 8), torch.full((3,), 2.0))] * 2, "neither a class nor a 0/1"),
+        ([(torch.zeros(1, 8, 8), [1, 0]), (torch.zeros(1, 8, 8), [1, 0, 1])], "another length"),
     ],
 )
 def test_bad_items_are_refused_naming_the_item(data, message):
@@ -174,3 +180,21 @@ def test_a_run_on_python_objects_resumes_only_with_them(tmp_path):
         train(resume=str(tmp_path / "run"), progress=False)
     with pytest.raises(UsageError, match="all as Python objects"):
         train(data="digits", val_data=data, out=str(tmp_path / "x"), **QUICK)
+
+
+def test_one_hot_labels_extra_item_parts_and_numeric_names(tmp_path):
+    img = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    one_hot = [(img, torch.eye(3)[i % 3], i) for i in range(30)]  # (image, label, index)
+    splits = python_splits(PythonData(one_hot), DataOptions(data="python"), None, None)
+    assert splits.train.labels.ndim == 1 and splits.classes == ["0", "1", "2"]
+    assert any("items have 3 parts" in n for n in splits.notes)
+    named = [(img, str(i % 12)) for i in range(48)]
+    splits = python_splits(PythonData(named), DataOptions(data="python"), None, None)
+    assert splits.classes == [str(i) for i in range(12)]  # "2" before "10"
+
+
+def test_a_stack_of_four_greyscale_images_is_a_batch():
+    from resnets.infer.predict import expand_images
+
+    assert len(expand_images(np.zeros((4, 16, 16), np.uint8))) == 4
+    assert len(expand_images(torch.zeros(3, 16, 16))) == 1  # one RGB image

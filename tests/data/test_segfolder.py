@@ -70,3 +70,13 @@ def test_training_ignores_void_pixels(tmp_path):
               batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
               tensorboard=False)  # fmt: skip
     assert s["test_dice"] is not None and torch.isfinite(torch.tensor(s["test_dice"]))
+
+
+def test_masks_named_otherwise_are_found_by_a_pattern(tmp_path):
+    root = write_set(tmp_path / "set", n=8)
+    for m in sorted((root / "masks").iterdir()):
+        m.rename(m.with_name("label-" + m.name))
+    with pytest.raises(DataError, match="pass --mask-pattern"):
+        load(root)
+    s = load(root, mask_pattern="label-{stem}.png")
+    assert s.classes == ["background", "foreground"]
