@@ -76,9 +76,11 @@ def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
             log.info(epoch_line(row, run.epochs, run.task.score, run.task.label))
         improved = select_best(run, row)
         p.epoch, p.epoch_step = p.epoch + 1, 0
-        save_epoch_checkpoints(run, improved)
+        stopping = bool(cfg.early_stop and p.bad_epochs >= cfg.early_stop)
+        final = stopping or p.epoch >= run.epochs or p.step >= run.total_steps
+        save_epoch_checkpoints(run, improved, final)
         run.folder.log_epoch(p.history)
-        if cfg.early_stop and p.bad_epochs >= cfg.early_stop:
+        if stopping:
             log.info("early stop: no improvement in %d epochs", cfg.early_stop)
             break
     return finish(run, measure)

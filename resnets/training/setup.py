@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,15 @@ class Optimization:
 
 
 @dataclass
+class SaveClock:
+    """When epoch checkpoints were last written and how long that took (see saving.py)."""
+
+    written_at: float | None = None
+    seconds: float = 0.0
+    best_pending: bool = False
+
+
+@dataclass
 class Run:
     """One training run: its options, parts, folder and progress."""
 
@@ -86,6 +95,7 @@ class Run:
     epochs: int
     best_state: dict[str, torch.Tensor] | None = None
     partial_meter: torch.Tensor | None = None  # an interrupted epoch's metric sums so far
+    saves: SaveClock = field(default_factory=lambda: SaveClock())
 
     def meter(self, sums: torch.Tensor | None = None, keep: bool = False):
         return self.task.meter(self.device, len(self.splits.classes), sums, keep)

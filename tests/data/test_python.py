@@ -109,7 +109,7 @@ def test_float_scales():
     small = np.full((8, 8), 200, np.uint16)
     assert torch.equal(to_image(small, "i"), torch.full((1, 8, 8), 200, dtype=torch.uint8))
     # one rule for every item, never a per-image guess: other ranges are refused
-    with pytest.raises(DataError, match="float pixels range over .*254"):
+    with pytest.raises(DataError, match=r"float pixels range over .*254"):
         to_image(x * 255, "i")
     with pytest.raises(DataError, match=r"integer pixels range over 0..4095.*12 or 16 bits"):
         to_image(np.arange(4096, dtype=np.uint16).reshape(64, 64), "i")
