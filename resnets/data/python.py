@@ -229,7 +229,10 @@ def to_tensors(
     return ImageTensors(out, labels, classes)
 
 
-def choose_channels(images: list[torch.Tensor], given: int | None) -> int:
+def choose_channels(images: list[torch.Tensor], given: int | None, notes: list[str]) -> int:
+    """The given count, else 1 if every image is grey, else 3 (mixed ones noted)."""
+    if given is None and len({img.shape[0] for img in images}) > 1:
+        notes.append("channels: greyscale and colour items are mixed; all are read as RGB")
     return given or (1 if all(img.shape[0] == 1 for img in images) else 3)
 
 
@@ -254,9 +257,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
             f"the items went through Normalize(mean={list(items.undo.mean)}, "
             f"std={list(items.undo.std)}); resnets takes it back and normalizes by itself"
         )
-    if channels is None and len({img.shape[0] for img in images}) > 1:
-        notes.append("channels: greyscale and colour items are mixed; all are read as RGB")
-    channels = choose_channels(images, channels)
+    channels = choose_channels(images, channels, notes)
     size, reason = choose_side(images, model, opts.image_size)
     notes.append(reason)
     train = to_tensors(images, y, classes, size, channels)
