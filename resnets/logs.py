@@ -23,3 +23,17 @@ def configure_logging(quiet: bool) -> None:
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.ERROR if quiet else logging.INFO)
+
+
+def default_logging() -> None:
+    """Library use: print our INFO lines (epochs, notes) as the command does, unless the user
+    configured logging (a handler or a level on the `resnets` logger, or a root handler)."""
+    log = logging.getLogger("resnets")
+    if not log.handlers and log.level == logging.NOTSET and not logging.getLogger().handlers:
+        configure_logging(quiet=False)
+
+
+def interactive() -> bool:
+    """Whether progress bars can redraw: a terminal, or a notebook (a pipe or a log file gets
+    the per-epoch lines only, not carriage-return noise)."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules

@@ -31,6 +31,7 @@ BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 CONVERT_TARGETS = ("resnets", "torchvision", "timm")
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
 
 

@@ -56,7 +56,7 @@ def test_train_prints_a_one_screen_summary(tmp_path, capsys):
         main(["train", "--epochs", "1", "--out", str(out), "--no-progress", "--no-tensorboard"])
         == 0
     )
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err  # the log: epoch lines, then the summary
     assert "test top-1 / top-5" in text and str(out) in text and len(text.splitlines()) < 20
 
 
@@ -88,7 +88,9 @@ def test_importing_the_cli_loads_no_torch():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("where", ["resnets.cli._add_train_flags", "resnets.data.load_splits"])
+@pytest.mark.parametrize(
+    "where", ["resnets.cli.parser._add_train_flags", "resnets.data.load_splits"]
+)
 def test_ctrl_c_during_start_up_is_one_line(where, tmp_path, monkeypatch, capsys):
     import importlib
 
@@ -120,3 +122,104 @@ def test_a_closed_pipe_is_not_a_traceback(monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["list"]) == 0
+
+
+def _python(code: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["train", "--help"], ["predict", "--help"]]
+)
+def test_help_and_version_load_no_torch(argv):
+    code = (
+        "import sys\nfrom resnets.cli import main\n"
+        f"code = main({argv!r})\nprint(code, 'torch' in sys.modules, file=sys.stderr)"
+    )
+    done = _python(code)
+    assert done.stderr.strip().splitlines()[-1] == "0 False"
+    assert "resnets" in done.stdout
+
+
+def test_train_help_shows_the_default_recipes_values_and_readable_booleans():
+    from resnets.cli import build_parser
+
+    parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    text = " ".join(parser.format_help().split())  # argparse wraps lines anywhere
+    for shown in ("(default: 0.1)", "(default: 30)", "(default: 128)", "(default: 0.0005)"):
+        assert shown in text, shown
+    assert "--no-no-" not in text
+    assert "--decay-norm-bias, --no-decay-norm-bias" in text
+    assert "{sgd,adamw}" in text  # choices shown, not a placeholder
+
+
+def test_an_old_option_name_still_reads_as_it_meant(tmp_path):
+    from resnets.training.config import resolve
+
+    old = tmp_path / "old.yaml"
+    old.write_text("no_decay_norm_bias: true\n")
+    assert resolve({}, old).decay_norm_bias is False
+    assert resolve({"no_decay_norm_bias": False}).decay_norm_bias is True
+    assert resolve({"recipe": "modern"}).decay_norm_bias is False
+    assert resolve({}).decay_norm_bias is True
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_works_before_or_after_the_command_name(where, tmp_path, capsys):
+    args = ["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--no-tensorboard"]
+    assert main(["-q", *args] if where == "before" else [*args, "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_a_piped_log_has_epoch_lines_and_no_bar_noise(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "resnets", "train", "--epochs", "2", "--out", str(tmp_path / "r"),
+         "--no-tensorboard"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    assert any("test top-1 / top-5" in line for line in lines)
+
+
+def test_the_python_api_logs_like_the_command_and_can_be_silenced(tmp_path):
+    train = (
+        f"import resnets\nresnets.train(epochs=1, out={str(tmp_path / 'a')!r}, tensorboard=False)"
+    )
+    loud = _python(train)
+    assert loud.returncode == 0, loud.stderr
+    assert "epoch   1/1" in loud.stderr and "note: validation split" in loud.stderr
+    silenced = "import logging\nlogging.getLogger('resnets').setLevel(logging.WARNING)\n"
+    quiet = _python(silenced + train.replace("'a'", "'b'").replace("/a'", "/b'"))
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_bash_completion_completes_commands_flags_and_choices(capsys):
+    import shutil
+
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert main(["completion", "zsh"]) == 0
+    assert capsys.readouterr().out.startswith("#compdef resnets")
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+
+    def complete(*words: str) -> list[str]:
+        call = (
+            f"COMP_WORDS=(resnets {' '.join(words)}); COMP_CWORD={len(words)}; "
+            '_shtab_resnets; echo "${COMPREPLY[@]}"'
+        )
+        done = subprocess.run(
+            ["bash", "-c", script + "\n" + call], capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()
+
+    assert complete("tr") == ["train"]
+    assert complete("train", "--lr-s") == ["--lr-scaling"]
+    assert complete("evaluate", "run", "--split", '""') == ["train", "val", "test", "all"]

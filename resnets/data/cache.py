@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +133,9 @@ def decode_into(
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty(), leave=False)
+    from ..logs import interactive
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not interactive(), leave=False)
 
 
 def decode_split(

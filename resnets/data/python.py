@@ -12,7 +12,6 @@ transforms are therefore applied once, not every epoch (a note says so).
 from __future__ import annotations
 
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +203,9 @@ def _image(image: Any, where: str, channels: int | None, undo: Undo | None) -> t
 def _progress(n: int, what: str):
     from tqdm import tqdm
 
-    return tqdm(range(n), desc=f"reading {what}", unit="img", disable=not sys.stderr.isatty())
+    from ..logs import interactive
+
+    return tqdm(range(n), desc=f"reading {what}", unit="img", disable=not interactive())
 
 
 def to_tensors(

@@ -28,6 +28,7 @@ from ..files import atomic_write_json
 from ..metrics import SegmentationMeter, topk_correct
 from ..models import load_model
 from ..models.weights import WeightsMeta
+from ..options import EVAL_SPLITS, SPLITS
 from ..plots import confusion_matrix
 from ..tasks import get_task
 from .backends import Predictor, predictor
@@ -123,10 +124,12 @@ def evaluate(
 ) -> EvalReport | MultiLabelReport | SegmentationReport:
     """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`.
 
-    `data`: a spec (its held-out `split`), or Python objects (all of them are scored; see
-    data/python.py), whose report goes to `out` or the run's eval/python/."""
-    if split not in ("train", "val", "test"):
-        raise UsageError(f"split must be train, val or test, got {split!r}")
+    `data`: a spec (its held-out `split`; "all": every image of train, val and test), or
+    Python objects (all of them are scored; see data/python.py), whose report goes to `out` or
+    the run's eval/python/. A report on other data than the run's own goes to a subfolder of
+    the run's eval/ named after the data, never over the run's own report."""
+    if split not in EVAL_SPLITS:
+        raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     weights, run = resolve_source(source)
     dev = resolve_device(device)
     model = load_model(weights).eval()
@@ -206,21 +209,42 @@ def run_split_loader(
 ):
     """Batches of a split prepared as in training: the run's own held-out split by default
     (refused if the run's data changed, unless `allow_changed_data`), normalized with the
-    weights' mean and std. The loader's `classes` names the labels."""
+    weights' mean and std; "all": the splits one after another. The loader's `classes` names
+    the labels."""
     opts = _data_options(meta, run, data)
     # the size the weights were trained at; their own mean and std replace ImageNet's below
     opts.image_size = opts.image_size or meta.input_size
     opts.normalize, opts.allow_changed_data = "imagenet", allow_changed_data
     own_split = run if run is not None and data is None else None
-    splits = load_splits(opts, seed=0, channels=channels, run=own_split, decode=(split,))
+    names = SPLITS if split == "all" else (split,)
+    splits = load_splits(opts, seed=0, channels=channels, run=own_split, decode=names)
     splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
-    loader = eval_loader(splits, split, batch_size, device or torch.device("cpu"))
-    if loader is None:
+    parts = [eval_loader(splits, s, batch_size, device or torch.device("cpu")) for s in names]
+    if not any(parts):
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
+    loader = parts[0] if split != "all" else Chain([p for p in parts if p is not None])
     loader.classes, loader.data = splits.classes, opts.data
-    tensors = splits.tensors(split)
+    tensors = next((splits.tensors(s) for s in names if splits.tensors(s) is not None), None)
     loader.masks = bool(tensors is not None and tensors.labels.ndim == 3)
     return loader
+
+
+class Chain:
+    """Loaders read one after another, as one (evaluate --split all)."""
+
+    def __init__(self, loaders: list) -> None:
+        self.loaders = loaders
+
+    def __iter__(self):
+        for loader in self.loaders:
+            yield from loader
+
+    def __len__(self) -> int:
+        return sum(len(loader) for loader in self.loaders)
+
+    @property
+    def skipped(self) -> int:
+        return sum(getattr(loader, "skipped", 0) for loader in self.loaders)
 
 
 def objects_loader(data: Any, meta: WeightsMeta, channels: int, batch_size: int, device):

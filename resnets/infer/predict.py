@@ -7,6 +7,9 @@ normalized with the training mean and std.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from ..data.imagefolder import eval_transform
 from ..data.items import Undo, is_image, to_image
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
+from ..files import atomic_write_text
 from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
@@ -48,6 +52,26 @@ class PredictResult:
             for p in self.predictions
         ]
         return {"predictions": rows, "failed": self.failed}
+
+    def save(self, path: str | Path) -> Path:
+        """One row per image in a .csv (path, class_1, prob_1, ..., mask, error) or the
+        --json document in a .json file, written atomically."""
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+            return path
+        k = max((len(p.top) for p in self.predictions), default=0)
+        buffer = io.StringIO()
+        rows = csv.writer(buffer, lineterminator="\n")
+        ranked = [f"{what}_{i}" for i in range(1, k + 1) for what in ("class", "prob")]
+        rows.writerow(["path", *ranked, "mask", "error"])
+        for p in self.predictions:
+            cells = [v for name, prob in p.top for v in (name, f"{prob:.6f}")]
+            rows.writerow([p.path, *cells, *[""] * (2 * k - len(cells)), p.mask or "", ""])
+        for name, why in self.failed.items():
+            rows.writerow([name, *[""] * (2 * k), "", why])
+        atomic_write_text(path, buffer.getvalue())
+        return path
 
     def table(self) -> str:
         lines = []
@@ -186,6 +210,7 @@ def predict(
     backend: str = "eager",
     masks_out: str | Path = "masks",
     overwrite: bool = False,
+    out: str | Path | None = None,
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
@@ -193,7 +218,9 @@ def predict(
     at the image's own size, never over an input nor, without `overwrite`, an existing file.
     Their inputs are resized straight to the input size, as in training, so that the mask
     covers the whole image.
-    `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto)."""
+    `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
+    `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
+    check_results_file(out, overwrite)
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
     model = load_model(path).eval()
@@ -235,7 +262,22 @@ def predict(
             result.predictions.append(
                 Prediction(name, [(classes[i], v) for i, v in zip(index, values, strict=True)])
             )
+    if out is not None:
+        result.save(out)
     return result
+
+
+def check_results_file(out: str | Path | None, overwrite: bool) -> None:
+    """Refuse, before any work, a results file that cannot be written or would replace one."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise UsageError(f"--out {out}: name a .csv or .json file")
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it, or choose another name")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} does not exist; create it or write elsewhere")
 
 
 def labels_above(

@@ -66,7 +66,9 @@ class TrainConfig(DataOptions):
     momentum: float = option(0.9, "SGD momentum (AdamW beta1)", "[0, 1)")
     nesterov: bool = option(True, "Nesterov momentum")
     weight_decay: float = option(5e-4, "L2 weight decay", "[0, inf)")
-    no_decay_norm_bias: bool = option(False, "no weight decay on BN weights and biases")
+    decay_norm_bias: bool = option(
+        True, "weight decay on BN weights and biases too (the modern recipe turns it off)"
+    )
     schedule: Literal["cosine", "multistep", "constant"] = option("cosine", "lr schedule")
     milestones: tuple[int, ...] = option(
         (), "multistep: where lr is multiplied by lr_gamma", "[1, inf)"
@@ -135,9 +137,24 @@ RESUME_OVERRIDES = {  # what may change on --resume: hardware fitting and run le
     "allow_changed_data",
 }
 
+# Options renamed since runs were first saved: old name -> (new name, value mapping). A saved
+# config.yaml or a user's file with the old name still reads as it meant.
+RENAMED = {"no_decay_norm_bias": ("decay_norm_bias", lambda v: not v)}
+
 # Options that say the same thing two ways: the one set at the highest level wins (the
 # recipe < the config file < flags); setting both at one level is an error.
 ALTERNATIVES = (("epochs", "steps"), ("warmup_epochs", "warmup_steps"))
+
+
+def renamed(options: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """`options` with old option names under their new names (and values mapped)."""
+    out = {}
+    for name, value in options.items():
+        if name in RENAMED:
+            name, meaning = RENAMED[name]
+            value = meaning(coerce(name, value, source))
+        out[name] = value
+    return out
 
 
 def coerce(name: str, value: Any, source: str = "") -> Any:
@@ -228,11 +245,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of option: value")
-    out = {}
-    for key, value in data.items():
-        name = str(key).replace("-", "_")
-        out[name] = coerce(name, _yaml_number(value), str(path))
-    return out
+    named = renamed({str(k).replace("-", "_"): _yaml_number(v) for k, v in data.items()}, str(path))
+    return {name: coerce(name, value, str(path)) for name, value in named.items()}
 
 
 def _yaml_number(value: Any) -> Any:
@@ -247,7 +261,7 @@ def _yaml_number(value: Any) -> Any:
 
 def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> TrainConfig:
     """The run's config: defaults, then the recipe, then the file, then flags."""
-    flags = {k: coerce(k, v, "arguments") for k, v in flags.items()}
+    flags = {k: coerce(k, v, "arguments") for k, v in renamed(flags, "arguments").items()}
     from_file = load_config_file(config_file) if config_file else {}
     chosen = {**from_file, **flags}
     recipe = chosen.get("recipe", "default")
@@ -311,7 +325,7 @@ def resume_config(cfg: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
     if not saved_file.is_file():
         raise UsageError(f"{run} holds no run to resume (no config.yaml)")
     saved = load_config_file(saved_file)
-    given = {k: coerce(k, v) for k, v in flags.items() if k not in ("config", "recipe")}
+    given = {k: coerce(k, v) for k, v in renamed(flags).items() if k not in ("config", "recipe")}
     changed = sorted(
         k for k, v in given.items() if k not in RESUME_OVERRIDES and saved.get(k, v) != v
     )

@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from ..data.python import take_objects
 from ..errors import TrainingError
+from ..logs import default_logging, interactive
 from .config import TrainConfig, resolve, resume_config
 from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
-from .report import finish
+from .report import finish, summary_text
 from .saving import (
     save_epoch_checkpoints,
     save_interrupted,
@@ -36,13 +37,15 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dict[str, Any]:
-    """Train a model and return the run summary (also in RUN/summary.json).
+    """Train a model and return the run summary (also in RUN/summary.json). Epoch lines,
+    notes and the summary go to the `resnets` logger (stderr unless logging is configured).
 
     `options` are the CLI flags with underscores (model="resnet20", data="digits", ...);
     `config` is a YAML/TOML file that they override, or a ready TrainConfig. `data` may also be
     Python objects (a Dataset, DataLoader, arrays (x, y), ...: see data/python.py), with
     `val_data` and `test_data` beside it.
     """
+    default_logging()
     objects = take_objects(options)
     cfg = config if isinstance(config, TrainConfig) else resolve(options, config)
     if cfg.resume:
@@ -53,7 +56,10 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
             run = setup(cfg, env, device, objects)
             try:
                 with StopRequest() as stop:
-                    return fit(run, stop)
+                    summary = fit(run, stop)
+                if run.env.main:
+                    log.info("%s", summary_text(summary))
+                return summary
             except BaseException:
                 run.folder.abandon()  # before the first checkpoint: as if it never ran
                 raise
@@ -94,7 +100,7 @@ def train_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, float]:
     steps = min(len(run.loaders.train), run.total_steps - epoch * len(run.loaders.train))
     bar = tqdm(
         total=steps, initial=p.epoch_step, desc=f"epoch {epoch + 1}/{run.epochs}", leave=False,
-        disable=not (cfg.progress and run.env.main), dynamic_ncols=True,
+        disable=not (cfg.progress and run.env.main and interactive()), dynamic_ncols=True,
     )  # fmt: skip
     start = time.perf_counter()
     for micro in run.loaders.train.epoch(epoch, p.epoch_step):

@@ -54,7 +54,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig, backbone: nn.Module) -> lis
         if not p.requires_grad:
             continue
         head = id(p) not in in_backbone
-        no_decay = cfg.no_decay_norm_bias and p.ndim <= 1
+        no_decay = not cfg.decay_norm_bias and p.ndim <= 1
         groups.setdefault((head, no_decay), []).append(p)
     out = []
     for (head, no_decay), params in groups.items():

@@ -65,7 +65,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "momentum": 0.9,
         "nesterov": False,
         "weight_decay": 2e-5,
-        "no_decay_norm_bias": True,
+        "decay_norm_bias": False,
         "schedule": "cosine",
         "warmup_epochs": 5.0,
         "warmup_style": "linear",

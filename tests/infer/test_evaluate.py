@@ -151,3 +151,14 @@ def test_a_report_on_other_data_never_replaces_the_runs_own(digits_run):
     evaluate(run, data="digits", split="val")
     assert (run / "eval" / "eval-test.json").read_bytes() == own + b" "
     assert (run / "eval" / "digits" / "eval-val.json").is_file()
+
+
+def test_split_all_scores_every_image_once(digits_run, tmp_path):
+    every = evaluate(digits_run, split="all", out=tmp_path)
+    parts = [evaluate(digits_run, split=s, out=tmp_path) for s in ("train", "val", "test")]
+    assert every.count == sum(p.count for p in parts) == 1797  # the whole digits set
+    right = sum(p.acc1 * p.count for p in parts) / 100
+    assert every.acc1 == pytest.approx(100 * right / every.count, abs=1e-9)
+    assert (tmp_path / "eval-all.json").is_file()
+    with pytest.raises(UsageError, match="split must be one of train, val, test, all"):
+        evaluate(digits_run, split="everything")

@@ -10,6 +10,7 @@ from PIL import Image
 from resnets import ImageClassifier, load_model, predict
 from resnets.cli import main
 from resnets.data import DataOptions, load_splits
+from resnets.errors import UsageError
 
 
 def save_digit_pngs(folder, n=6):
@@ -189,3 +190,33 @@ def test_existing_mask_files_are_replaced_only_with_overwrite(seg_weights, tmp_p
     assert (masks / "x.png.png").read_bytes() == b"mine"
     result = predict(seg_weights, [tmp_path / "in"], masks_out=masks, overwrite=True)
     assert not result.failed and Image.open(masks / "x.png.png").size == (30, 20)
+
+
+def test_predictions_to_csv_and_json_files(digits_run, tmp_path, capsys):
+    import csv
+
+    paths, _ = save_digit_pngs(tmp_path / "imgs", n=3)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+    table = tmp_path / "out.csv"
+    code = main(["predict", str(digits_run), str(tmp_path / "imgs"), "--topk", "2",
+                 "--out", str(table)])  # fmt: skip
+    assert code == 1  # one unreadable image: said, and in the file
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"wrote 4 predictions to {table}" in captured.err
+    rows = list(csv.DictReader(table.open()))
+    assert list(rows[0]) == ["path", "class_1", "prob_1", "class_2", "prob_2", "mask", "error"]
+    direct = predict(digits_run, [*paths, tmp_path / "imgs" / "big_rgb.jpg"], topk=2)
+    by_path = {r["path"]: r for r in rows}
+    for p in direct.predictions:
+        row = by_path[p.path]
+        assert [row["class_1"], row["class_2"]] == [c for c, _ in p.top]
+        assert float(row["prob_1"]) == pytest.approx(p.top[0][1], abs=1e-6)
+    assert by_path[str(tmp_path / "imgs" / "broken.png")]["error"]
+    as_json = tmp_path / "out.json"
+    result = predict(digits_run, paths, topk=1, out=as_json)
+    assert json.loads(as_json.read_text()) == json.loads(json.dumps(result.to_dict()))
+    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+        predict(digits_run, paths, out=as_json)
+    with pytest.raises(UsageError, match=r"name a \.csv or \.json file"):
+        predict(digits_run, paths, out=tmp_path / "out.txt")
+    assert not (tmp_path / "out.txt").exists()

@@ -1,0 +1,224 @@
+"""The commands and their flags, declared without importing PyTorch: `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+
+from ..options import BACKENDS, CONVERT_TARGETS, EVAL_SPLITS, EXPERIMENTS, EXPORT_FORMATS
+from . import commands
+
+BACKEND_HELP = "eager: as trained; fast: folded BN + channels_last (+bf16 on GPU); auto: fastest"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), like every other error here."""
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments: "):
+            parsers = [self] + [
+                p for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                for p in a.choices.values()
+            ]  # fmt: skip
+            flags = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
+            typed = message.split(": ", 1)[1].split()
+            close = [m for t in typed for m in difflib.get_close_matches(t, flags, n=1)]
+            if close:
+                message += f"; did you mean {', '.join(close)}?"
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _shown(value) -> str:
+    """A default as a user would type it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, its help ending in the default recipe's value; unset
+    flags stay out of the namespace (so that the recipe and the config file can set them)."""
+    import typing
+
+    from ..training.config import FIELDS, HINTS
+    from ..training.recipes import RECIPES
+
+    p.add_argument("--config", help="YAML or TOML file of options (flags override it)")
+    p.add_argument("--nproc", type=int, help="start torchrun with N processes on this machine")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        hint = HINTS[name]
+        default = RECIPES["default"].get(name, f.default)
+        text = f.metadata.get("help", "")
+        if default is not None and "default" not in text:
+            text += f" (default: {_shown(default)})"
+        kwargs = {"default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
+        if typing.get_origin(hint) is typing.Literal:  # argparse shows the choices
+            p.add_argument(flag, choices=typing.get_args(hint), **kwargs)
+        elif bool in typing.get_args(hint) or hint is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            p.add_argument(flag, metavar=name.upper().replace("_", "-"), **kwargs)
+
+
+def _inspect_commands(sub) -> None:
+    """list and info: the registry and model statistics."""
+    p = sub.add_parser("list", help="list registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    p.add_argument("--json", action="store_true", help="print each model's config as JSON")
+    p.set_defaults(handler=commands.cmd_list)
+
+    p = sub.add_parser("info", help="parameters, MACs, stage shapes, activation memory")
+    p.add_argument("model", help="registered model name (see `resnets list`)")
+    p.add_argument("--input-size", type=int, default=None, help="image side (default: 224/32)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch for activation memory")
+    p.add_argument("--in-chans", type=int, default=None, help="input channels")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=commands.cmd_info)
+
+
+def _training_commands(sub) -> None:
+    """train: one flag per TrainConfig field."""
+    p = sub.add_parser(
+        "train",
+        help="train a model (default: ResNet-20 on the bundled digits)",
+        description="Train a model. Defaults are the default recipe's; --recipe changes them.",
+    )
+    _add_train_flags(p)
+    p.set_defaults(handler=commands.cmd_train)
+
+
+def _inference_commands(sub) -> None:
+    """evaluate and predict."""
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser(
+        "evaluate", help="accuracy, per-class metrics, confusion matrix", formatter_class=defaults
+    )
+    p.add_argument("source", help="run folder or weights file (.safetensors / .pt)")
+    p.add_argument("--data", help="dataset spec (default: the run's own)")
+    p.add_argument(
+        "--split", default="test", choices=EVAL_SPLITS, help="all: every image of the data"
+    )
+    p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument(
+        "--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: RUN/eval)"
+    )
+    p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="the run's data changed: evaluate its own split, kept by file name",
+    )
+    p.set_defaults(handler=commands.cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict", help="top-k classes for image files or folders", formatter_class=defaults
+    )
+    p.add_argument("weights", help="run folder or weights file with resnets metadata")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--topk", type=int, default=5, help="classes shown per image")
+    p.add_argument("--out", help="also write the predictions to a .csv or .json file")
+    p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--json", action="store_true", help="print predictions as JSON")
+    p.set_defaults(handler=commands.cmd_predict)
+
+
+def _exports_commands(sub) -> None:
+    """export and convert."""
+    p = sub.add_parser("export", help="ONNX / TorchScript / safetensors, with a parity check")
+    p.add_argument("weights", help="run folder or weights file with resnets metadata")
+    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
+    p.add_argument("--out", help="output file (default: RUN/export/model.FORMAT)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
+    p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4,
+        help="max |logit difference| relative to the largest |logit|",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    p.set_defaults(handler=commands.cmd_export)
+
+    p = sub.add_parser("convert", help="state_dicts between torchvision, timm and resnets")
+    p.add_argument("source", help=".pth / .safetensors in any supported layout")
+    p.add_argument(
+        "output", help="the suffix picks the format: .safetensors, or .pth/.pt/.bin (torch.save)"
+    )
+    p.add_argument("--model", help="architecture name (needed unless the file says)")
+    p.add_argument("--to", default="resnets", choices=CONVERT_TARGETS)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(handler=commands.cmd_convert)
+
+
+def _experiments_commands(sub) -> None:
+    """the paper's experiments."""
+    p = sub.add_parser("experiment", help="the paper's experiments: degradation, gradients")
+    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("--depths", help="comma list (default 20,56 / 20,32,44,56,110)")
+    p.add_argument("--data", default="digits", help="dataset spec, e.g. cifar10:PATH")
+    p.add_argument("--epochs", type=int, help="degradation: epochs per model (default 30)")
+    p.add_argument("--recipe", help="degradation: a training recipe, e.g. paper-cifar")
+    p.add_argument("--steps", type=int, default=20, help="gradients: SGD steps (default 20)")
+    p.add_argument("--out", help="output folder (default experiments/NAME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(handler=commands.cmd_experiment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="resnets", description="The ResNet family: build, train, evaluate, export, inspect."
+    )
+    parser.add_argument("--version", action="version", version=f"resnets {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    _inspect_commands(sub)
+    _training_commands(sub)
+    _inference_commands(sub)
+    _exports_commands(sub)
+    _experiments_commands(sub)
+    _bookkeeping_commands(sub)
+    for command in sub.choices.values():  # -q after the command name as well as before it
+        command.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print errors only",
+        )
+    return parser
+
+
+def _bookkeeping_commands(sub) -> None:
+    """runs and completion."""
+    p = sub.add_parser("runs", help="a table of the runs under a folder, or two compared")
+    p.add_argument("root", nargs="?", default="runs", help="folder searched for runs")
+    p.add_argument(
+        "--sort", default="start", choices=commands.RUN_SORT_KEYS, help="row order (default: start)"
+    )
+    p.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"), help="two runs: config differences and curves"
+    )
+    p.add_argument("--out", help="--compare: the curves PNG (default: compare-A-B.png)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(handler=commands.cmd_runs)
+
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='Enable tab completion: eval "$(resnets completion bash)" in ~/.bashrc, '
+        "or for zsh: resnets completion zsh > ~/.zfunc/_resnets (a folder on $fpath).",
+    )
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(handler=commands.cmd_completion)
