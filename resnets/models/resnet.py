@@ -118,6 +118,8 @@ class ResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """torchvision's initialization: Kaiming-normal convs (fan-out), BN at identity."""
+        if next(self.parameters()).is_meta:  # shapes only (resnets info): no values to draw
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

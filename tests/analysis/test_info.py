@@ -54,3 +54,19 @@ def test_small_inputs_at_batch_one_are_described_not_a_traceback():
     two, three = (model_info("resnet50", 32, n).activation_bytes for n in (2, 3))
     per_image = three - two
     assert info.activation_bytes == two - per_image
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("resnet20", 32), ("resnext50_32x4d", 64), ("wide_resnet50_2", 64), ("resnet50d", 64)],
+)
+def test_macs_equal_torchs_flop_counter(name, size):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from resnets.analysis.info import count_macs
+
+    model = create_model(name).eval()
+    x = torch.randn(2, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    assert sum(count_macs(model, x).values()) == counter.get_total_flops() // 2
