@@ -101,3 +101,11 @@ def publish(staged: Path, final: Path) -> None:
     """Move a checked file from `staging` over `final` in one rename, fsynced by atomic_path."""
     with atomic_path(final) as tmp:
         os.replace(staged, tmp)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed save left behind (`.NAME.XXXX.tmp`)."""
+    stale = list(folder.glob(".*.tmp"))
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)

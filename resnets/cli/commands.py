@@ -145,14 +145,6 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     print(result.text())
 
 
-def cmd_completion(args: argparse.Namespace) -> None:
-    import shtab
-
-    from .parser import build_parser
-
-    print(shtab.complete(build_parser(), shell=args.shell))
-
-
 RUN_SORT_KEYS = ("start", "model", "data", "best", "test", "time")
 
 

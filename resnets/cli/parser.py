@@ -221,4 +221,10 @@ def _bookkeeping_commands(sub) -> None:
         "or for zsh: resnets completion zsh > ~/.zfunc/_resnets (a folder on $fpath).",
     )
     p.add_argument("shell", choices=("bash", "zsh"))
-    p.set_defaults(handler=commands.cmd_completion)
+    p.set_defaults(handler=_print_completion)
+
+
+def _print_completion(args: argparse.Namespace) -> None:
+    import shtab  # a script made from this very parser: every command, flag and choice
+
+    print(shtab.complete(build_parser(), shell=args.shell))

@@ -234,11 +234,7 @@ def predict(
     files = expand_images(images)
     if segmentation and not all(isinstance(f, Path) for f in files):
         raise UsageError("segmentation predicts masks for image files; give paths")
-    masks = mask_paths(files, Path(masks_out)) if segmentation else {}
-    owners = {os.path.abspath(f): os.path.abspath(f) for f in masks}  # written files' inputs
-    if not overwrite:  # a file that was there before this call is nobody's to replace
-        existing = "an existing file (pass --overwrite to replace it)"
-        owners |= {os.path.abspath(p): existing for p in masks.values() if p.exists()}
+    masks, owners = _mask_targets(files, Path(masks_out), overwrite) if segmentation else ({}, {})
     resize = None if segmentation else meta.resize_size
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
@@ -278,6 +274,19 @@ def check_results_file(out: str | Path | None, overwrite: bool) -> None:
         raise UsageError(f"{out} exists; pass --overwrite to replace it, or choose another name")
     if not out.parent.is_dir():
         raise UsageError(f"the folder {out.parent} does not exist; create it or write elsewhere")
+
+
+def _mask_targets(
+    files: list[Path], folder: Path, overwrite: bool
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """(each input's mask path, the owner of each path that may not be written over): the
+    inputs themselves and, without `overwrite`, files that were there before this call."""
+    masks = mask_paths(files, folder)
+    owners = {os.path.abspath(f): os.path.abspath(f) for f in masks}  # written files' inputs
+    if not overwrite:
+        existing = "an existing file (pass --overwrite to replace it)"
+        owners |= {os.path.abspath(p): existing for p in masks.values() if p.exists()}
+    return masks, owners
 
 
 def labels_above(

@@ -74,14 +74,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any], progress: Progress) -> 
         raise TrainingError(f"could not save {path} ({e.strerror or e}); {kept}") from None
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporary files a killed save left behind (`.NAME.XXXX.tmp`)."""
-    stale = list(folder.glob(".*.tmp"))
-    for f in stale:
-        f.unlink(missing_ok=True)
-    return len(stale)
-
-
 def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:
     """Read a checkpoint safely and check it is ours, of a known version, for `model_name`."""
     if not path.is_file():

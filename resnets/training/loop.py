@@ -24,6 +24,7 @@ from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
 from .report import finish, summary_text
 from .saving import (
+    Interrupted,
     save_epoch_checkpoints,
     save_interrupted,
     save_step_checkpoint,
@@ -60,8 +61,10 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
                 if run.env.main:
                     log.info("%s", summary_text(summary))
                 return summary
-            except BaseException:
+            except BaseException as e:
                 run.folder.abandon()  # before the first checkpoint: as if it never ran
+                if isinstance(e, Exception) and not isinstance(e, Interrupted):
+                    run.folder.mark_failed(e)  # after it: `resnets runs` says why it ended
                 raise
     finally:
         cleanup()

@@ -9,12 +9,14 @@
     last.pt, best.pt   full training state (see checkpoint.py); step-*.pt with --save-every-steps
     best.safetensors   the selected weights with the metadata needed to predict
     summary.json       best_val_acc1, test_acc1, test_acc5, epochs, train_seconds, ...
+    FAILED.json        the error that ended a run after its first checkpoint (cleared on resume)
 
 Only process 0 writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -31,12 +33,12 @@ from typing import Any
 import yaml
 
 from ..errors import TrainingError, UsageError
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ..options import split_spec
-from .checkpoint import remove_stale_temporaries
 from .config import TrainConfig, to_dict
 
 log = logging.getLogger("resnets")
+FAILED = "FAILED.json"  # written when a run with a checkpoint ends in an error
 
 
 def default_folder(cfg: TrainConfig) -> tuple[Path, list[Path]]:
@@ -203,6 +205,15 @@ class RunFolder:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
+    def mark_failed(self, error: Exception) -> None:
+        """A run with checkpoints ended by an error: FAILED.json says which (a resume or a
+        finish clears it), so that `resnets runs` need not guess from file times."""
+        if self.main and (self.path / "last.pt").is_file():
+            text = str(error).splitlines()[0] if str(error) else ""
+            failure = {"error": f"{type(error).__name__}: {text}".rstrip(": "), "at": _now()}
+            with contextlib.suppress(OSError):  # the error being raised matters more
+                atomic_write_json(self.path / FAILED, failure)
+
     @property
     def replacing(self) -> bool:
         """An --overwrite run that has not saved its first checkpoint yet."""
@@ -230,6 +241,7 @@ class RunFolder:
     def write_manifest(self, info: dict[str, Any]) -> None:
         if not self.main:
             return
+        (self.path / FAILED).unlink(missing_ok=True)  # a resume starts over
         path = self.path / "manifest.json"
         manifest = {**environment(), **info, "command": sys.argv, "started": _now()}
         if path.is_file() and self.cfg.resume:
