@@ -5,10 +5,16 @@ written to a temporary folder beside the output, and checked there before it is 
 place: the check builds the other library's model, loads the written weights into it, and
 compares its logits with ours on the same inputs (max |difference|, relative to the largest
 |logit|, and top-1 agreement), as `export` does.
+
+Weights in our layout carry the metadata `predict` needs (`carried_meta`): the source's own, or,
+for a torchvision or timm state_dict with ImageNet-1k's 1000 outputs, ImageNet-1k's class names
+and the preprocessing the library publishes for that model. A `.pth` gets it beside itself
+(`meta_beside`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +25,21 @@ from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
 from ..models.keys import layout_of, to_timm_v2, to_torchvision
-from ..models.weights import TORCHVISION_NAMES, load_state, read_weights, save_weights
+from ..models.weights import (
+    TORCHVISION_NAMES,
+    WeightsMeta,
+    load_state,
+    meta_beside,
+    read_weights,
+    save_weights,
+)
 from ..options import CONVERT_TARGETS as TARGETS
 from .export import ExportError, logit_parity
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")  # torch.save; .safetensors is the other choice
 TIMM_NAMES = {"preact_resnet50": "resnetv2_50", "preact_resnet101": "resnetv2_101"}
+IMAGENET_CLASSES = 1000
+_FC_KEYS = ("fc.weight", "head.fc.weight")  # the classifier in our or torchvision's, timm v2's
 
 
 @dataclass
@@ -36,13 +51,16 @@ class ConvertReport:
     max_rel_diff: float  # max_abs_diff / max |reference logit|
     top1_agreement: float
     passed: bool
+    metadata: str = ""  # where the classes and preprocessing came from (our layout only)
 
     def text(self) -> str:
         return (
             f"wrote {self.layout} weights to {self.path}\n"
             f"parity against {self.checked_against}: max |logit difference| "
             f"{self.max_abs_diff:.2e}, relative {self.max_rel_diff:.2e}, top-1 agreement "
-            f"{self.top1_agreement:.1f} %: " + ("passed" if self.passed else "FAILED")
+            f"{self.top1_agreement:.1f} %: "
+            + ("passed" if self.passed else "FAILED")
+            + (f"\n{self.metadata}" if self.metadata else "")
         )
 
 
@@ -65,6 +83,71 @@ def library_model(name: str, library: str, num_classes: int, in_chans: int) -> n
     return timm.create_model(timm_name, num_classes=num_classes, in_chans=in_chans)
 
 
+def carried_meta(
+    state: dict[str, torch.Tensor], meta: WeightsMeta | None, ours: ResNet, source: str
+) -> tuple[WeightsMeta | None, str]:
+    """The metadata converted weights carry, and a line saying where it came from.
+
+    The source's own is kept. A torchvision or timm state_dict has none, but one with 1000
+    outputs on RGB was trained on ImageNet-1k: it gets ImageNet-1k's class names (torchvision's
+    order, which timm shares) and the preprocessing its library publishes for the model."""
+    if meta is not None:
+        return meta, f"classes and preprocessing: kept from {source}"
+    cfg = ours.config
+    if layout_of(state) == "resnets":
+        return None, f"classes and preprocessing: none ({source} carries no resnets metadata)"
+    headed = any(k in state for k in _FC_KEYS)
+    if not headed or cfg.num_classes != IMAGENET_CLASSES or cfg.in_chans != 3:
+        found = f"{cfg.num_classes} outputs on {cfg.in_chans} channels" if headed else "no fc"
+        return None, (
+            f"classes and preprocessing: none assumed ({found}, not ImageNet-1k's 1000 outputs "
+            "on RGB); predict cannot use it"
+        )
+    found = _library_preprocessing(ours.name, _source_library(state))
+    if found is None:
+        return None, (
+            f"classes and preprocessing: none (neither torchvision nor an installed timm "
+            f"describes {ours.name})"
+        )
+    prep, recipe = found
+    from torchvision.models import ResNet50_Weights
+
+    classes = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return WeightsMeta(ours.name, cfg, classes=classes, **prep), (
+        f"classes: ImageNet-1k ({IMAGENET_CLASSES} outputs, torchvision's order); preprocessing "
+        f"of {recipe}: {prep['input_size']} px centre crop, shorter side resized to "
+        f"{prep['resize_size']}, mean {prep['mean']}, std {prep['std']}"
+    )
+
+
+def _library_preprocessing(name: str, library: str) -> tuple[dict, str] | None:
+    """({input_size, resize_size, mean, std}, the recipe they come from), or None.
+
+    torchvision's and timm's plain ResNets share one key layout, so a file of a model both have
+    is read as torchvision's: its IMAGENET1K_V1 recipe, the one every torchvision ResNet has.
+    Other models take timm's pretrained_cfg for the name (its default tag)."""
+    tv = TORCHVISION_NAMES.get(name)
+    if library == "torchvision" and tv is not None:
+        from torchvision.models import get_model_weights
+
+        tf = get_model_weights(tv)["IMAGENET1K_V1"].transforms()
+        prep = {"input_size": tf.crop_size[0], "resize_size": tf.resize_size[0]}
+        recipe = f"torchvision's {tv} IMAGENET1K_V1"
+        return prep | {"mean": list(tf.mean), "std": list(tf.std)}, recipe
+    try:
+        import timm
+    except ImportError:
+        return None
+    timm_name = TIMM_NAMES.get(name, name)
+    cfg = timm.models.get_pretrained_cfg(timm_name) if timm.is_model(timm_name) else None
+    if cfg is None or cfg.num_classes != IMAGENET_CLASSES:
+        return None
+    size = cfg.input_size[-1]
+    prep = {"input_size": size, "resize_size": math.floor(size / cfg.crop_pct)}  # as timm does
+    recipe = f"timm's {timm_name}.{cfg.tag} (crop_pct {cfg.crop_pct})"
+    return prep | {"mean": list(cfg.mean), "std": list(cfg.std)}, recipe
+
+
 def convert(
     source: str | Path,
     output: str | Path,
@@ -79,12 +162,15 @@ def convert(
     if to not in TARGETS:
         raise UsageError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     source, output = Path(source), Path(output)
-    _check_output(source, output, overwrite)
+    _check_output(source, output, to, overwrite)
     state, meta = read_weights(source)
     name = model or (meta.model if meta else None)
     if name is None:
         raise UsageError(f"say which architecture {source} holds: --model NAME")
     ours = _ours_from(state, meta, name, str(source))
+    note = ""
+    if to == "resnets":
+        meta, note = carried_meta(state, meta, ours, str(source))
     out_state = _in_layout(ours, to)
     with staging(output) as stage:
         staged = stage / output.name
@@ -94,7 +180,10 @@ def convert(
             raise ExportError(f"could not write {output}: {e.strerror or e}") from None
         written, _ = read_weights(staged)  # check what is on disk, not what is in memory
         report = _check(ours, state, written, meta, name, to, str(output), tolerance)
+        report.metadata = note
         if report.passed:
+            if meta_beside(staged).is_file():  # first: new weights never lack their metadata
+                publish(meta_beside(staged), meta_beside(output))
             publish(staged, output)
             return report
     raise ExportError(
@@ -104,7 +193,7 @@ def convert(
     )
 
 
-def _check_output(source: Path, output: Path, overwrite: bool) -> None:
+def _check_output(source: Path, output: Path, to: str, overwrite: bool) -> None:
     """Refuse, before anything is read or written, an output that cannot or should not be."""
     accepted = ", ".join((".safetensors", *TORCH_SUFFIXES))
     if output.suffix != ".safetensors" and output.suffix not in TORCH_SUFFIXES:
@@ -115,14 +204,19 @@ def _check_output(source: Path, output: Path, overwrite: bool) -> None:
     if not output.parent.is_dir():
         raise UsageError(f"the folder {output.parent} does not exist; create it or write elsewhere")
     check_output(output, source, overwrite, "choose another output file")
+    if to == "resnets" and output.suffix in TORCH_SUFFIXES:  # with its metadata beside it
+        check_output(meta_beside(output), source, overwrite, "choose another output file")
 
 
 def _save(ours: ResNet, state: dict, meta, to: str, path: Path) -> None:
-    """safetensors for a .safetensors name (with our metadata in our layout), else torch.save."""
-    if path.suffix != ".safetensors":
-        torch.save(state, path)
-    elif to == "resnets":
+    """Our layout with its metadata (inside a .safetensors, beside a .pth); the libraries'
+    layouts as plain safetensors or torch.save."""
+    if to == "resnets" and path.suffix == ".safetensors":
         save_weights(ours, path, meta)
+    elif path.suffix != ".safetensors":
+        torch.save(state, path)  # under its own name, which torch.save records in the file
+        if to == "resnets":
+            meta_beside(path).write_text((meta or WeightsMeta(ours.name, ours.config)).to_json())
     else:
         from safetensors.torch import save_file
 
@@ -171,7 +265,7 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> N
 
 def _ours_from(state, meta, name: str, source: str) -> ResNet:
     """Our model shaped by the file: its classes and input channels."""
-    fc = next((state[k] for k in ("fc.weight", "head.fc.weight") if k in state), None)
+    fc = next((state[k] for k in _FC_KEYS if k in state), None)
     conv = next(
         (
             state[k]

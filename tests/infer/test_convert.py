@@ -1,15 +1,20 @@
+import math
+
 import pytest
 import timm
 import torch
 import torchvision
+from PIL import Image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
-from resnets import create_model, save_weights
+from resnets import create_model, predict, save_weights
 from resnets.cli import main
-from resnets.errors import UsageError
+from resnets.errors import DataError, UsageError
 from resnets.infer import convert as convert_module
 from resnets.infer.convert import convert
 from resnets.infer.export import ExportError
 from resnets.models import load_model
+from resnets.models.weights import WeightsMeta
 
 from ..conftest import randomize_bn
 
@@ -162,3 +167,115 @@ def test_the_check_is_relative_to_the_logits_scale(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r"relative \S+ > 0.0001"):
         convert(tmp_path / "tv.pth", tmp_path / "bad.safetensors", model="resnet18")
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def _photo(path, size=(300, 220)):
+    """A smooth RGB image (upscaled noise), so resizing differences stay small."""
+    noise = torch.randint(0, 256, (12, 9, 3), dtype=torch.uint8).numpy()
+    Image.fromarray(noise).resize(size, Image.BILINEAR).save(path)
+    return path
+
+
+def _reference_top(model, image, prepare):
+    """(top class index, its probability) from the library's own model and preprocessing."""
+    x = prepare(pil_to_tensor(Image.open(image).convert("RGB")))[None]
+    with torch.no_grad():
+        probs = model.eval()(x).softmax(1)[0]
+    return int(probs.argmax()), float(probs.max())
+
+
+IMAGENET = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_torchvision_imagenet_weights_predict_with_imagenet_names(tmp_path, suffix):
+    tv = randomize_bn(torchvision.models.resnet18(weights=None)).eval()  # 1000 outputs
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    out = tmp_path / f"ours{suffix}"
+    report = convert(tmp_path / "tv.pth", out, model="resnet18")
+    assert report.passed and "classes: ImageNet-1k (1000 outputs" in report.text()
+    assert "torchvision's resnet18 IMAGENET1K_V1: 224 px centre crop" in report.metadata
+    meta = load_model(out).weights_meta
+    categories = IMAGENET.meta["categories"]
+    assert meta.classes == categories and (meta.input_size, meta.resize_size) == (224, 256)
+    assert (meta.mean, meta.std) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    if suffix == ".pth":  # the metadata goes beside a plain state_dict
+        assert (tmp_path / "ours.pth.json").is_file()
+        assert torch.load(out, weights_only=True).keys() == load_model(out).state_dict().keys()
+    image = _photo(tmp_path / "photo.png")
+    index, prob = _reference_top(tv, image, IMAGENET.transforms())
+    (name, p), *_ = predict(out, [image]).predictions[0].top
+    assert name == categories[index] and p == pytest.approx(prob, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("resnet18d", "resnet18d"),  # crop_pct 0.875: 256 px
+        pytest.param("preact_resnet50", "resnetv2_50", marks=pytest.mark.slow),  # 0.95, mean 0.5
+    ],
+)
+def test_timm_imagenet_weights_take_timms_preprocessing(tmp_path, ours, theirs):
+    from torchvision.transforms import v2
+
+    model = randomize_bn(timm.create_model(theirs)).eval()  # 1000 outputs
+    torch.save(model.state_dict(), tmp_path / "timm.pth")
+    report = convert(tmp_path / "timm.pth", tmp_path / "ours.safetensors", model=ours)
+    cfg = timm.models.get_pretrained_cfg(theirs)
+    resize = math.floor(224 / cfg.crop_pct)  # 256 for crop_pct 0.875, 235 for 0.95
+    assert report.passed and f"timm's {theirs}.{cfg.tag} (crop_pct {cfg.crop_pct})" in report.text()
+    meta = load_model(tmp_path / "ours.safetensors").weights_meta
+    assert meta.classes == IMAGENET.meta["categories"]
+    assert (meta.input_size, meta.resize_size) == (cfg.input_size[-1], resize) == (224, resize)
+    assert (meta.mean, meta.std) == (list(cfg.mean), list(cfg.std))
+    image = _photo(tmp_path / "photo.png")
+    prepare = v2.Compose(
+        [
+            v2.Resize(resize, antialias=True),
+            v2.CenterCrop(224),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(cfg.mean, cfg.std),
+        ]
+    )
+    index, prob = _reference_top(model, image, prepare)
+    (name, p), *_ = predict(tmp_path / "ours.safetensors", [image]).predictions[0].top
+    assert name == IMAGENET.meta["categories"][index] and p == pytest.approx(prob, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "found"), [(7, "7 outputs on 3 channels"), (None, "no fc")]
+)
+def test_other_class_counts_get_no_assumed_names_or_preprocessing(tmp_path, num_classes, found):
+    state = torchvision.models.resnet18(num_classes=num_classes or 1000).state_dict()
+    if num_classes is None:  # a backbone without its classifier
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    torch.save(state, tmp_path / "tv.pth")
+    report = convert(tmp_path / "tv.pth", tmp_path / "ours.safetensors", model="resnet18")
+    assert f"none assumed ({found}, not ImageNet-1k's 1000 outputs on RGB)" in report.text()
+    meta = load_model(tmp_path / "ours.safetensors").weights_meta
+    assert meta.classes is None and meta.input_size is None and meta.mean is None
+    with pytest.raises(DataError, match="lacks preprocessing metadata"):
+        predict(tmp_path / "ours.safetensors", [_photo(tmp_path / "photo.png")])
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_the_sources_own_metadata_is_kept(tmp_path, suffix):
+    model = create_model("resnet20")
+    meta = WeightsMeta(
+        "resnet20", model.config, [f"c{i}" for i in range(10)], 32, None, [0.5] * 3, [0.25] * 3
+    )
+    save_weights(model, tmp_path / "r20.safetensors", meta)
+    report = convert(tmp_path / "r20.safetensors", tmp_path / f"out{suffix}")
+    assert report.metadata == f"classes and preprocessing: kept from {tmp_path / 'r20.safetensors'}"
+    assert load_model(tmp_path / f"out{suffix}").weights_meta == meta
+    top = predict(tmp_path / f"out{suffix}", [_photo(tmp_path / "p.png", (40, 40))]).predictions
+    assert top[0].top[0][0].startswith("c")
+
+
+def test_a_pth_output_does_not_replace_a_metadata_file_without_overwrite(r20, tmp_path):
+    (tmp_path / "out.pth.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"out.pth.json already exists; pass --overwrite"):
+        convert(r20, tmp_path / "out.pth")
+    assert not (tmp_path / "out.pth").exists()
+    convert(r20, tmp_path / "out.pth", overwrite=True)
+    assert load_model(tmp_path / "out.pth").weights_meta == load_model(r20).weights_meta
