@@ -66,14 +66,14 @@ def model_info(
     x = torch.empty(batch_size, model.config.in_chans, size, size, device="meta")
 
     model.eval()
+    shapes: dict[str, tuple[int, ...]] = {}
     try:
-        counted = count_macs(model, x)
+        counted = count_macs(model, x, shapes)
     except RuntimeError as e:  # a feature map shrank below one pixel
         raise UsageError(
             f"input size {size} is too small for {model.name} "
             f"({str(e).splitlines()[0]}); try --input-size {model.config.input_size}"
         ) from None
-    feats = model.forward_intermediates(x)
 
     def macs(prefix: str) -> int:
         inside = (n for n in counted if n == prefix or n.startswith(prefix + "."))
@@ -82,11 +82,10 @@ def model_info(
     def params(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    stem_out = model.stem(x)
-    rows = [LayerStats("stem", tuple(stem_out.shape[1:]), params(model.stem), macs("stem"))]
-    for i, (stage, out) in enumerate(zip(model.stages, feats, strict=True)):
-        shape = tuple(out.shape[1:])
-        rows.append(LayerStats(f"stage{i + 1}", shape, params(stage), macs(f"stages.{i}")))
+    rows = [LayerStats("stem", shapes["stem"], params(model.stem), macs("stem"))]
+    for i, stage in enumerate(model.stages):
+        name = f"stages.{i}"
+        rows.append(LayerStats(f"stage{i + 1}", shapes[name], params(stage), macs(name)))
     head_params = params(model.norm) + params(model.fc)
     rows.append(LayerStats("head", (model.config.num_classes,), head_params, macs("fc")))
 
@@ -102,24 +101,32 @@ def model_info(
     )
 
 
-def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+def count_macs(
+    model: ResNet, x: torch.Tensor, shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict[str, int]:
     """Multiply-accumulates of each convolution and linear layer for input `x`, by module
-    name, from shapes alone: what torch's FlopCounterMode counts, halved (tested equal), without
-    the second of start-up that loading its dispatch machinery costs `resnets info`."""
+    name, from shapes alone: what torch's FlopCounterMode counts, halved (tested equal), in
+    the same pass that fills `shapes` with the stem's and each stage's output shape (one
+    image). Each pass on the meta device costs `resnets info` time: it makes one."""
     counted: dict[str, int] = {}
+    shapes = {} if shapes is None else shapes
 
     def hook(name: str):
         def record(m: nn.Module, inputs, out: torch.Tensor) -> None:
             if isinstance(m, nn.Linear):
                 per_output = m.in_features
-            else:
+            elif isinstance(m, nn.Conv2d):
                 per_output = m.in_channels // m.groups * math.prod(m.kernel_size)
+            else:
+                shapes[name] = tuple(out.shape[1:])
+                return
             counted[name] = counted.get(name, 0) + out.numel() * per_output
 
         return record
 
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    watched = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    watched += [("stem", model.stem)] + [(f"stages.{i}", s) for i, s in enumerate(model.stages)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in watched]
     try:
         model(x)
     finally:
@@ -140,15 +147,19 @@ def _activation_bytes(model: ResNet, x: torch.Tensor) -> int:
             saved[storage._cdata] = storage.nbytes()
         return t
 
-    if len(x) == 1:
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x.requires_grad_(False))
+    except ValueError:
+        if len(x) != 1:
+            raise
         # Training-mode BN needs two values per channel, which a 1x1 feature map at batch 1
         # lacks: what is saved grows linearly with the batch, so extrapolate from 2 and 4.
         two, four = (_activation_bytes(model, x.expand(n, *x.shape[1:])) for n in (2, 4))
         return two - (four - two) // 2
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x.requires_grad_(False))
-    model.eval()
+    finally:
+        model.eval()
     return sum(saved.values())
 
 
