@@ -85,8 +85,9 @@ class DataOptions:
 
     data: str = option(
         "digits",
-        "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | "
-        "mnist[:PATH] | fashion-mnist[:PATH] | imagefolder:PATH | csv:FILE",
+        "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | mnist[:PATH] | "
+        "fashion-mnist[:PATH] | imagefolder:PATH | csv:FILE; segmentation: shapes | "
+        "segfolder:PATH",
     )
     image_size: int | None = option(
         None,
