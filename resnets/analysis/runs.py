@@ -42,7 +42,8 @@ SCORES = {"classification": "acc1", "segmentation": "dice", "multilabel": "auc"}
 TEST_SHOWN = {"classification": ("acc1",), "segmentation": ("dice", "iou"),
               "multilabel": ("auc", "map")}  # fmt: skip
 LABELS = {"acc1": "top-1", "dice": "Dice", "iou": "IoU", "auc": "AUC", "map": "mAP"}
-IGNORED = ("out", "resume", "overwrite")  # config keys that differ for any two runs
+# config keys that say where a run went or how it printed, not what it trained
+IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")
 RUNNING_MIN_SECONDS = 600  # a run written this recently may still be running
 FIRST_EPOCH_SECONDS = 3600  # ... and one with no epoch done yet, this long after its start
 
@@ -282,13 +283,13 @@ class Comparison:
     a: RunRow
     b: RunRow
     differences: dict[str, tuple[Any, Any]]  # key -> (a's value, b's value)
-    ignored: list[str]  # keys that differed but always do (IGNORED)
+    ignored: list[str]  # keys that differed but do not change the training (IGNORED)
     figure: Path | None  # None when neither run has finished an epoch
 
     def text(self) -> str:
         """Both paths, the config keys that differ, then both runs' results, in columns."""
         n = len(self.differences)
-        ignored = f" (ignored, as they differ for any two runs: {', '.join(self.ignored)})"
+        ignored = f" (ignored, as they do not change the training: {', '.join(self.ignored)})"
         config = [[k, str(va), str(vb)] for k, (va, vb) in self.differences.items()]
         a, b = _cells(self.a), _cells(self.b)
         shown = ("best val", "test", "epochs", "time", "state")

@@ -158,4 +158,4 @@ def cmd_runs(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps([dataclasses.asdict(row) for row in rows], indent=2, default=str))
     else:
-        print(runs_table(rows, sort=args.sort))
+        print(runs_table(rows, sort=args.sort, root=args.root))

@@ -196,7 +196,7 @@ def test_compare_lists_exactly_the_differing_keys_and_writes_a_figure(root, tmp_
     assert c.figure == tmp_path / "ab.png"
     assert c.figure.read_bytes().startswith(b"\x89PNG") and c.figure.stat().st_size > 10_000
     text = c.text()
-    assert "config: 1 difference (ignored, as they differ for any two runs: out)" in text
+    assert "config: 1 difference (ignored, as they do not change the training: out)" in text
     assert text.splitlines()[4].split() == ["lr", "0.1", "0.05"]
     monkeypatch.chdir(tmp_path)
     assert compare_runs(root / "a", root / "nested" / "cut").figure == Path("compare-a-cut.png")
