@@ -42,8 +42,7 @@ SCORES = {"classification": "acc1", "segmentation": "dice", "multilabel": "auc"}
 TEST_SHOWN = {"classification": ("acc1",), "segmentation": ("dice", "iou"),
               "multilabel": ("auc", "map")}  # fmt: skip
 LABELS = {"acc1": "top-1", "dice": "Dice", "iou": "IoU", "auc": "AUC", "map": "mAP"}
-# config keys that say where a run went or how it printed, not what it trained
-IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")
+IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")  # not the math
 RUNNING_MIN_SECONDS = 600  # a run written this recently may still be running
 FIRST_EPOCH_SECONDS = 3600  # ... and one with no epoch done yet, this long after its start
 

@@ -26,6 +26,7 @@ from .loaders import (
     InMemoryEvalLoader,
     InMemoryTrainLoader,
     Shard,
+    balanced_weights,
     channel_stats,
     to_channels,
 )
@@ -37,6 +38,7 @@ from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
 
 SEGMENTATION = ("shapes", "segfolder")
+SAMPLERS = ("uniform", "balanced")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -186,14 +188,16 @@ def make_loaders(
     mix: MixUpCutMix | None = None,
     channels_last: bool = False,
     num_workers: int | None = None,
+    sampler: str = "uniform",
 ) -> Loaders:
-    """Loaders for the three splits; training batches are global, sharded by `shard`."""
+    """Loaders for the three splits; training batches are global, sharded by `shard`.
+    `sampler`: "uniform" (each image once per epoch) or "balanced" (see `train_batches`)."""
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
     augment = CropFlip(splits.crop_padding, splits.hflip)
     if not augment.padding and not augment.hflip:
         augment = None
     decoded = splits.tensors("train")
-    batches = GlobalBatches(len(decoded or splits.train), batch_size, shard, seed)
+    batches = train_batches(splits, batch_size, shard, seed, sampler)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
     if decoded is not None:
         train = InMemoryTrainLoader(decoded, batches, augment=augment, mix=mix, **common)
@@ -217,6 +221,27 @@ def make_loaders(
         )
 
     return Loaders(train, evaluation("val"), evaluation("test"))
+
+
+def train_batches(
+    splits: Splits, batch_size: int, shard: Shard, seed: int, sampler: str = "uniform"
+) -> GlobalBatches:
+    """The training split's global batches. "balanced": each epoch draws as many images as the
+    split holds, with replacement, each with probability 1 / its class's count."""
+    if sampler not in SAMPLERS:
+        raise unknown_name("sampler", sampler, SAMPLERS)
+    data = splits.tensors("train") or splits.train  # decoded once: unreadable files left out
+    weights = None
+    if sampler == "balanced":
+        weights = balanced_weights(data.labels)
+        counts = torch.bincount(data.labels)
+        counts = counts[counts > 0]
+        splits.notes.append(
+            f"sampler: balanced: each epoch draws {len(data)} training images with replacement, "
+            f"every class equally likely (classes of {int(counts.min())} to "
+            f"{int(counts.max())} images), so images of rare classes repeat"
+        )
+    return GlobalBatches(len(data), batch_size, shard, seed, weights=weights)
 
 
 def eval_loader(

@@ -3,7 +3,8 @@
 `GlobalBatches` fixes which samples make up each global batch from (seed, epoch) alone; a
 process takes its contiguous share and splits it into `accum` micro-batches. Two processes
 therefore see exactly what one process with two accumulation steps sees, and a run resumed
-at (epoch, step), with any number of processes, continues the same sequence.
+at (epoch, step), with any number of processes, continues the same sequence. This holds for
+the balanced sampler too: its draws come from the same (seed, epoch) generator.
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ ONE_PROCESS = Shard()
 
 
 class GlobalBatches:
-    """Global batches of sample indices, identical for every world size and resume point."""
+    """Global batches of sample indices, identical for every world size and resume point.
 
-    def __init__(self, n: int, batch_size: int, shard: Shard, seed: int, drop_last: bool = True):
+    An epoch is a seeded permutation of the n samples; with `weights`, n draws with
+    replacement, sample i with probability weights[i] / sum (as WeightedRandomSampler)."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shard: Shard,
+        seed: int,
+        drop_last: bool = True,
+        weights: torch.Tensor | None = None,
+    ):
         parts = shard.world_size * shard.accum
         if batch_size % parts:
             raise UsageError(
@@ -50,13 +62,16 @@ class GlobalBatches:
             )
         self.n, self.batch_size, self.shard, self.seed = n, batch_size, shard, seed
         self.steps = n // batch_size if drop_last else -(-n // batch_size)
+        self.weights = None if weights is None else weights.double()
 
     def __len__(self) -> int:
         return self.steps
 
     def order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-        return torch.randperm(self.n, generator=g)
+        if self.weights is None:
+            return torch.randperm(self.n, generator=g)
+        return torch.multinomial(self.weights, self.n, replacement=True, generator=g)
 
     def micro_slices(self) -> list[slice]:
         """Positions, within a global batch, of this process's micro-batches."""
@@ -72,6 +87,22 @@ class GlobalBatches:
         order = self.order(epoch)
         for step in range(start_step, self.steps):
             yield step, order[step * self.batch_size : (step + 1) * self.batch_size]
+
+
+def balanced_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's sampling weight for --sampler balanced: 1 / the count of its class, so
+    every class present is drawn equally often."""
+    if labels.ndim == 2:
+        raise UsageError(
+            "--sampler balanced needs one class per image; for multi-label data each label's "
+            "positives are already weighted by its negatives / positives (use --sampler uniform)"
+        )
+    if labels.ndim != 1:
+        raise UsageError(
+            "--sampler balanced draws whole images; segmentation has a class per pixel "
+            "(use --class-weights balanced)"
+        )
+    return 1.0 / torch.bincount(labels)[labels].double()
 
 
 class TrainBatches:

@@ -92,6 +92,11 @@ class TrainConfig(DataOptions):
     ema_decay: float = option(0.0, "EMA of weights, per step; 0 = off (e.g. 0.9998)", "[0, 1)")
     clip_grad: float | None = option(None, "clip the gradient norm to this value", "(0, inf)")
     class_weights: Literal["none", "balanced"] = option("none", "weight the loss per class")
+    loss: Literal["cross-entropy", "focal"] = option("cross-entropy", "focal: Lin et al. 2017")
+    focal_gamma: float = option(2.0, "focal: -(1-p)^gamma log p; 0 = cross-entropy", "[0, inf)")
+    sampler: Literal["uniform", "balanced"] = option(
+        "uniform", "balanced: draw with replacement, every class equally likely"
+    )
     early_stop: int | None = option(
         None, "stop after this many epochs without improvement", "[1, inf)"
     )
@@ -305,6 +310,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("--resume and --overwrite exclude each other")
     if list(cfg.milestones) != sorted(cfg.milestones):
         raise ConfigError(f"milestones must increase, got {list(cfg.milestones)}")
+    if cfg.sampler == "balanced" and cfg.class_weights == "balanced":
+        raise ConfigError("--sampler balanced and --class-weights balanced each undo the class "
+                          "imbalance; together they over-correct: choose one")  # fmt: skip
 
 
 def peak_lr(cfg: TrainConfig) -> float:

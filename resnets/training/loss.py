@@ -1,11 +1,16 @@
 """What a run optimizes: its task (classification, multi-label or segmentation, settled
-from the options and the data) and its loss, with class or positive weights."""
+from the options and the data) and its loss, cross-entropy or focal, with class or positive
+weights."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+import torch.nn.functional as F
 
 from ..data import Splits
+from ..data.colours import IGNORE_INDEX
 from ..errors import UsageError
 from ..tasks import Task, get_task
 from .config import TrainConfig
@@ -46,11 +51,68 @@ def check_classes(cfg: TrainConfig, splits: Splits) -> None:
 
 
 def make_criterion(task: Task, cfg: TrainConfig, splits: Splits, device: torch.device):
-    """The training loss: the task's, with label smoothing and class weights as asked;
-    multi-label: each label's positives weighted by its negatives / positives."""
+    """The training loss: the task's cross-entropy or --loss focal, with label smoothing and
+    class weights as asked; multi-label: each label's positives weighted by its negatives /
+    positives."""
     if task.multilabel:
-        return task.criterion(weight=positive_weights(splits, device))
-    return task.criterion(cfg.label_smoothing, class_weights(cfg, splits, device))
+        weight = positive_weights(splits, device)
+        if cfg.loss == "focal":
+            return partial(sigmoid_focal_loss, gamma=cfg.focal_gamma, pos_weight=weight)
+        return task.criterion(weight=weight)
+    weight = class_weights(cfg, splits, device)
+    if cfg.loss == "focal":
+        gamma, smoothing = cfg.focal_gamma, cfg.label_smoothing
+
+        def focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            smooth = smoothing if target.ndim == 1 else 0.0  # as the task's cross-entropy
+            return focal_loss(logits, target, gamma, weight, smooth)
+
+        return focal
+    return task.criterion(cfg.label_smoothing, weight)
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Softmax focal loss (Lin et al. 2017), per image or per pixel: -w_c (1 - p_c)^gamma
+    log p_c, summed over classes c weighted by the target distribution. A soft target (label
+    smoothing, MixUp, CutMix) is a mixture of hard labels, so its loss is their mixture of focal
+    losses. Averaged as F.cross_entropy averages (by the weights of the targets' classes for
+    class indices, by the count for soft targets): gamma 0 is cross-entropy exactly."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    # (1 - p) from expm1, kept off 0 so that gamma < 1 has a finite gradient at p = 1
+    terms = (-torch.expm1(logp)).clamp_min(1e-12).pow(gamma) * -logp
+    if weight is not None:
+        terms = terms * weight.view(-1, *[1] * (logits.ndim - 2))
+    if target.is_floating_point():
+        return (terms * target).sum(1).mean()
+    valid = target != IGNORE_INDEX
+    index = target.masked_fill(~valid, 0)
+    per = terms.gather(1, index.unsqueeze(1)).squeeze(1)
+    if label_smoothing:
+        per = (1 - label_smoothing) * per + label_smoothing / logits.shape[1] * terms.sum(1)
+    alpha = weight[index] if weight is not None else torch.ones_like(per)
+    return (per * valid).sum() / (alpha * valid).sum()
+
+
+def sigmoid_focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float, pos_weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Multi-label focal loss: torchvision.ops.sigmoid_focal_loss with alpha off (the same
+    values), each label's positives weighted by `pos_weight` as BCE weights them: gamma 0 is
+    the task's BCE. Written out because torchvision's gradient is NaN for 0 < gamma < 1 once a
+    logit saturates ((1 - p_t) is then 0)."""
+    logits, target = logits.float(), target.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    miss = target * torch.sigmoid(-logits) + (1 - target) * torch.sigmoid(logits)  # 1 - p_t
+    loss = miss.clamp_min(1e-12).pow(gamma) * bce
+    if pos_weight is not None:
+        loss = loss * (1 + (pos_weight - 1) * target)
+    return loss.mean()
 
 
 def positive_weights(splits: Splits, device: torch.device) -> torch.Tensor:

@@ -151,6 +151,7 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     loaders = make_loaders(
         splits, batch_size=cfg.batch_size, shard=env.shard(cfg.accum_steps), device=device,
         seed=cfg.seed, mix=mix, channels_last=cfg.channels_last, num_workers=cfg.num_workers,
+        sampler=cfg.sampler,
     )  # fmt: skip
     steps_per_epoch = len(loaders.train)
     total = cfg.steps or cfg.epochs * steps_per_epoch
