@@ -212,3 +212,52 @@ class MultiLabelMeter:
                 if not math.isnan(macro(values)):  # undefined (no label has both classes): absent
                     out[key] = 100 * macro(values)
         return out
+
+
+# ---- single-label: one class per image, from its softmax probabilities ----------------------
+
+
+def one_vs_rest_auc(probs: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Per class, the ROC-AUC of its probability for "this class or another"; NaN for a class
+    absent from `labels` (scikit-learn refuses those) or the only one present."""
+    return [roc_auc(probs[:, c], labels == c) for c in range(probs.shape[1])]
+
+
+def calibration_bins(
+    probs: torch.Tensor, labels: torch.Tensor, bins: int = 15
+) -> dict[str, torch.Tensor]:
+    """The top-1 probability in `bins` equal-width bins (lo, hi] of [0, 1]: per bin the sample
+    count, the top-1 accuracy and the mean confidence (both 0 in an empty bin)."""
+    conf, pred = probs.double().max(1)
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    index = torch.bucketize(conf, edges[1:-1])  # right-closed: conf == hi goes to (lo, hi]
+    count = torch.bincount(index, minlength=bins).double()
+    hits = torch.bincount(index, weights=(pred == labels).double(), minlength=bins)
+    total = torch.bincount(index, weights=conf, minlength=bins)
+    return {
+        "count": count,
+        "accuracy": hits / count.clamp_min(1),
+        "confidence": total / count.clamp_min(1),
+    }
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE of Guo et al. 2017, in [0, 1]: sum over the confidence bins of |B|/n |acc(B) -
+    conf(B)|, the gap between how sure the model is of its top-1 class and how often it is
+    right."""
+    b = calibration_bins(probs, labels, bins)
+    weight = b["count"] / b["count"].sum().clamp_min(1)
+    return float((weight * (b["accuracy"] - b["confidence"]).abs()).sum())
+
+
+def sensitivity_specificity(
+    positive: torch.Tensor, labels: torch.Tensor, threshold: float
+) -> tuple[float, float]:
+    """Two classes: the recall of the positive class (label 1) and of the negative class
+    (label 0) for the decisions "positive if its probability >= threshold"; NaN for a class
+    the labels lack."""
+    said = positive >= threshold
+    pos, neg = labels == 1, labels == 0
+    sensitivity = int((said & pos).sum()) / int(pos.sum()) if pos.any() else math.nan
+    specificity = int((~said & neg).sum()) / int(neg.sum()) if neg.any() else math.nan
+    return sensitivity, specificity

@@ -76,6 +76,28 @@ def confusion_matrix(matrix, classes: Sequence[str], path: Path, title: str = ""
     return _save(fig, path)
 
 
+def reliability_diagram(
+    count: Sequence[float], accuracy: Sequence[float], path: Path, title: str = ""
+) -> Path:
+    """Top-1 accuracy per equal-width confidence bin against the diagonal of perfect
+    calibration, each bar labelled with its number of images."""
+    plt = _pyplot()
+    bins = len(count)
+    width = 1 / bins
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    left = [i * width for i in range(bins) if count[i]]
+    height = [accuracy[i] for i in range(bins) if count[i]]
+    ax.bar(left, height, width=width, align="edge", edgecolor="black", alpha=0.8, label="accuracy")
+    for x, h, n in zip(left, height, [int(c) for c in count if c], strict=True):
+        ax.text(x + width / 2, h + 0.01, n, ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set(xlim=(0, 1), ylim=(0, 1.1), xlabel="confidence (top-1 probability)")
+    ax.set(ylabel="accuracy", title=title or f"reliability ({bins} bins, images per bar)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2)  # clear of the bars
+    return _save(fig, path)
+
+
 def curves_by_model(
     series: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: Path,

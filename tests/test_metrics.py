@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, recall_score, roc_auc_score
 
-from resnets.metrics import average_precision, best_thresholds, f1_scores, roc_auc
+from resnets.metrics import (
+    average_precision,
+    best_thresholds,
+    expected_calibration_error,
+    f1_scores,
+    macro,
+    one_vs_rest_auc,
+    roc_auc,
+    sensitivity_specificity,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -36,3 +46,78 @@ def test_undefined_metrics_are_nan_and_thresholds_maximise_f1():
     cut = best_thresholds(probs, targets)
     assert 0.1 < float(cut[0]) <= 0.35  # all three positives, no negative
     assert f1_scores(probs, targets, cut).item() == 1.0
+
+
+def _softmax_outputs(n: int, classes: int, seed: int, sharp: float = 2.0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    logits = torch.randn(n, classes, generator=g) * sharp
+    logits[torch.arange(n), labels] += 1.0  # better than chance, not perfect
+    return logits.softmax(1), labels
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_vs_rest_auc_equals_scikit_learn(seed):
+    probs, labels = _softmax_outputs(300, 5, seed)
+    auc = one_vs_rest_auc(probs, labels)
+    for c in range(5):
+        assert auc[c] == pytest.approx(roc_auc_score(labels == c, probs[:, c]), abs=1e-12)
+    theirs = roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert macro(auc) == pytest.approx(theirs, abs=1e-12)
+
+
+def test_one_vs_rest_auc_of_a_class_absent_from_the_labels_is_undefined():
+    probs, labels = _softmax_outputs(100, 4, 0)
+    labels[labels == 3] = 0
+    auc = one_vs_rest_auc(probs, labels)
+    assert math.isnan(auc[3]) and not any(math.isnan(a) for a in auc[:3])
+    with pytest.raises(ValueError):  # scikit-learn refuses such a split outright
+        roc_auc_score(labels, probs, multi_class="ovr")
+
+
+def numpy_ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Guo et al. 2017, written out: sum over bins (lo, hi] of |B|/n |acc(B) - conf(B)|."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            gap = (pred[inside] == labels[inside]).mean() - conf[inside].mean()
+            ece += inside.mean() * abs(gap)
+    return ece
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ece_equals_the_formula_computed_directly(seed):
+    probs, labels = _softmax_outputs(500, 6, seed)
+    p, y = probs.double().numpy(), labels.numpy()
+    for bins in (15, 10):
+        ours = expected_calibration_error(probs, labels, bins)
+        assert ours == pytest.approx(numpy_ece(p, y, bins), abs=1e-12)
+    assert expected_calibration_error(probs, labels) == pytest.approx(numpy_ece(p, y), abs=1e-12)
+
+
+def test_ece_is_large_for_an_over_confident_model_and_small_for_a_calibrated_one():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (2000,), generator=g)
+    guess = torch.randint(0, 4, (2000,), generator=g)  # right a quarter of the time
+    sure = torch.full((2000, 4), 0.01 / 3).scatter_(1, guess[:, None], 0.99)
+    ece = expected_calibration_error(sure, labels)
+    assert ece == pytest.approx(numpy_ece(sure.double().numpy(), labels.numpy()), abs=1e-12)
+    assert ece > 0.6  # 99 % sure, about 25 % right
+    probs, _ = _softmax_outputs(20000, 4, 1)
+    honest = torch.multinomial(probs, 1, generator=g)[:, 0]  # labels drawn from the outputs
+    assert expected_calibration_error(probs, honest) < 0.03
+
+
+def test_sensitivity_and_specificity_equal_the_recall_of_each_class():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (300,), generator=g)
+    positive = (torch.rand(300, generator=g) + 0.3 * labels).clamp(max=1)
+    for cut in (0.3, 0.5, 0.8):
+        said = (positive >= cut).numpy()
+        sensitivity, specificity = sensitivity_specificity(positive, labels, cut)
+        assert sensitivity == pytest.approx(recall_score(labels, said, pos_label=1), abs=1e-12)
+        assert specificity == pytest.approx(recall_score(labels, said, pos_label=0), abs=1e-12)
+    assert math.isnan(sensitivity_specificity(positive, torch.zeros(300), 0.5)[0])

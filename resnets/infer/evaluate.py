@@ -1,4 +1,5 @@
-"""`evaluate`: accuracy, per-class precision/recall/F1 and a confusion matrix for weights.
+"""`evaluate`: accuracy, per-class precision/recall/F1/ROC-AUC, calibration and a confusion
+matrix for weights (the report itself: report.py).
 
 The source is a run folder (its best weights and its data options, so the split is the one
 the run held out) or a weights file with resnets metadata plus a `data` spec. Inputs are
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +26,14 @@ from ..data.python import PYTHON, is_spec, read_items, to_tensors
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
-from ..metrics import SegmentationMeter, topk_correct
+from ..metrics import SegmentationMeter
 from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS
-from ..plots import confusion_matrix
 from ..tasks import get_task
 from .backends import Predictor, predictor
 from .multilabel import MultiLabelReport, evaluate_labels
-
-
-@dataclass
-class EvalReport:
-    split: str
-    count: int
-    acc1: float
-    acc5: float
-    macro_f1: float
-    tta_flip: bool
-    classes: list[str]
-    per_class: list[dict[str, Any]] = field(default_factory=list)
-    confusion: list[list[int]] = field(default_factory=list)
-    skipped: int = 0
-    files: dict[str, str] = field(default_factory=dict)
-
-    def table(self) -> str:
-        lines = [
-            f"{self.split}: {self.count} images" + (" (flip TTA)" if self.tta_flip else ""),
-            f"top-1 {self.acc1:.2f} %   top-5 {self.acc5:.2f} %   macro F1 {self.macro_f1:.4f}",
-            "",
-            f"{'class':<20} {'acc %':>7} {'prec':>7} {'recall':>7} {'F1':>7} {'n':>6}",
-        ]
-        for row in self.per_class:
-            lines.append(
-                f"{row['class'][:20]:<20} {row['accuracy']:>7.2f} {row['precision']:>7.4f} "
-                f"{row['recall']:>7.4f} {row['f1']:>7.4f} {row['support']:>6}"
-            )
-        if self.skipped:
-            lines.append(f"\n{self.skipped} unreadable images skipped")
-        lines += [f"{k}: {v}" for k, v in self.files.items()]
-        return "\n".join(lines)
+from .report import EvalReport, classification_report, write_report
 
 
 @dataclass
@@ -122,7 +91,8 @@ def evaluate(
     backend: str = "eager",
     allow_changed_data: bool = False,
 ) -> EvalReport | MultiLabelReport | SegmentationReport:
-    """Evaluate weights on a split; writes eval.json and the confusion-matrix PNG to `out`.
+    """Evaluate weights on a split; writes eval-SPLIT.json, the confusion matrix and the
+    reliability diagram (PNGs) to `out`.
 
     `data`: a spec (its held-out `split`; "all": every image of train, val and test), or
     Python objects (all of them are scored; see data/python.py), whose report goes to `out` or
@@ -163,14 +133,9 @@ def evaluate(
     if labels.ndim != 1:
         raise UsageError("the data has several labels per image; these weights give one class")
     labels = remap[labels]
-    report = _report(logits, labels, classes, split, tta_flip)
+    report = classification_report(logits, labels, classes, split, tta_flip, meta.thresholds)
     report.skipped = getattr(loader, "skipped", 0)
-    png = confusion_matrix(
-        torch.tensor(report.confusion), classes, folder / f"confusion-{split}.png"
-    )
-    report.files = {"confusion matrix": str(png), "report": str(folder / f"eval-{split}.json")}
-    atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(report))
-    return report
+    return write_report(report, folder)
 
 
 def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:
@@ -286,40 +251,3 @@ def _predict_all(infer: Predictor, loader, tta_flip: bool) -> tuple[torch.Tensor
         outs.append(probs.cpu())
         labels.append(y.cpu())
     return torch.cat(outs), torch.cat(labels)
-
-
-def _report(
-    probs: torch.Tensor, labels: torch.Tensor, classes: list[str], split: str, tta: bool
-) -> EvalReport:
-    n = len(classes)
-    hits = topk_correct(probs, labels, (1, 5)).tolist()
-    pred = probs.argmax(1)
-    cm = torch.bincount(labels * n + pred, minlength=n * n).view(n, n)
-    tp = cm.diag().double()
-    support, predicted = cm.sum(1).double(), cm.sum(0).double()
-    precision = tp / predicted.clamp_min(1)
-    recall = tp / support.clamp_min(1)
-    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
-    per_class = [
-        {
-            "class": classes[i],
-            "accuracy": 100 * recall[i].item(),
-            "precision": precision[i].item(),
-            "recall": recall[i].item(),
-            "f1": f1[i].item(),
-            "support": int(support[i]),
-        }
-        for i in range(n)
-    ]
-    present = support > 0
-    return EvalReport(
-        split=split,
-        count=len(labels),
-        acc1=100 * hits[0] / len(labels),
-        acc5=100 * hits[1] / len(labels),
-        macro_f1=f1[present].mean().item() if present.any() else 0.0,
-        tta_flip=tta,
-        classes=classes,
-        per_class=per_class,
-        confusion=cm.tolist(),
-    )

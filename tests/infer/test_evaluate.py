@@ -17,20 +17,57 @@ def test_evaluate_a_run_reproduces_its_test_accuracy(digits_run):
     assert sum(sum(r) for r in report.confusion) == 359
     assert sum(r["support"] for r in report.per_class) == 359
     assert (digits_run / "eval" / "confusion-test.png").stat().st_size > 1000
+    assert (digits_run / "eval" / "reliability-test.png").stat().st_size > 10000
+    saved = json.loads((digits_run / "eval" / "eval-test.json").read_text())
+    assert saved["balanced_acc"] == report.balanced_acc and saved["ece"] == report.ece
+    assert saved["calibration"]["bins"] == 15 and sum(saved["calibration"]["count"]) == 359
+    assert saved["macro_auc"] == report.macro_auc and saved["binary"] is None
+    assert all(0.5 < row["auc"] <= 1 for row in saved["per_class"])
 
 
 def test_per_class_numbers_match_a_direct_computation(digits_run):
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from ..test_metrics import numpy_ece
+
     report = evaluate(digits_run, split="val")
     model = load_model(digits_run / "best.safetensors").eval()
     splits = load_splits(DataOptions(), seed=0)
     x = (splits.val.images.float() / 255 - model.weights_meta.mean[0]) / model.weights_meta.std[0]
     with torch.no_grad():
-        pred = model(x).argmax(1)
-    y = splits.val.labels
+        probs = model(x).softmax(1)
+    pred, y = probs.argmax(1), splits.val.labels
     for c, row in enumerate(report.per_class):
         tp = ((pred == c) & (y == c)).sum().item()
         assert row["recall"] == pytest.approx(tp / (y == c).sum().item())
         assert row["precision"] == pytest.approx(tp / max((pred == c).sum().item(), 1))
+        assert row["auc"] == pytest.approx(roc_auc_score(y == c, probs[:, c]), abs=1e-6)
+    assert report.macro_auc == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"), abs=1e-6)
+    assert report.balanced_acc == pytest.approx(100 * balanced_accuracy_score(y, pred))
+    assert report.ece == pytest.approx(100 * numpy_ece(probs.numpy(), y.numpy()), abs=1e-4)
+
+
+def test_a_class_absent_from_the_split_has_no_auc_and_is_left_out_of_the_means():
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from resnets.infer.report import classification_report
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (200,), generator=g)  # class 3 ("d") never occurs
+    probs = (torch.randn(200, 4, generator=g) + 2 * torch.eye(4)[labels]).softmax(1)
+    report = classification_report(probs, labels, ["a", "b", "c", "d"], "test", False)
+    assert report.per_class[3]["auc"] is None and report.per_class[3]["support"] == 0
+    present = [roc_auc_score(labels == c, probs[:, c]) for c in range(3)]
+    assert report.macro_auc == pytest.approx(sum(present) / 3, abs=1e-12)
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": left out too
+        warnings.simplefilter("ignore")
+        balanced = balanced_accuracy_score(labels, probs.argmax(1))
+    assert report.balanced_acc == pytest.approx(100 * balanced, abs=1e-9)
+    table = report.table()
+    assert "balanced accuracy" in table and "ECE" in table and "(15 confidence bins)" in table
+    assert table.splitlines()[-1].split()[-2:] == ["n/a", "0"]
 
 
 def test_flip_tta_and_weights_file_with_data(digits_run, tmp_path):
@@ -43,6 +80,9 @@ def test_evaluate_cli_json_and_errors(digits_run, capsys, tmp_path):
     assert main(["evaluate", str(digits_run), "--json", "--out", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["split"] == "test" and len(data["per_class"]) == 10
+    assert {"balanced_acc", "macro_auc", "ece", "calibration", "binary"} <= set(data)
+    assert "auc" in data["per_class"][0] and data["calibration"]["bins"] == 15
+    assert data["files"]["reliability diagram"] == str(tmp_path / "reliability-test.png")
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "neither a run folder nor a weights file" in capsys.readouterr().err
     own = evaluate(digits_run / "best.safetensors")  # a run's weights find the run's data
@@ -162,3 +202,73 @@ def test_split_all_scores_every_image_once(digits_run, tmp_path):
     assert (tmp_path / "eval-all.json").is_file()
     with pytest.raises(UsageError, match="split must be one of train, val, test, all"):
         evaluate(digits_run, split="everything")
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    """A short two-class run on synthetic images: outputs that separate the classes, not
+    perfectly."""
+    from resnets import train
+
+    run = tmp_path_factory.mktemp("binary") / "run"
+    train(
+        data="synthetic", synthetic_classes=2, synthetic_samples=128, image_size=16,
+        batch_size=16, lr=0.02, epochs=2, out=str(run), progress=False, tensorboard=False, seed=0,
+    )  # fmt: skip
+    return run
+
+
+def _test_outputs(run) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax outputs and labels of a run's test split, computed here with the model."""
+    from resnets.infer.evaluate import run_split_loader
+
+    model = load_model(run / "best.safetensors").eval()
+    loader = run_split_loader(run, model.weights_meta, model.config.in_chans, "test", 256)
+    with torch.no_grad():
+        pairs = [(model(x).softmax(1), y) for x, y in loader]
+    return torch.cat([p for p, _ in pairs]), torch.cat([y for _, y in pairs])
+
+
+def _assert_rates(binary: dict, probs: torch.Tensor, labels: torch.Tensor) -> None:
+    from sklearn.metrics import recall_score
+
+    said = (probs[:, 1] >= binary["threshold"]).numpy()
+    assert binary["sensitivity"] == pytest.approx(recall_score(labels, said, pos_label=1))
+    assert binary["specificity"] == pytest.approx(recall_score(labels, said, pos_label=0))
+
+
+def test_two_classes_give_sensitivity_and_specificity_at_the_threshold(binary_run, tmp_path):
+    import dataclasses
+    import shutil
+
+    from sklearn.metrics import roc_auc_score
+
+    from resnets.models.weights import save_weights
+
+    probs, labels = _test_outputs(binary_run)
+    report = evaluate(binary_run, out=tmp_path / "default")
+    assert report.binary["positive_class"] == "class1" and report.binary["threshold"] == 0.5
+    assert report.binary["threshold_from"] == "default"
+    _assert_rates(report.binary, probs, labels)
+    assert report.macro_auc == pytest.approx(roc_auc_score(labels, probs[:, 1]), abs=1e-6)
+    assert "threshold 0.500 (default): sensitivity" in report.table()
+
+    s = probs[:, 1].sort().values  # weights that carry a threshold: half way up the outputs
+    cut = float((s[len(s) // 2 - 1] + s[len(s) // 2]) / 2)
+    run = tmp_path / "run"
+    shutil.copytree(binary_run, run)
+    model = load_model(run / "best.safetensors")
+    meta = dataclasses.replace(model.weights_meta, thresholds=[cut])
+    save_weights(model, run / "best.safetensors", meta)
+    own = evaluate(run, out=tmp_path / "own")
+    assert own.binary["threshold"] == cut and own.binary["threshold_from"] == "weights"
+    _assert_rates(own.binary, probs, labels)
+    assert own.binary != report.binary and f"threshold {cut:.3f} (weights)" in own.table()
+
+
+def test_two_class_weights_with_thresholds_for_more_classes_are_refused():
+    from resnets.errors import WeightsError
+    from resnets.infer.report import binary_rates
+
+    with pytest.raises(WeightsError, match="carry 3 thresholds"):
+        binary_rates(torch.rand(4, 2), torch.tensor([0, 1, 0, 1]), ["a", "b"], [0.5, 0.5, 0.5])
