@@ -17,6 +17,7 @@ _HOMES = {
     "ImageClassifier": "classifier",
     "ResnetsError": "errors",
     "evaluate": "infer",
+    "explain": "infer",
     "predict": "infer",
     "ResNet": "models",
     "ResNetConfig": "models",

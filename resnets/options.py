@@ -33,6 +33,7 @@ CONVERT_TARGETS = ("resnets", "torchvision", "timm")
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
+EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:

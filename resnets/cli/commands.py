@@ -77,10 +77,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from ..infer import evaluate
 
     positive("batch-size", args.batch_size)
+    if args.explain < 0:
+        raise UsageError(f"--explain takes a number of images, got {args.explain}")
     report = evaluate(
         args.source, data=args.data, split=args.split, tta_flip=args.tta_flip,
         batch_size=args.batch_size, device=args.device, out=args.out, backend=args.backend,
-        allow_changed_data=args.allow_changed_data,
+        allow_changed_data=args.allow_changed_data, explain=args.explain,
     )  # fmt: skip
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2))
@@ -102,6 +104,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(result.table())
     if args.out:
         print(f"wrote {len(result.predictions)} predictions to {args.out}", file=sys.stderr)
+    if result.failed:
+        print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ..infer.explain import explain
+
+    positive("topk", args.topk)
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    result = explain(
+        args.weights, args.images, method=args.method, target=target, out=args.out,
+        topk=args.topk, device=args.device,
+    )  # fmt: skip
+    print(result.to_json() if args.json else result.table())
     if result.failed:
         print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
         return 1

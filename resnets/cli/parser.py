@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 
-from ..options import BACKENDS, CONVERT_TARGETS, EVAL_SPLITS, EXPERIMENTS, EXPORT_FORMATS
+from .. import options
 from . import commands
 
 BACKEND_HELP = "eager: as trained; fast: folded BN + channels_last (+bf16 on GPU); auto: fastest"
@@ -100,7 +100,7 @@ def _inference_commands(sub) -> None:
     p.add_argument("source", help="run folder or weights file (.safetensors / .pt)")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
     p.add_argument(
-        "--split", default="test", choices=EVAL_SPLITS, help="all: every image of the data"
+        "--split", default="test", choices=options.EVAL_SPLITS, help="all: every image of the data"
     )
     p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
@@ -108,8 +108,12 @@ def _inference_commands(sub) -> None:
     p.add_argument(
         "--out", help="folder for eval-SPLIT.json and confusion-SPLIT.png (default: RUN/eval)"
     )
-    p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--explain", type=int, default=0, metavar="K",
+        help="Grad-CAM maps of the K most confidently wrong images (in mistakes-SPLIT/)",
+    )  # fmt: skip
     p.add_argument(
         "--allow-changed-data",
         action="store_true",
@@ -126,17 +130,31 @@ def _inference_commands(sub) -> None:
     p.add_argument("--out", help="also write the predictions to a .csv or .json file")
     p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--backend", default="eager", choices=BACKENDS, help=BACKEND_HELP)
+    p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.set_defaults(handler=commands.cmd_predict)
+
+    p = sub.add_parser(
+        "explain", help="where the model looked: saliency maps over the images",
+        formatter_class=defaults,
+    )  # fmt: skip
+    p.add_argument("weights", help="run folder or weights file with resnets metadata")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--method", default="gradcam", choices=options.EXPLAIN_METHODS)
+    p.add_argument("--target", help="class name or index to explain (default: each top-1)")
+    p.add_argument("--out", default="explanations", help="folder for one PNG per image")
+    p.add_argument("--topk", type=int, default=3, help="classes named on each picture")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=commands.cmd_explain)
 
 
 def _exports_commands(sub) -> None:
     """export and convert."""
     p = sub.add_parser("export", help="ONNX / TorchScript / safetensors, with a parity check")
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
-    p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
+    p.add_argument("--format", default="onnx", choices=options.EXPORT_FORMATS)
     p.add_argument("--out", help="output file (default: RUN/export/model.FORMAT)")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
     p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
@@ -153,7 +171,7 @@ def _exports_commands(sub) -> None:
         "output", help="the suffix picks the format: .safetensors, or .pth/.pt/.bin (torch.save)"
     )
     p.add_argument("--model", help="architecture name (needed unless the file says)")
-    p.add_argument("--to", default="resnets", choices=CONVERT_TARGETS)
+    p.add_argument("--to", default="resnets", choices=options.CONVERT_TARGETS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(handler=commands.cmd_convert)
 
@@ -161,7 +179,7 @@ def _exports_commands(sub) -> None:
 def _experiments_commands(sub) -> None:
     """the paper's experiments."""
     p = sub.add_parser("experiment", help="the paper's experiments: degradation, gradients")
-    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("name", choices=options.EXPERIMENTS)
     p.add_argument("--depths", help="comma list (default 20,56 / 20,32,44,56,110)")
     p.add_argument("--data", default="digits", help="dataset spec, e.g. cifar10:PATH")
     p.add_argument("--epochs", type=int, help="degradation: epochs per model (default 30)")

@@ -32,8 +32,10 @@ from ..models.weights import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS
 from ..tasks import get_task
 from .backends import Predictor, predictor
+from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, classification_report, write_report
+from .sources import resolve_source
 
 
 @dataclass
@@ -64,22 +66,6 @@ def _evaluate_masks(
     return SegmentationReport(split, images, r["dice"], r["iou"], r["pixel_acc"])
 
 
-def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
-    """(weights file, run folder or None) for a run folder or a weights file."""
-    path = Path(source)
-    if path.is_dir():
-        weights = path / "best.safetensors"
-        if not weights.is_file():
-            raise UsageError(f"{path} is not a finished run: it has no best.safetensors")
-        return weights, path
-    if not path.is_file():
-        raise UsageError(f"{path} is neither a run folder nor a weights file")
-    run = path.parent
-    if path.name == "best.safetensors" and (run / "config.yaml").is_file():
-        return path, run  # a run's own weights: its data and eval folder go with them
-    return path, None
-
-
 def evaluate(
     source: str | Path,
     data: str | Any = None,
@@ -90,6 +76,7 @@ def evaluate(
     out: str | Path | None = None,
     backend: str = "eager",
     allow_changed_data: bool = False,
+    explain: int = 0,
 ) -> EvalReport | MultiLabelReport | SegmentationReport:
     """Evaluate weights on a split; writes eval-SPLIT.json, the confusion matrix and the
     reliability diagram (PNGs) to `out`.
@@ -97,7 +84,9 @@ def evaluate(
     `data`: a spec (its held-out `split`; "all": every image of train, val and test), or
     Python objects (all of them are scored; see data/python.py), whose report goes to `out` or
     the run's eval/python/. A report on other data than the run's own goes to a subfolder of
-    the run's eval/ named after the data, never over the run's own report."""
+    the run's eval/ named after the data, never over the run's own report. `explain`: maps of
+    the K images the model got wrong most confidently (single-label classification), in
+    mistakes-SPLIT/ beside the report."""
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     weights, run = resolve_source(source)
@@ -119,10 +108,7 @@ def evaluate(
     if task.masks:
         infer = predictor(model, dev, backend)
         return _evaluate_masks(infer, loader, split, len(classes), remap)
-    folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
-    if data is not None and run is not None and not out:  # never over the run's own report
-        folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _report_folder(out, run, weights, data)
     if task.multilabel:
         infer = predictor(model, dev, backend)
         found = evaluate_labels(infer, loader, split, remap, meta.thresholds, tta_flip)
@@ -135,7 +121,20 @@ def evaluate(
     labels = remap[labels]
     report = classification_report(logits, labels, classes, split, tta_flip, meta.thresholds)
     report.skipped = getattr(loader, "skipped", 0)
+    if explain:
+        where = folder / f"mistakes-{split}"
+        report.mistakes = explain_mistakes(model, loader, logits, labels, classes, explain, where)
     return write_report(report, folder)
+
+
+def _report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:
+    """`out`, else the run's eval/ (a subfolder named after other data: never over the run's
+    own report), else eval/WEIGHTS-NAME."""
+    folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
+    if data is not None and run is not None and not out:
+        folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:

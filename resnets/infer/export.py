@@ -27,9 +27,9 @@ from ..models import ResNet, load_model
 from ..models.weights import WeightsMeta, save_weights
 from ..options import EXPORT_FORMATS as FORMATS
 from .backends import OnnxRuntimePredictor, onnx_bytes
-from .evaluate import resolve_source
 from .optimize import fold_bn
 from .predict import expand_images, prepare_images
+from .sources import resolve_source
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 

@@ -30,7 +30,7 @@ from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
 from .backends import predictor
-from .evaluate import resolve_source
+from .sources import resolve_source
 
 
 @dataclass

@@ -48,6 +48,7 @@ class EvalReport:
     calibration: dict[str, Any] = field(default_factory=dict)  # per bin: count, acc, confidence
     confusion: list[list[int]] = field(default_factory=list)
     skipped: int = 0
+    mistakes: list[dict[str, Any]] = field(default_factory=list)  # evaluate(explain=K)
     files: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> str:
@@ -191,5 +192,7 @@ def write_report(report: EvalReport, folder: Path) -> EvalReport:
         "reliability diagram": str(curve),
         "report": str(folder / f"eval-{split}.json"),
     }
+    if report.mistakes:
+        report.files["most confident mistakes"] = str(Path(report.mistakes[0]["png"]).parent)
     atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(report))
     return report
