@@ -127,6 +127,7 @@ class RunFolder:
         self._existed = path.is_dir() and not claimed
         self._previous: Path | None = None  # the replaced run, until this one has a checkpoint
         self._prepared = False  # nothing in the folder is touched before prepare()
+        self.saved = False  # this run has written a checkpoint here
 
     def prepare(self, checkpoint_bytes: int) -> None:
         """Create the folder; prove it is writable and has room. With --overwrite, the old
@@ -172,6 +173,7 @@ class RunFolder:
 
     def commit(self) -> None:
         """This run has a checkpoint: the run it replaced can go."""
+        self.saved = True
         if self._previous is not None and (self.path / "last.pt").is_file():
             shutil.rmtree(self._previous, ignore_errors=True)
             self._previous = None
@@ -208,7 +210,8 @@ class RunFolder:
     def mark_failed(self, error: Exception) -> None:
         """A run with checkpoints ended by an error: FAILED.json says which (a resume or a
         finish clears it), so that `resnets runs` need not guess from file times."""
-        if self.main and (self.path / "last.pt").is_file():
+        ours = self.saved or self.cfg.resume  # not a replaced run that was put back
+        if self.main and ours and (self.path / "last.pt").is_file():
             text = str(error).splitlines()[0] if str(error) else ""
             failure = {"error": f"{type(error).__name__}: {text}".rstrip(": "), "at": _now()}
             with contextlib.suppress(OSError):  # the error being raised matters more

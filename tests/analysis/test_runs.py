@@ -238,3 +238,11 @@ def test_the_runs_command_prints_the_table_json_and_a_comparison(root, tmp_path,
     assert "lr" in capsys.readouterr().out and figure.stat().st_size > 1000
     assert main(["runs", str(root), "--sort", "speed"]) == 2  # argparse names the choices
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_failed_run_resumed_to_its_end_reads_finished(root, tmp_path):
+    run = tmp_path / "crashed"
+    shutil.copytree(root / "crashed", run)
+    train(resume=str(run))
+    assert not (run / "FAILED.json").exists()
+    assert read_run(run).state == "finished"
