@@ -1,8 +1,6 @@
-"""`TrainConfig`: every training option, its type, default and help, in one dataclass.
-
-The CLI flags, the YAML/TOML config file and the Python API all set these fields; the
-resolved config is saved in the run folder. Precedence: defaults < recipe < file < flags.
-"""
+"""`TrainConfig`: every training option, its type, default and help, in one dataclass. The CLI
+flags, the YAML/TOML config file and the Python API all set these fields; the resolved config
+is saved in the run folder. Precedence: defaults < recipe < file < flags."""
 
 from __future__ import annotations
 
@@ -101,7 +99,9 @@ class TrainConfig(DataOptions):
         None, "stop after this many epochs without improvement", "[1, inf)"
     )
 
-    amp: Literal["none", "bf16", "fp16"] = option("none", "autocast precision")
+    amp: Literal["none", "bf16", "fp16", "auto"] = option(
+        "none", "autocast precision; auto: bf16 where native and measured faster"
+    )
     channels_last: bool = option(
         True, "NHWC memory format (measured faster on CPU; the usual GPU fast path)"
     )

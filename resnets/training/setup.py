@@ -24,6 +24,7 @@ from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.weights import WeightsMeta
+from ..precision import PROBE_BATCH, choose_amp, step_seconds
 from ..tasks import Task
 from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
@@ -166,6 +167,7 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if late and cfg.schedule == "multistep":
         run.note(f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
                  "run and never happen; set --milestones to place them")  # fmt: skip
+    settle_amp(run)
     if cfg.resume:
         restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))
     folder.prepare(checkpoint_size(run))
@@ -174,6 +176,18 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if not cfg.resume and env.main:
         write_record(folder.path, splits)
     return run
+
+
+def settle_amp(run: Run) -> None:
+    """--amp auto becomes bf16 or none (see precision.py), decided on process 0 and written
+    into the config, so that a resumed run computes as it began."""
+    cfg, raw, side = run.cfg, run.model.raw, run.meta.input_size
+    per_process = min(cfg.batch_size // run.env.world_size, PROBE_BATCH)
+    shape = (per_process, run.model.backbone.config.in_chans, side, side)
+    amp, why = choose_amp(cfg.amp, run.device, lambda dt: step_seconds(raw, shape, dt))
+    cfg.amp, why = broadcast_object((amp, why))
+    if why:
+        run.note(why)
 
 
 def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv) -> Model:

@@ -1,0 +1,73 @@
+"""--amp auto: the capability is detected through PyTorch and the speed measured; here the
+capabilities and the probe are mocked, and a real run records what it chose."""
+
+import pytest
+import torch
+import yaml
+
+from resnets import precision
+from resnets.precision import choose_amp, native_bf16
+
+CPU = torch.device("cpu")
+
+
+def fake_cpu(monkeypatch, **features):
+    every = {"avx512_bf16": False, "amx": False, "vnni": False, "avx512": False, "avx2": True}
+    monkeypatch.setattr(precision, "cpu_features", lambda: every | features)
+
+
+def never(dtype):
+    raise AssertionError("no probe where the hardware has no native bf16")
+
+
+@pytest.mark.parametrize(
+    ("features", "native", "said"),
+    [
+        ({}, False, "AVX2 but no AVX512_BF16 or AMX"),
+        ({"avx512": True}, False, "AVX-512 but no AVX512_BF16"),
+        ({"avx512": True, "avx512_bf16": True}, True, "AVX512_BF16"),
+        ({"amx": True}, True, "AMX"),
+    ],
+)
+def test_cpu_bf16_is_read_from_the_features(monkeypatch, features, native, said):
+    fake_cpu(monkeypatch, **features)
+    found, why = native_bf16(CPU)
+    assert found is native and said in why
+
+
+def test_auto_on_a_cpu_without_bf16_is_fp32_without_probing(monkeypatch):
+    fake_cpu(monkeypatch, avx512=True, vnni=True)
+    amp, note = choose_amp("auto", CPU, never)
+    assert amp == "none" and "fp32" in note and "emulated" in note
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "chosen"), [(2.0, 1.0, "bf16"), (1.0, 1.2, "none")])
+def test_auto_on_a_bf16_cpu_follows_the_probe(monkeypatch, fp32, bf16, chosen):
+    fake_cpu(monkeypatch, avx512=True, avx512_bf16=True)
+    seconds = {None: fp32, torch.bfloat16: bf16}
+    amp, note = choose_amp("auto", CPU, seconds.__getitem__)
+    assert amp == chosen and f"{fp32 / bf16:.2f}x fp32" in note
+
+
+@pytest.mark.parametrize(("capability", "chosen"), [((9, 0), "bf16"), ((7, 5), "none")])
+def test_auto_on_cuda_follows_the_compute_capability(monkeypatch, capability, chosen):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    amp, note = choose_amp("auto", torch.device("cuda", 0), never)
+    assert amp == chosen and f"{capability[0]}.{capability[1]}" in note
+
+
+def test_forced_precisions_are_kept_and_fp16_on_a_cpu_is_warned_about():
+    assert choose_amp("bf16", CPU, never) == ("bf16", None)
+    assert choose_amp("none", CPU, never) == ("none", None)
+    amp, note = choose_amp("fp16", CPU, never)
+    assert amp == "fp16" and "10x slower" in note
+
+
+def test_a_run_records_the_precision_auto_chose(tmp_path):
+    from resnets import train
+
+    run = tmp_path / "run"
+    summary = train(amp="auto", epochs=1, out=str(run), progress=False, tensorboard=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["amp"] in ("none", "bf16")  # what the probe chose, so a resume keeps it
+    assert any(n.startswith("--amp auto: ") for n in summary["notes"])
