@@ -27,10 +27,20 @@ def configure_logging(quiet: bool) -> None:
 
 def default_logging() -> None:
     """Library use: print our INFO lines (epochs, notes) as the command does, unless the user
-    configured logging (a handler or a level on the `resnets` logger, or a root handler)."""
+    configured logging (a handler or a level on the `resnets` logger, or a root handler). A
+    root handler set up after an earlier call (logging.basicConfig in a notebook) takes over:
+    the handler this function added goes, and the records flow to the root again."""
     log = logging.getLogger("resnets")
-    if not log.handlers and log.level == logging.NOTSET and not logging.getLogger().handlers:
+    ours = [h for h in log.handlers if getattr(h, "resnets_default", False)]
+    if logging.getLogger().handlers:
+        for handler in ours:
+            log.removeHandler(handler)
+        if ours:
+            log.propagate, log.level = True, logging.NOTSET
+        return
+    if not log.handlers and log.level == logging.NOTSET:
         configure_logging(quiet=False)
+        log.handlers[-1].resnets_default = True
 
 
 def interactive() -> bool:

@@ -189,14 +189,19 @@ def test_a_piped_log_has_epoch_lines_and_no_bar_noise(tmp_path):
 
 
 def test_the_python_api_logs_like_the_command_and_can_be_silenced(tmp_path):
-    train = (
-        f"import resnets\nresnets.train(epochs=1, out={str(tmp_path / 'a')!r}, tensorboard=False)"
-    )
-    loud = _python(train)
-    assert loud.returncode == 0, loud.stderr
-    assert "epoch   1/1" in loud.stderr and "note: validation split" in loud.stderr
-    silenced = "import logging\nlogging.getLogger('resnets').setLevel(logging.WARNING)\n"
-    quiet = _python(silenced + train.replace("'a'", "'b'").replace("/a'", "/b'"))
+    def train(name: str) -> str:
+        out = str(tmp_path / name)
+        return f"resnets.train(epochs=1, out={out!r}, tensorboard=False)\n"
+
+    later = "logging.basicConfig(level=logging.INFO, format='ROOT %(message)s')\n"
+    both = _python("import logging, resnets\n" + train("a") + later + train("b"))
+    assert both.returncode == 0, both.stderr
+    first = both.stderr.partition("ROOT ")[0]
+    assert "epoch   1/1" in first and "note: validation split" in first  # as the CLI prints
+    assert "ROOT epoch   1/1" in both.stderr  # a root handler set up later takes the records
+    assert both.stderr.count("epoch   1/1") == 2  # each run's line once, not twice
+    silenced = "import logging, resnets\nlogging.getLogger('resnets').setLevel(logging.WARNING)\n"
+    quiet = _python(silenced + train("c"))
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 

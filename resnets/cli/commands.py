@@ -103,11 +103,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif not args.out:  # a results file takes the place of the table
         print(result.table())
     if args.out:
-        print(f"wrote {len(result.predictions)} predictions to {args.out}", file=sys.stderr)
-    if result.failed:
-        print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
-        return 1
-    return 0
+        n, bad = len(result.predictions), len(result.failed)
+        rows = f"{n + bad} rows ({n} predicted, {bad} unreadable)" if bad else f"{n} rows"
+        print(f"wrote {rows} to {args.out}", file=sys.stderr)
+    return _unreadable(result.failed)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -119,9 +118,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         args.weights, args.images, method=args.method, target=target, out=args.out,
         topk=args.topk, device=args.device,
     )  # fmt: skip
-    print(result.to_json() if args.json else result.table())
-    if result.failed:
-        print(f"error: {len(result.failed)} images could not be read", file=sys.stderr)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return _unreadable(result.failed)
+
+
+def _unreadable(failed: dict) -> int:
+    """Exit code 1, with one line, when some images could not be read."""
+    if failed:
+        n = len(failed)
+        print(f"error: {n} image{'s' * (n != 1)} could not be read", file=sys.stderr)
         return 1
     return 0
 

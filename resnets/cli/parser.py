@@ -28,6 +28,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Each option's default at the end of its help, unless there is nothing to say (None, an
+    off switch) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _shown(value) -> str:
     """A default as a user would type it."""
     if isinstance(value, bool):
@@ -93,7 +109,7 @@ def _training_commands(sub) -> None:
 
 def _inference_commands(sub) -> None:
     """evaluate and predict."""
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _Defaults
     p = sub.add_parser(
         "evaluate", help="accuracy, per-class metrics, confusion matrix", formatter_class=defaults
     )
@@ -127,7 +143,7 @@ def _inference_commands(sub) -> None:
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")
-    p.add_argument("--out", help="also write the predictions to a .csv or .json file")
+    p.add_argument("--out", help="write the predictions to a .csv or .json file, not the screen")
     p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
@@ -141,7 +157,9 @@ def _inference_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--method", default="gradcam", choices=options.EXPLAIN_METHODS)
+    p.add_argument(
+        "--method", default="gradcam", choices=options.EXPLAIN_METHODS, help="how the map is made"
+    )
     p.add_argument("--target", help="class name or index to explain (default: each top-1)")
     p.add_argument("--out", default="explanations", help="folder for one PNG per image")
     p.add_argument("--topk", type=int, default=3, help="classes named on each picture")

@@ -104,7 +104,8 @@ def summary_text(s: dict[str, Any]) -> str:
     speed = f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""
     procs = f" x {s['world_size']}" if s["world_size"] > 1 else ""
     lines = [
-        f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epochs ({s['steps']} steps)"
+        f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epoch{'s' * (s['epochs'] != 1)}"
+        f" ({s['steps']} step{'s' * (s['steps'] != 1)})"
         f" in {s['train_seconds']:.1f} s on {s['device']}{procs}{speed}",
     ]
     if get_task(s["task"]).masks:

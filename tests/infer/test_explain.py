@@ -289,3 +289,17 @@ def test_the_explain_command(digits_run, tmp_path, capsys):
     assert main(["explain", str(digits_run), str(image), "--method", "lime"]) == 2
     assert main(["explain", str(digits_run), str(image), "--target", "eleven"]) == 2
     assert "not a class of these weights" in capsys.readouterr().err
+
+
+def test_the_explain_command_prints_json(digits_run, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from resnets.cli import main
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(image)
+    assert main(["explain", str(digits_run), str(image), "--out", str(tmp_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["method"] == "gradcam" and len(shown["explanations"]) == 1
