@@ -2,8 +2,9 @@
 matrix for weights (the report itself: report.py).
 
 The source is a run folder (its best weights and its data options, so the split is the one
-the run held out) or a weights file with resnets metadata plus a `data` spec. Inputs are
-prepared exactly as in training: the weights' input size and normalization.
+the run held out) or a weights file or .onnx export with resnets metadata: one of the run's
+(best.safetensors, export/*.onnx) needs no `data` spec, any other does. Inputs are prepared
+exactly as in training: the weights' input size and normalization.
 """
 
 from __future__ import annotations
@@ -23,19 +24,17 @@ from ..data.build import eval_loader
 from ..data.items import Undo, class_indices
 from ..data.loaders import InMemoryEvalLoader
 from ..data.python import PYTHON, is_spec, read_items, to_tensors
-from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json
 from ..metrics import SegmentationMeter
-from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS
 from ..tasks import get_task
-from .backends import Predictor, predictor
+from .backends import Predictor
 from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, classification_report, write_report
-from .sources import resolve_source
+from .sources import is_onnx, open_source
 
 
 @dataclass
@@ -89,33 +88,31 @@ def evaluate(
     mistakes-SPLIT/ beside the report."""
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
-    weights, run = resolve_source(source)
-    dev = resolve_device(device)
-    model = load_model(weights).eval()
-    meta: WeightsMeta = model.weights_meta
+    loaded = open_source(source, device, backend)
+    meta, channels, run, dev = loaded.meta, loaded.channels, loaded.run, loaded.device
+    if explain and loaded.model is None:
+        raise UsageError("--explain needs gradients, which an .onnx lacks: give the run folder")
     if is_spec(data):
         loader = run_split_loader(
-            run, meta, model.config.in_chans, split, batch_size, data, dev, allow_changed_data
+            run, meta, channels, split, batch_size, data, dev, allow_changed_data
         )
     else:
-        loader, split, data = objects_loader(data, meta, model.config.in_chans, batch_size, dev)
+        loader, split, data = objects_loader(data, meta, channels, batch_size, dev)
     task = get_task(meta.task)
     if task.masks != loader.masks:
         need = "segmentation data (shapes or segfolder:PATH)" if task.masks else "class labels"
         raise UsageError(f"{meta.task} weights need {need}; {loader.data} does not fit")
-    classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
+    classes, infer = loaded.classes, loaded.infer
     remap = class_map(loader.classes, classes, meta.classes is not None)
     if task.masks:
-        infer = predictor(model, dev, backend)
         return _evaluate_masks(infer, loader, split, len(classes), remap)
-    folder = _report_folder(out, run, weights, data)
+    folder = _report_folder(out, run, loaded.path, data)
     if task.multilabel:
-        infer = predictor(model, dev, backend)
         found = evaluate_labels(infer, loader, split, remap, meta.thresholds, tta_flip)
         found.files = {"report": str(folder / f"eval-{split}.json")}
         atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(found))
         return found
-    logits, labels = _predict_all(predictor(model, dev, backend), loader, tta_flip)
+    logits, labels = _predict_all(infer, loader, tta_flip)
     if labels.ndim != 1:
         raise UsageError("the data has several labels per image; these weights give one class")
     labels = remap[labels]
@@ -123,14 +120,18 @@ def evaluate(
     report.skipped = getattr(loader, "skipped", 0)
     if explain:
         where = folder / f"mistakes-{split}"
-        report.mistakes = explain_mistakes(model, loader, logits, labels, classes, explain, where)
+        report.mistakes = explain_mistakes(
+            loaded.model, loader, logits, labels, classes, explain, where
+        )
     return write_report(report, folder)
 
 
 def _report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:
-    """`out`, else the run's eval/ (a subfolder named after other data: never over the run's
-    own report), else eval/WEIGHTS-NAME."""
+    """`out`, else the run's eval/ (an export's report in eval/EXPORT-NAME/, and a subfolder
+    named after other data: never over the run's own report), else eval/WEIGHTS-NAME."""
     folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
+    if run is not None and not out and is_onnx(weights):
+        folder = folder / weights.name
     if data is not None and run is not None and not out:
         folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
     folder.mkdir(parents=True, exist_ok=True)

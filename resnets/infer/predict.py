@@ -23,14 +23,11 @@ from ..data.augment import match_channels, normalize
 from ..data.decode import IMAGE_EXTENSIONS, decode
 from ..data.imagefolder import eval_transform
 from ..data.items import Undo, is_image, to_image
-from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..files import atomic_write_text
-from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
-from .backends import predictor
-from .sources import resolve_source
+from .sources import open_source
 
 
 @dataclass
@@ -218,18 +215,15 @@ def predict(
     at the image's own size, never over an input nor, without `overwrite`, an existing file.
     Their inputs are resized straight to the input size, as in training, so that the mask
     covers the whole image.
+    `weights`: a run folder, a weights file or an .onnx export (run by ONNX Runtime, CPU).
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
     `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
     check_results_file(out, overwrite)
-    path, _ = resolve_source(weights)
-    dev = resolve_device(device)
-    model = load_model(path).eval()
-    meta = model.weights_meta
+    loaded = open_source(weights, device, backend)
+    meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
     if meta.input_size is None or meta.mean is None:
-        raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
-    classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
+        raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")
     segmentation = get_task(meta.task).masks
-    infer = predictor(model, dev, backend)
     result = PredictResult([])
     files = expand_images(images)
     if segmentation and not all(isinstance(f, Path) for f in files):
@@ -239,7 +233,7 @@ def predict(
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
-        x, names, sizes, failed = _prepare(batch, meta, model.config.in_chans, resize, start)
+        x, names, sizes, failed = _prepare(batch, meta, loaded.channels, resize, start)
         result.failed |= failed
         if x is None:
             continue

@@ -1,14 +1,24 @@
-"""Where weights come from: a run folder, or a weights file that may belong to one."""
+"""Where a model comes from: a run folder, a weights file or an .onnx export (either may belong
+to a run), and the one way predict and evaluate open it, ready to run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from ..devices import resolve_device
 from ..errors import UsageError
+from ..models import load_model
+from ..models.weights import WeightsMeta
+from .backends import Predictor, predictor
+from .onnx_model import OnnxModel, check_onnx_options
 
 
 def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
-    """(weights file, run folder or None) for a run folder or a weights file."""
+    """(weights or .onnx file, run folder or None) for a run folder or a file."""
     path = Path(source)
     if path.is_dir():
         weights = path / "best.safetensors"
@@ -20,4 +30,47 @@ def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
     run = path.parent
     if path.name == "best.safetensors" and (run / "config.yaml").is_file():
         return path, run  # a run's own weights: its data and eval folder go with them
+    run = run.parent
+    if is_onnx(path) and path.parent.name == "export" and (run / "config.yaml").is_file():
+        return path, run  # RUN/export/*.onnx: an export of the run's weights
     return path, None
+
+
+def is_onnx(path: Path) -> bool:
+    return path.suffix.lower() == ".onnx"
+
+
+@dataclass
+class Loaded:
+    """A source opened for inference: what it is, what it takes and gives, how to run it."""
+
+    path: Path  # the weights or .onnx file
+    run: Path | None  # the run folder it belongs to
+    meta: WeightsMeta
+    channels: int  # input channels
+    classes: list[str]  # the outputs' names (numbers where the metadata has none)
+    infer: Predictor  # float32 NCHW on `device` -> float32 logits
+    device: torch.device
+    model: nn.Module | None  # the PyTorch model; None for an .onnx (no gradients: no explain)
+
+
+def open_source(source: str | Path, device: str = "auto", backend: str = "eager") -> Loaded:
+    """A run folder, weights file or .onnx export, ready to run on `device` with `backend`
+    (see `resnets.infer.backends`; an .onnx runs on ONNX Runtime on the CPU)."""
+    path, run = resolve_source(source)
+    if is_onnx(path):
+        dev = check_onnx_options(device, backend)
+        onnx = OnnxModel(path)
+        meta, channels, outputs = onnx.meta, onnx.channels, onnx.num_classes
+        infer, model = onnx.predictor(), None
+    else:
+        dev = resolve_device(device)
+        model = load_model(path).eval()
+        meta, channels, outputs = (
+            model.weights_meta,
+            model.config.in_chans,
+            model.config.num_classes,
+        )
+        infer = predictor(model, dev, backend)
+    classes = meta.classes or [str(i) for i in range(outputs)]
+    return Loaded(path, run, meta, channels, classes, infer, dev, model)

@@ -202,7 +202,10 @@ def test_predictions_to_csv_and_json_files(digits_run, tmp_path, capsys):
                  "--out", str(table)])  # fmt: skip
     assert code == 1  # one unreadable image: said, and in the file
     captured = capsys.readouterr()
-    assert captured.out == "" and f"wrote 4 predictions to {table}" in captured.err
+    assert (
+        captured.out == ""
+        and f"wrote 5 rows (4 predicted, 1 unreadable) to {table}" in captured.err
+    )
     rows = list(csv.DictReader(table.open()))
     assert list(rows[0]) == ["path", "class_1", "prob_1", "class_2", "prob_2", "mask", "error"]
     direct = predict(digits_run, [*paths, tmp_path / "imgs" / "big_rgb.jpg"], topk=2)
