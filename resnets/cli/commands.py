@@ -137,6 +137,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     report = export(
         args.weights, args.format, out=args.out, dynamic_batch=args.dynamic_batch,
         images=args.images, tolerance=args.tolerance, overwrite=args.overwrite,
+        int8=args.int8, calibration=args.calibration, max_drop=args.max_drop,
     )  # fmt: skip
     print(report.text())
 

@@ -8,6 +8,8 @@ with the original eager model's (max |difference|, also relative to the largest 
 parity report is printed and saved. The export and its sidecars are written and checked in a
 temporary folder beside the target and only moved into place when the check passes, so a
 failed export leaves an earlier one untouched; an existing target needs `overwrite=True`.
+An INT8 ONNX export (`int8=True`, quantize.py) is made from the checked float32 one and judged
+by its test-split top-1 instead, since INT8 logits cannot meet a float32 tolerance.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,11 +34,14 @@ from .optimize import fold_bn
 from .predict import expand_images, prepare_images
 from .sources import resolve_source
 
+if TYPE_CHECKING:
+    from .quantize import Int8Report
+
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 
 
 class ExportError(ResnetsError):
-    """The exported model does not reproduce the original's outputs."""
+    """The exported model does not reproduce the original's outputs (INT8: its top-1)."""
 
 
 @dataclass
@@ -61,6 +67,13 @@ class ParityReport:
             f"preprocessing: {self.preprocessing}"
         )
 
+    def problem(self) -> str:
+        return (
+            f"the {self.format} export differs from the model (max |logit difference| "
+            f"{self.max_abs_diff:.2e}, relative {self.max_rel_diff:.2e} > {self.tolerance:g}, "
+            f"top-1 agreement {self.top1_agreement:.1f} %)"
+        )
+
 
 def logit_parity(ref: torch.Tensor, outputs: Sequence[torch.Tensor]) -> tuple[float, float, float]:
     """(max |difference|, that relative to max |ref|, top-1 agreement in %), worst output.
@@ -83,6 +96,10 @@ def preprocessing(meta: WeightsMeta) -> dict:
         "mean": meta.mean,
         "std": meta.std,
         "classes": meta.classes,
+        "task": meta.task,
+        "thresholds": meta.thresholds,
+        "item_normalize": meta.item_normalize,
+        "config": meta.config.to_dict(),
         "input": "float32 NCHW, RGB (or grey) scaled to [0, 1], then (x - mean) / std",
     }
 
@@ -95,45 +112,49 @@ def export(
     images: list[str | Path] | None = None,
     tolerance: float = 1e-4,
     overwrite: bool = False,
-) -> ParityReport:
+    int8: bool = False,
+    calibration: int = 300,
+    max_drop: float = 1.0,
+) -> ParityReport | Int8Report:
     """Export weights (a run folder or a weights file) and check the export's outputs.
 
-    `tolerance` bounds the max |logit difference| relative to the largest |logit|."""
+    `tolerance` bounds the max |logit difference| relative to the largest |logit|. `int8`:
+    the ONNX export quantized to INT8 (see quantize.py; default RUN/export/model.int8.onnx),
+    calibrated on `calibration` images of the run's training split (or on `images`), and
+    refused if its test-split top-1 is more than `max_drop` points below the model's."""
     _check_options(fmt, tolerance)
+    if int8:
+        _quantize_module().check_int8_options(fmt, calibration, max_drop)
     weights, run = resolve_source(source)
-    target = Path(out) if out else _default_path(weights, run, fmt)
+    if int8 and run is None:
+        raise UsageError(f"--int8 checks top-1 on a run's test split; give the run, not {weights}")
+    target = Path(out) if out else _default_path(weights, run, fmt, int8)
     _check_target(target, weights, fmt, overwrite)
     model = load_model(weights).eval()
     meta: WeightsMeta = model.weights_meta
     if meta.input_size is None:
         meta.input_size = model.config.input_size
+    if int8:
+        _quantize_module().check_task(meta.task)
     x, inputs = _check_inputs(model, meta, run, images)
     pre = preprocessing(meta)
     sidecar = target.with_name(target.name + ".json")
     parity = target.with_name(target.name + ".parity.json")
     failed = target.with_name(target.name + ".parity-failed.json")
     with staging(target) as stage:
-        staged = stage / target.name
-        try:
-            _write(model, meta, fmt, staged, x, dynamic_batch, pre)
-            atomic_write_json(stage / sidecar.name, pre)
-        except OSError as e:
-            raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
-        batched = dynamic_batch or fmt == "safetensors"
-        diff, rel, agree = logit_parity(*_outputs(model, _load(fmt, staged), x, batched))
-        report = ParityReport(
-            format=fmt,
-            path=str(target),
-            inputs=inputs,
-            images=len(x),
-            max_abs_diff=diff,
-            max_rel_diff=rel,
-            top1_agreement=agree,
-            tolerance=tolerance,
-            passed=rel <= tolerance and agree == 100.0,
-            preprocessing=str(sidecar),
-        )
+        staged = stage / (f".fp32.{target.name}" if int8 else target.name)
+        _write_checked(model, meta, fmt, staged, x, dynamic_batch, pre)
+        report = _parity(model, fmt, staged, x, dynamic_batch, inputs, tolerance)
+        report.path, report.preprocessing = str(target), str(sidecar)
+        if report.passed and int8:
+            report = _quantize_module().quantize_export(
+                model, run, staged, stage / target.name, images, calibration, max_drop, pre,
+                fp32_max_rel_diff=report.max_rel_diff,
+            )  # fmt: skip
+            report.path, report.preprocessing = str(target), str(sidecar)
+            pre = pre | {"quantization": report.quantization}
         if report.passed:
+            atomic_write_json(stage / sidecar.name, pre)
             atomic_write_json(stage / parity.name, dataclasses.asdict(report))
             for final in (sidecar, parity, target):  # the export last: it is what users look for
                 publish(stage / final.name, final)
@@ -141,11 +162,36 @@ def export(
             return report
     atomic_write_json(failed, dataclasses.asdict(report))
     kept = f"; the earlier {target.name} is untouched" if target.exists() else ""
-    raise ExportError(
-        f"the {fmt} export differs from the model (max |logit difference| {diff:.2e}, relative "
-        f"{rel:.2e} > {tolerance:g}, top-1 agreement {agree:.1f} %); not written{kept}; "
-        f"report in {failed}"
+    raise ExportError(f"{report.problem()}; not written{kept}; report in {failed}")
+
+
+def _parity(model, fmt: str, staged: Path, x, dynamic_batch: bool, inputs: str, tolerance: float):
+    """The staged export's logits against the model's, as a ParityReport (path filled later)."""
+    batched = dynamic_batch or fmt == "safetensors"
+    diff, rel, agree = logit_parity(*_outputs(model, _load(fmt, staged), x, batched))
+    return ParityReport(
+        format=fmt,
+        path="",
+        inputs=inputs,
+        images=len(x),
+        max_abs_diff=diff,
+        max_rel_diff=rel,
+        top1_agreement=agree,
+        tolerance=tolerance,
+        passed=rel <= tolerance and agree == 100.0,
+        preprocessing="",
     )
+
+
+def _quantize_module():
+    """quantize.py, which needs ONNX Runtime (an optional dependency)."""
+    try:
+        from . import quantize
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("onnx"):
+            raise
+        raise UsageError("--int8 needs ONNX Runtime: pip install 'resnets[onnx]'") from None
+    return quantize
 
 
 def _check_options(fmt: str, tolerance: float) -> None:
@@ -182,11 +228,12 @@ def _outputs(
     return ref, outputs
 
 
-def _default_path(weights: Path, run: Path | None, fmt: str) -> Path:
+def _default_path(weights: Path, run: Path | None, fmt: str, int8: bool = False) -> Path:
+    suffix = ".int8.onnx" if int8 else SUFFIX[fmt]
     if run is not None:
-        return run / "export" / f"model{SUFFIX[fmt]}"
+        return run / "export" / f"model{suffix}"
     stem = weights.stem + ("-export" if fmt == "safetensors" else "")
-    return weights.with_name(stem + SUFFIX[fmt])
+    return weights.with_name(stem + suffix)
 
 
 def _check_inputs(
@@ -206,6 +253,13 @@ def _check_inputs(
         return x, f"test-split images of {run}"
     size = meta.input_size
     return torch.randn(8, model.config.in_chans, size, size), "random inputs (no images given)"
+
+
+def _write_checked(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) -> None:
+    try:
+        _write(model, meta, fmt, target, x, dynamic_batch, pre)
+    except OSError as e:
+        raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
 
 
 def _write(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) -> None:
