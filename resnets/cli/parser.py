@@ -116,8 +116,9 @@ def _inference_commands(sub) -> None:
     p.add_argument("source", help="run folder, weights file (.safetensors / .pt) or .onnx export")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
     p.add_argument(
-        "--split", default="test", choices=options.EVAL_SPLITS, help="all: every image of the data"
-    )
+        "--split", choices=options.EVAL_SPLITS,
+        help="all: every image; default: the run's test split, or all of --data OTHER",
+    )  # fmt: skip
     p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -153,9 +154,14 @@ def _inference_commands(sub) -> None:
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.set_defaults(handler=commands.cmd_predict)
 
+    _explain_command(sub)
+
+
+def _explain_command(sub) -> None:
+    """explain: saliency maps."""
     p = sub.add_parser(
         "explain", help="where the model looked: saliency maps over the images",
-        formatter_class=defaults,
+        formatter_class=_Defaults,
     )  # fmt: skip
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
     p.add_argument("images", nargs="+", help="image files or folders")
@@ -199,6 +205,11 @@ def _exports_commands(sub) -> None:
     )  # fmt: skip
     p.set_defaults(handler=commands.cmd_export)
 
+    _convert_command(sub)
+
+
+def _convert_command(sub) -> None:
+    """convert: state_dicts between layouts."""
     p = sub.add_parser("convert", help="state_dicts between torchvision, timm and resnets")
     p.add_argument("source", help=".pth / .safetensors in any supported layout")
     p.add_argument(

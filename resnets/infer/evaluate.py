@@ -28,13 +28,13 @@ from ..errors import UsageError
 from ..files import atomic_write_json
 from ..metrics import SegmentationMeter
 from ..models.weights import WeightsMeta
-from ..options import EVAL_SPLITS, SPLITS
+from ..options import EVAL_SPLITS, SPLITS, absolute_data
 from ..tasks import get_task
 from .backends import Predictor
 from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, classification_report, write_report
-from .sources import is_onnx, open_source
+from .sources import is_onnx, open_source, resolve_source
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _evaluate_masks(
 def evaluate(
     source: str | Path,
     data: str | Any = None,
-    split: str = "test",
+    split: str | None = None,
     tta_flip: bool = False,
     batch_size: int = 256,
     device: str = "auto",
@@ -86,6 +86,7 @@ def evaluate(
     the run's eval/ named after the data, never over the run's own report. `explain`: maps of
     the K images the model got wrong most confidently (single-label classification), in
     mistakes-SPLIT/ beside the report."""
+    split = split or default_split(source, data)
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
     loaded = open_source(source, device, backend)
@@ -124,6 +125,17 @@ def evaluate(
             loaded.model, loader, logits, labels, classes, explain, where
         )
     return write_report(report, folder)
+
+
+def default_split(source: str | Path, data: Any) -> str:
+    """The run's own data: its held-out test split. Other data (`--data OTHER`): every image
+    of it ("all"), as a user scoring an outside test set expects."""
+    if not is_spec(data) or data is None:
+        return "test"
+    run = resolve_source(source)[1]
+    saved = yaml.safe_load((run / "config.yaml").read_text()) if run is not None else {}
+    own = isinstance(saved, dict) and saved.get("data") == absolute_data(data)
+    return "test" if own else "all"
 
 
 def _report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:

@@ -272,3 +272,12 @@ def test_two_class_weights_with_thresholds_for_more_classes_are_refused():
 
     with pytest.raises(WeightsError, match="carry 3 thresholds"):
         binary_rates(torch.rand(4, 2), torch.tensor([0, 1, 0, 1]), ["a", "b"], [0.5, 0.5, 0.5])
+
+
+def test_other_data_is_scored_whole_and_the_runs_own_on_its_test_split(digits_run, tmp_path):
+    own = evaluate(digits_run, data="digits", out=tmp_path / "own")  # the run's own spec
+    assert (own.split, own.count) == ("test", 359)
+    alone = tmp_path / "alone.safetensors"
+    alone.write_bytes((digits_run / "best.safetensors").read_bytes())
+    other = evaluate(alone, data="digits", out=tmp_path / "other")  # no run: other data
+    assert (other.split, other.count) == ("all", 1797)
