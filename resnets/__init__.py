@@ -5,8 +5,9 @@ The public names below are imported on first use (PEP 562): `import resnets` and
 start-up ends with one line instead of a traceback from deep inside an import.
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+
+from .lazy import lazy_names
 
 try:
     __version__ = version("resnets")  # pyproject.toml is the one place the version is written
@@ -32,15 +33,4 @@ _HOMES = {
 }
 
 __all__ = ["__version__", *sorted(_HOMES)]
-
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'resnets' has no attribute {name!r}")
-    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)

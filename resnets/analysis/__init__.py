@@ -4,20 +4,9 @@ The names below are imported on first use (PEP 562), so that `resnets runs` read
 without loading PyTorch.
 """
 
-from importlib import import_module
+from ..lazy import lazy_names
 
 _HOMES = {"LayerStats": "info", "ModelInfo": "info", "model_info": "info"}
 
 __all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'resnets.analysis' has no attribute {name!r}")
-    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)
