@@ -17,7 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from resnets.precision import cpu_description
 
 COMMANDS = (
     ["--help"],
@@ -56,26 +57,13 @@ def heavy_imports(argv: list[str], source: str | None) -> list[str]:
     return [f"{name} {found[name]:.2f} s" for name in HEAVY if name in found] or ["none"]
 
 
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
-    keep = [f for f in flags if f.startswith(("avx2", "avx512", "amx"))]
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                  if line.startswith("model name")), "?")  # fmt: skip
-    return f"{model}; {' '.join(sorted(keep))}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--source", help="a checkout of resnets to time instead of this one")
     args = parser.parse_args()
     label = args.source or "installed resnets"
-    print(f"# start-up of {label}; python {platform.python_version()}; {cpu_flags()}")
+    print(f"# start-up of {label}; python {platform.python_version()}; {cpu_description()}")
     print(f"{'command':<22} {'first s':>8} {'median s':>9} {'min s':>7}   heavy imports")
     for argv in COMMANDS:
         times = [run_once(argv, args.source) for _ in range(args.runs)]

@@ -10,6 +10,7 @@ through PyTorch (its cpuinfo queries), and the speed is measured, never assumed.
 from __future__ import annotations
 
 import copy
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,19 +36,32 @@ def cpu_features() -> dict[str, bool]:
             found[name] = bool(ask())
         else:
             spelled = {"avx512": "avx512f", "amx": "amx_tile", "vnni": "avx512_vnni"}
-            found[name] = spelled.get(name, name) in flags or (
-                name == "vnni" and "avx_vnni" in flags
-            )
+            found[name] = spelled.get(name, name) in flags
+    found["vnni"] = found["vnni"] or "avx_vnni" in flags  # AVX-VNNI: PyTorch asks for AVX-512's
     return found
 
 
-def _proc_flags() -> set[str]:
+def _proc_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """/proc/cpuinfo's flags (empty where there is no such file)."""
+    return set(_proc_field(cpuinfo, "flags").split())
+
+
+def _proc_field(cpuinfo: Path, field: str) -> str:
+    """The first `field: value` of /proc/cpuinfo ("" where there is none, as on macOS)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = cpuinfo.read_text()
     except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+        return ""
+    line = next((x for x in text.splitlines() if x.split(":")[0].strip() == field), "")
+    return line.partition(":")[2].strip()
+
+
+def cpu_description() -> str:
+    """The CPU's model and its vector/matrix flags, printed beside every CPU figure."""
+    flags = sorted(f for f in _proc_flags() if f.startswith(("avx2", "avx512", "avx_vnni", "amx")))
+    model = _proc_field(Path("/proc/cpuinfo"), "model name") or platform.processor() or "?"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model}; PyTorch CPU capability {capability}; flags: {' '.join(flags) or 'none'}"
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
@@ -85,7 +99,7 @@ def choose_amp(
     if gain >= PROBE_GAIN:
         return "bf16", f"--amp auto: bf16, {gain:.2f}x fp32 in a probe on this model ({found})"
     return "none", (f"--amp auto: fp32, as bf16 ran at {gain:.2f}x fp32 in a probe on this "
-                    f"model and input ({found}, but too little work per convolution)")  # fmt: skip
+                    f"model and input ({found}, yet bf16 kernels were slower here)")  # fmt: skip
 
 
 def step_seconds(

@@ -71,3 +71,19 @@ def test_a_run_records_the_precision_auto_chose(tmp_path):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["amp"] in ("none", "bf16")  # what the probe chose, so a resume keeps it
     assert any(n.startswith("--amp auto: ") for n in summary["notes"])
+
+
+def test_avx_vnni_counts_as_vnni_where_pytorch_asks_only_for_avx512s(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
+    monkeypatch.setattr(precision, "_proc_flags", lambda: {"avx2", "avx_vnni"})
+    assert precision.cpu_features()["vnni"] is True
+    monkeypatch.setattr(precision, "_proc_flags", lambda: {"avx2"})
+    assert precision.cpu_features()["vnni"] is False
+
+
+def test_the_cpu_description_names_the_flags_that_decide_precision(monkeypatch):
+    flags = {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_tile", "sse4_2"}
+    monkeypatch.setattr(precision, "_proc_flags", lambda: flags)
+    text = precision.cpu_description()
+    assert text.endswith("flags: amx_tile avx2 avx512_bf16 avx512f")
+    assert "PyTorch CPU capability" in text

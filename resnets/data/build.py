@@ -45,6 +45,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     name, path = split_spec(spec)
     if name not in DATASETS:
+        found = Path(spec).expanduser()
+        if found.is_dir():
+            raise UsageError(f"--data {spec} is a folder: say what it holds, --data "
+                             f"imagefolder:{spec} (class folders) or segfolder:{spec} "
+                             "(images with masks)")  # fmt: skip
+        if found.is_file() and found.suffix.lower() == ".csv":
+            raise UsageError(f"--data {spec} is a CSV file: use --data csv:{spec}")
         raise unknown_name("dataset", name, DATASETS)
     if name in ("imagefolder", "segfolder", "csv") and not path:
         raise UsageError(f"{name} needs a path: --data {name}:PATH")

@@ -4,8 +4,10 @@
     fast         BN folded, channels_last; bf16 on a GPU
     compile      fast, then torch.compile
     onnxruntime  the folded model exported to ONNX and run by ONNX Runtime (CPU)
-    auto         fast on a GPU; onnxruntime on a CPU where it is installed (the fastest there
-                 at batch 1, see benchmarks/RESULTS.md), else fast
+    auto         fast on a GPU; on a CPU, onnxruntime where it is installed (fp32's fastest
+                 there, see benchmarks/RESULTS.md), else fast; where the CPU computes bf16
+                 natively (precision.native_bf16), fast in bf16 when a probe at the batch
+                 size at hand measures it faster (its logits then differ from fp32's)
 
 Each backend is a callable from a float32 NCHW batch to float32 logits.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
+import time
 from collections.abc import Callable
 
 import torch
@@ -21,9 +25,12 @@ import torch
 from ..errors import UsageError
 from ..models import ResNet
 from ..options import BACKENDS
+from ..precision import PROBE_GAIN, native_bf16
 from .optimize import fold_bn, optimize_for_inference
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
+log = logging.getLogger("resnets")
+PROBE_CALLS = 3  # timed calls per candidate, after one warm-up
 
 
 def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: bool = True) -> bytes:
@@ -39,6 +46,8 @@ def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: boo
 
 class OnnxRuntimePredictor:
     """An ONNX Runtime session behind a tensor-in, tensor-out call."""
+
+    dtype = torch.float32  # what the graph's input takes (INT8 graphs quantize inside)
 
     def __init__(self, model_bytes: bytes, threads: int | None = None):
         try:
@@ -58,27 +67,78 @@ class OnnxRuntimePredictor:
         return torch.from_numpy(out[0])
 
 
-def predictor(model: ResNet, device: torch.device, backend: str = "eager") -> Predictor:
-    """A callable running `model` (in eval mode) on `device` with the chosen backend."""
+def predictor(
+    model: ResNet, device: torch.device, backend: str = "eager", batch: int = 1,
+    dtype: str | None = None,
+) -> Predictor:  # fmt: skip
+    """A callable running `model` (in eval mode) on `device` with the chosen backend.
+    `batch`: the batch size `auto` measures at; `dtype`: the fast backends' (default bf16 on
+    a GPU, float32 elsewhere)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        has_ort = importlib.util.find_spec("onnxruntime") is not None
-        backend = "onnxruntime" if device.type == "cpu" and has_ort else "fast"
     model = model.eval()
+    if backend == "auto":
+        return _auto(model, device, batch)
     if backend == "eager":
         model = model.to(device)
         return _no_grad(model, channels_last=False, dtype=torch.float32)
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise UsageError("the onnxruntime backend runs on the CPU; use --device cpu")
-        meta = model.weights_meta
-        size = (meta and meta.input_size) or model.config.input_size
-        example = torch.randn(1, model.config.in_chans, size, size)
-        return OnnxRuntimePredictor(onnx_bytes(fold_bn(model), example))
-    dtype = "bfloat16" if device.type == "cuda" else "float32"
+        return OnnxRuntimePredictor(onnx_bytes(fold_bn(model), _example(model, 1)))
+    dtype = dtype or ("bfloat16" if device.type == "cuda" else "float32")
     fast = optimize_for_inference(model, device, dtype=dtype, compile=backend == "compile")
     return _no_grad(fast, channels_last=True, dtype=getattr(torch, dtype))
+
+
+def choose_backend(model: ResNet, device: torch.device, batch: int = 1) -> tuple[str, str]:
+    """(what `auto` runs `model` with, why), for batches of `batch` images."""
+    picked, why, _ = _choose(model.eval(), device, batch)
+    return picked, why
+
+
+def _auto(model: ResNet, device: torch.device, batch: int) -> Predictor:
+    picked, why, run = _choose(model, device, batch)
+    log.info("backend auto: %s (%s)", picked, why)
+    return run
+
+
+def _choose(model: ResNet, device: torch.device, batch: int) -> tuple[str, str, Predictor]:
+    if device.type != "cpu":
+        return (
+            "fast",
+            f"{device.type}: BN folded, channels_last, bf16 on a GPU",
+            predictor(model, device, "fast"),
+        )
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    fp32 = "onnxruntime" if has_ort else "fast"
+    native, found = native_bf16(device)
+    if not native:
+        why = "fastest fp32 on a CPU" if has_ort else "onnxruntime is not installed"
+        return fp32, f"{why}; no bf16, as {found}", predictor(model, device, fp32)
+    runs = {fp32: predictor(model, device, fp32),
+            "fast bf16": predictor(model, device, "fast", dtype="bfloat16")}  # fmt: skip
+    x = _example(model, batch)
+    seconds = {name: _seconds(run, x) for name, run in runs.items()}
+    gain = seconds[fp32] / seconds["fast bf16"]
+    picked = "fast bf16" if gain >= PROBE_GAIN else fp32
+    why = f"bf16 ran at {gain:.2f}x {fp32} fp32 in a probe at batch {batch} ({found})"
+    return picked, why, runs[picked]
+
+
+def _example(model: ResNet, batch: int) -> torch.Tensor:
+    meta = model.weights_meta
+    size = (meta and meta.input_size) or model.config.input_size
+    return torch.randn(batch, model.config.in_chans, size, size)
+
+
+def _seconds(run: Predictor, x: torch.Tensor) -> float:
+    times = []
+    for _ in range(1 + PROBE_CALLS):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
 
 
 def _no_grad(module: torch.nn.Module, channels_last: bool, dtype: torch.dtype) -> Predictor:
@@ -88,4 +148,5 @@ def _no_grad(module: torch.nn.Module, channels_last: bool, dtype: torch.dtype) -
     def run(x: torch.Tensor) -> torch.Tensor:
         return module(x.to(dtype).contiguous(memory_format=fmt)).float()
 
+    run.dtype = dtype  # what it computes in
     return run

@@ -89,7 +89,7 @@ def evaluate(
     split = split or default_split(source, data)
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
-    loaded = open_source(source, device, backend)
+    loaded = open_source(source, device, backend, batch=min(batch_size, 16))
     meta, channels, run, dev = loaded.meta, loaded.channels, loaded.run, loaded.device
     if explain and loaded.model is None:
         raise UsageError("--explain needs gradients, which an .onnx lacks: give the run folder")

@@ -219,13 +219,13 @@ def predict(
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
     `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
     check_results_file(out, overwrite)
-    loaded = open_source(weights, device, backend)
+    files = expand_images(images)
+    loaded = open_source(weights, device, backend, batch=max(1, min(len(files), batch_size, 16)))
     meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")
     segmentation = get_task(meta.task).masks
     result = PredictResult([])
-    files = expand_images(images)
     if segmentation and not all(isinstance(f, Path) for f in files):
         raise UsageError("segmentation predicts masks for image files; give paths")
     masks, owners = _mask_targets(files, Path(masks_out), overwrite) if segmentation else ({}, {})

@@ -32,12 +32,12 @@ from onnxruntime.quantization import (
 from ..errors import UsageError
 from ..models import ResNet
 from ..models.weights import WeightsMeta
+from ..precision import cpu_features
 from ..tasks import get_task
 from .backends import OnnxRuntimePredictor
 from .evaluate import run_split_loader
 from .predict import expand_images, prepare_images
 
-VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}  # /proc/cpuinfo names of the 8-bit dot products
 X86 = {"x86_64", "amd64", "i386", "i686"}
 CALIBRATION_BATCH = 32  # images per calibration run where the graph takes any batch size
 LOADER_BATCH = 256
@@ -99,23 +99,14 @@ def check_task(task: str) -> None:
         raise UsageError(f"--int8 checks top-1 accuracy, so it takes classifiers, not {task}")
 
 
-def needs_reduce_range(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[bool, str]:
+def needs_reduce_range() -> tuple[bool, str]:
     """(7-bit weights needed, how that was decided): x86-64 CPUs without VNNI need them."""
     machine = platform.machine().lower()
     if machine not in X86:
         return False, f"{machine} CPU: no VPMADDUBSW saturation"
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        vnni = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
-        return not vnni, f"PyTorch's CPU capabilities: {'' if vnni else 'no '}avx512_vnni"
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    found = sorted(VNNI_FLAGS & set(flags))
-    if found:
-        return False, f"VNNI in /proc/cpuinfo flags: {', '.join(found)}"
-    return True, "no avx512_vnni or avx_vnni in /proc/cpuinfo flags"
+    if cpu_features()["vnni"]:
+        return False, "the CPU has VNNI (avx512_vnni or avx_vnni)"
+    return True, "the CPU has no VNNI (avx512_vnni or avx_vnni)"
 
 
 class _Images(CalibrationDataReader):

@@ -54,9 +54,12 @@ class Loaded:
     model: nn.Module | None  # the PyTorch model; None for an .onnx (no gradients: no explain)
 
 
-def open_source(source: str | Path, device: str = "auto", backend: str = "eager") -> Loaded:
+def open_source(
+    source: str | Path, device: str = "auto", backend: str = "eager", batch: int = 1
+) -> Loaded:
     """A run folder, weights file or .onnx export, ready to run on `device` with `backend`
-    (see `resnets.infer.backends`; an .onnx runs on ONNX Runtime on the CPU)."""
+    (see `resnets.infer.backends`; an .onnx runs on ONNX Runtime on the CPU) on batches of
+    about `batch` images."""
     path, run = resolve_source(source)
     if is_onnx(path):
         dev = check_onnx_options(device, backend)
@@ -71,6 +74,6 @@ def open_source(source: str | Path, device: str = "auto", backend: str = "eager"
             model.config.in_chans,
             model.config.num_classes,
         )
-        infer = predictor(model, dev, backend)
+        infer = predictor(model, dev, backend, batch)
     classes = meta.classes or [str(i) for i in range(outputs)]
     return Loaded(path, run, meta, channels, classes, infer, dev, model)

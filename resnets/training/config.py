@@ -100,7 +100,7 @@ class TrainConfig(DataOptions):
     )
 
     amp: Literal["none", "bf16", "fp16", "auto"] = option(
-        "none", "autocast precision; auto: bf16 where native and measured faster"
+        "auto", "autocast precision; auto: bf16 where native and measured faster, else fp32"
     )
     channels_last: bool = option(
         True, "NHWC memory format (measured faster on CPU; the usual GPU fast path)"

@@ -44,3 +44,34 @@ def test_predict_with_the_onnxruntime_backend_agrees_with_eager(digits_run, tmp_
     ort = predict(digits_run, paths, backend="onnxruntime").predictions
     for a, b in zip(eager, ort, strict=True):
         assert a.top[0][0] == b.top[0][0] and abs(a.top[0][1] - b.top[0][1]) < 1e-4
+
+
+def _fake_cpu(monkeypatch, bf16: bool, times: dict[str, float] | None = None):
+    """A CPU with or without native bf16, whose probe measures `times` per dtype."""
+    from resnets.infer import backends
+
+    monkeypatch.setattr(backends, "native_bf16", lambda device: (bf16, "a test CPU"))
+    if times is not None:
+        dtype_of = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+        monkeypatch.setattr(backends, "_seconds", lambda run, x: times[dtype_of[run.dtype]])
+
+
+@pytest.mark.parametrize(
+    ("bf16", "times", "picked"),
+    [
+        (False, None, "onnxruntime"),
+        (True, {"fp32": 1.0, "bf16": 0.5}, "fast bf16"),
+        (True, {"fp32": 1.0, "bf16": 0.95}, "onnxruntime"),  # within the 1.1x margin
+        (True, {"fp32": 1.0, "bf16": 2.0}, "onnxruntime"),
+    ],
+)
+def test_auto_picks_bf16_only_on_native_hardware_where_measured_faster(
+    monkeypatch, bf16, times, picked
+):
+    from resnets.infer.backends import choose_backend
+
+    _fake_cpu(monkeypatch, bf16, times)
+    model = create_model("resnet20", num_classes=3)
+    chosen, why = choose_backend(model, torch.device("cpu"), batch=4)
+    assert chosen == picked
+    assert ("probe at batch 4" in why) == bf16

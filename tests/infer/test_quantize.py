@@ -155,15 +155,12 @@ def test_int8_needs_a_run_for_its_test_split(digits_run, tmp_path):
     assert set(_snapshot(tmp_path)) == {"w.safetensors"}
 
 
-def test_reduce_range_follows_the_cpus_vnni(tmp_path, monkeypatch):
-    cpuinfo = tmp_path / "cpuinfo"
+def test_reduce_range_follows_the_cpus_vnni(monkeypatch):
     monkeypatch.setattr(quantize.platform, "machine", lambda: "x86_64")
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
-    assert quantize.needs_reduce_range(cpuinfo) == (
-        True,
-        "no avx512_vnni or avx_vnni in /proc/cpuinfo flags",
-    )
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n")
-    assert quantize.needs_reduce_range(cpuinfo)[0] is False
+    monkeypatch.setattr(quantize, "cpu_features", lambda: {"vnni": False})
+    assert quantize.needs_reduce_range() == (True, "the CPU has no VNNI (avx512_vnni or avx_vnni)")
+    monkeypatch.setattr(quantize, "cpu_features", lambda: {"vnni": True})
+    assert quantize.needs_reduce_range()[0] is False
     monkeypatch.setattr(quantize.platform, "machine", lambda: "aarch64")
-    assert quantize.needs_reduce_range(cpuinfo)[0] is False
+    monkeypatch.setattr(quantize, "cpu_features", lambda: {"vnni": False})
+    assert quantize.needs_reduce_range()[0] is False
