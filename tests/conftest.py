@@ -11,7 +11,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BN layer non-trivial statistics so that parity tests compare real numbers."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm3d):
             with torch.no_grad():
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)

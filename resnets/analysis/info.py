@@ -36,11 +36,14 @@ class ModelInfo:
     macs: int  # per image, convolutions and the classifier (as torchvision and fvcore count)
     activation_bytes: int  # saved for the backward pass in training mode, whole batch, fp32
     rows: list[LayerStats] = field(default_factory=list)
+    input_depth: int | None = None  # 3D: depth (slices, frames)
 
     def table(self) -> str:
+        side = f"{self.input_size}x{self.input_size}"
         lines = [
             f"{self.name}: {self.params:,} parameters ({self.trainable_params:,} trainable)",
-            f"input: batch {self.batch_size} at {self.input_size}x{self.input_size}",
+            f"input: batch {self.batch_size} at "
+            + (f"{self.input_depth}x{side} (depth x height x width)" if self.input_depth else side),
             f"multiply-accumulates: {_si(self.macs)} per image ({_si(2 * self.macs)}FLOPs)",
             f"activation memory (training, fp32): {self.activation_bytes / 2**20:,.1f} MiB "
             f"for the batch",
@@ -54,16 +57,22 @@ class ModelInfo:
 
 
 def model_info(
-    model: str | ResNet, input_size: int | None = None, batch_size: int = 1, **overrides
-) -> ModelInfo:
-    """Statistics of a registered model name (with config overrides) or a built model."""
+    model: str | ResNet, input_size: int | None = None, batch_size: int = 1,
+    input_depth: int | None = None, **overrides,
+) -> ModelInfo:  # fmt: skip
+    """Statistics of a registered model name (with config overrides) or a built model, at
+    `input_size` (height and width) and, for a 3D model, `input_depth` (slices or frames)."""
     if isinstance(model, str):
         with torch.device("meta"):
             model = create_model(model, **overrides)
     elif not next(model.parameters()).is_meta:
         model = _to_meta(model)
     size = input_size or model.config.input_size
-    x = torch.empty(batch_size, model.config.in_chans, size, size, device="meta")
+    depth = (input_depth or model.config.input_depth) if model.config.spatial_dims == 3 else None
+    if input_depth and depth is None:
+        raise UsageError(f"--input-depth is for 3D models; {model.name} is 2D")
+    extent = (depth, size, size) if depth else (size, size)
+    x = torch.empty(batch_size, model.config.in_chans, *extent, device="meta")
 
     model.eval()
     shapes: dict[str, tuple[int, ...]] = {}
@@ -92,6 +101,7 @@ def model_info(
     return ModelInfo(
         name=model.name,
         input_size=size,
+        input_depth=depth,
         batch_size=batch_size,
         params=params(model),
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -115,7 +125,7 @@ def count_macs(
         def record(m: nn.Module, inputs, out: torch.Tensor) -> None:
             if isinstance(m, nn.Linear):
                 per_output = m.in_features
-            elif isinstance(m, nn.Conv2d):
+            elif isinstance(m, nn.Conv2d | nn.Conv3d):
                 per_output = m.in_channels // m.groups * math.prod(m.kernel_size)
             else:
                 shapes[name] = tuple(out.shape[1:])
@@ -124,7 +134,8 @@ def count_macs(
 
         return record
 
-    watched = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    kinds = nn.Conv2d | nn.Conv3d | nn.Linear
+    watched = [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
     watched += [("stem", model.stem)] + [(f"stages.{i}", s) for i, s in enumerate(model.stages)]
     handles = [m.register_forward_hook(hook(n)) for n, m in watched]
     try:

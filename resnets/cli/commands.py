@@ -42,11 +42,12 @@ def cmd_info(args: argparse.Namespace) -> None:
     from ..analysis import model_info
 
     positive("input-size", args.input_size)
+    positive("input-depth", args.input_depth)
     positive("batch-size", args.batch_size)
     overrides = {} if args.in_chans is None else {"in_chans": args.in_chans}
     if args.num_classes is not None:
         overrides["num_classes"] = args.num_classes
-    info = model_info(args.model, args.input_size, args.batch_size, **overrides)
+    info = model_info(args.model, args.input_size, args.batch_size, args.input_depth, **overrides)
     if args.json:
         data = {k: v for k, v in vars(info).items() if k != "rows"}
         data["rows"] = [vars(r) for r in info.rows]

@@ -88,7 +88,18 @@ def _inspect_commands(sub) -> None:
 
     p = sub.add_parser("info", help="parameters, MACs, stage shapes, activation memory")
     p.add_argument("model", help="registered model name (see `resnets list`)")
-    p.add_argument("--input-size", type=int, default=None, help="image side (default: 224/32)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="image side, or height and width of a 3D input (default: the model's)",
+    )
+    p.add_argument(
+        "--input-depth",
+        type=int,
+        default=None,
+        help="3D models: slices or frames (default: the model's, e.g. 16 for video)",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="batch for activation memory")
     p.add_argument("--in-chans", type=int, default=None, help="input channels")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")

@@ -22,8 +22,18 @@ def mix_seed(*parts: int) -> int:
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> float, scaled to [0, 1] and standardized per channel."""
-    return (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    """uint8 [B, C, H, W] (or [B, C, D, H, W]) -> float, scaled to [0, 1] and standardized
+    per channel."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (x.float() / 255 - mean.view(shape)) / std.view(shape)
+
+
+def in_layout(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """x in `memory_format` where it applies (channels_last is for 4D batches; volumes stay
+    contiguous)."""
+    if x.ndim != 4:
+        return x.contiguous()
+    return x.contiguous(memory_format=memory_format)
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -31,45 +41,57 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if x.shape[1] == channels:
         return x
     if x.shape[1] == 1:
-        return x.expand(-1, channels, -1, -1)
+        return x.expand(-1, channels, *x.shape[2:])
     if channels == 1 and x.shape[1] == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, *[1] * (x.ndim - 2))
         return (x.float() * w).sum(1, keepdim=True).round().to(x.dtype)
     raise ValueError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
 
 
 @dataclass(frozen=True)
 class CropFlip:
-    """Zero-pad by `padding`, take a random crop of the original size, flip half horizontally."""
+    """Zero-pad by `padding`, take a random crop of the original size, flip half horizontally.
+    Volumes (`dims` 3) are also shifted in depth; the flip is left-right (the last axis)."""
 
     padding: int
     hflip: bool
+    dims: int = 2
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         dev = generator.device
         span = 2 * self.padding + 1
-        return {
+        drawn = {
             "dy": torch.randint(0, span, (n,), generator=generator, device=dev),
             "dx": torch.randint(0, span, (n,), generator=generator, device=dev),
             "flip": torch.rand(n, generator=generator, device=dev) < 0.5,
         }
+        if self.dims == 3:  # drawn last, so that 2D draws stay as they were
+            drawn["dz"] = torch.randint(0, span, (n,), generator=generator, device=dev)
+        return drawn
 
     def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.padding:
-            x = _crop(x, self.padding, p["dy"], p["dx"])
+            shifts = [p["dz"], p["dy"], p["dx"]] if x.ndim == 5 else [p["dy"], p["dx"]]
+            x = _crop(x, self.padding, shifts)
         if self.hflip:
-            x = torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(3), x)
+            x = torch.where(p["flip"].view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
         return x
 
 
-def _crop(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Per-sample translated crops as one gather (no Python loop over samples)."""
-    b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=x.device)
-    cols = dx[:, None] + torch.arange(w, device=x.device)
-    index = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w)
-    return padded.flatten(2).gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
+def _crop(x: torch.Tensor, pad: int, shifts: list[torch.Tensor]) -> torch.Tensor:
+    """Per-sample translated crops as one gather (no Python loop over samples): `shifts[i]`
+    is each sample's offset along spatial axis i of the zero-padded batch."""
+    b, c, *sizes = x.shape
+    padded = F.pad(x, (pad, pad) * len(sizes))
+    index = torch.zeros((b,) + (1,) * len(sizes), dtype=torch.long, device=x.device)
+    for axis, (size, shift) in enumerate(zip(sizes, shifts, strict=True)):
+        shape = [b] + [1] * len(sizes)
+        shape[axis + 1] = size
+        position = (shift[:, None] + torch.arange(size, device=x.device)).view(shape)
+        index = index * (size + 2 * pad) + position
+    count = index[0].numel()
+    flat = padded.flatten(2).gather(2, index.reshape(b, 1, count).expand(b, c, count))
+    return flat.view(b, c, *sizes)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
-from .augment import CropFlip, MixUpCutMix, match_channels, mix_seed, normalize
+from .augment import CropFlip, MixUpCutMix, in_layout, match_channels, mix_seed, normalize
 from .colours import IGNORE_INDEX
 from .datasets import ImageTensors
 
@@ -176,7 +176,7 @@ class InMemoryTrainLoader(TrainBatches):
                 x = normalize(x, self.mean, self.std)
                 if self.mix:
                     x, y = self.mix.apply(x, y, mix_params)
-                micro.append((x.contiguous(memory_format=self.memory_format), y))
+                micro.append((in_layout(x, self.memory_format), y))
             yield micro
 
 
@@ -206,7 +206,7 @@ class InMemoryEvalLoader:
     def __iter__(self) -> Iterator[Batch]:
         for start in range(0, len(self.labels), self.batch_size):
             x = self.images[start : start + self.batch_size]
-            x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+            x = in_layout(normalize(x, self.mean, self.std), self.memory_format)
             yield x, self.labels[start : start + self.batch_size]
 
 

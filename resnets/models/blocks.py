@@ -3,7 +3,8 @@
 BasicBlock and Bottleneck follow He et al. 2015 (post-activation); PreActBasicBlock and
 PreActBottleneck follow He et al. 2016 (BN-ReLU before each conv). Blocks take plain numbers:
 the stage builder in resnet.py works out the widths from the config and hands each block its
-shortcut (`None` for a plain block, which adds nothing at all).
+shortcut (`None` for a plain block, which adds nothing at all) and its `Ops` (ops.py): the conv,
+norm and pool layers of 2D or 3D, so the same block builds images, volumes and clips.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import Ops, Size, mid_width, subsample
 
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
-
-
-def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+PLANAR = Ops()  # 2D
 
 
 class DropPath(nn.Module):
@@ -48,41 +45,44 @@ class ZeroPadShortcut(nn.Module):
     used CIFAR reference implementation, so its trained weights stay interchangeable.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int | Size) -> None:
         super().__init__()
         self.stride = stride
         self.pad_before = (out_ch - in_ch) // 2
         self.pad_after = out_ch - in_ch - self.pad_before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+        if self.stride != 1:
+            x = subsample(x, self.stride)
+        return F.pad(x, (0, 0) * (x.ndim - 2) + (self.pad_before, self.pad_after))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
 def make_shortcut(
-    in_ch: int, out_ch: int, stride: int, kind: str, avg_down: bool = False, norm: bool = True
-) -> nn.Module | None:
+    in_ch: int, out_ch: int, stride: int, kind: str, avg_down: bool = False, norm: bool = True,
+    ops: Ops = PLANAR, bias: bool = False,
+) -> nn.Module | None:  # fmt: skip
     """A block's shortcut: `kind` "A" (zero-pad), "B" (project only when the shape changes),
     "C" (always project) or "none" (a plain block); `avg_down` pools before projecting
-    (ResNet-D); `norm` adds BN after the projection (not in pre-activation blocks)."""
+    (ResNet-D); `norm` adds BN after the projection (not in pre-activation blocks); `bias`
+    gives the projection a bias (MONAI's default)."""
     if kind == "none":
         return None
     reshapes = stride != 1 or in_ch != out_ch
     if not reshapes and kind in ("A", "B"):
         return nn.Identity()
+    steps = ops.stride(stride)
     if kind == "A":
-        return ZeroPadShortcut(in_ch, out_ch, stride)
+        return ZeroPadShortcut(in_ch, out_ch, steps)
     parts: OrderedDict[str, nn.Module] = OrderedDict()
     if avg_down and stride > 1:
-        parts["pool"] = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-        stride = 1
-    parts["conv"] = conv1x1(in_ch, out_ch, stride)
+        parts["pool"] = ops.avg_pool(steps)
+        steps = 1
+    parts["conv"] = ops.conv(in_ch, out_ch, 1, steps, bias=bias)
     if norm:
-        parts["bn"] = nn.BatchNorm2d(out_ch)
+        parts["bn"] = ops.norm(out_ch)
     return nn.Sequential(parts)
 
 
@@ -103,12 +103,14 @@ class BasicBlock(nn.Module):
         stride: int = 1,
         shortcut: nn.Module | None = None,
         drop_path: float = 0.0,
+        ops: Ops = PLANAR,
     ):
         super().__init__()
-        self.conv1 = conv3x3(in_ch, width, stride)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, out_ch)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        mid = mid_width(in_ch, width)  # (2+1)D only: both convs, as torchvision's video nets
+        self.conv1 = ops.conv(in_ch, width, 3, stride, mid=mid)
+        self.bn1 = ops.norm(width)
+        self.conv2 = ops.conv(width, out_ch, 3, mid=mid)
+        self.bn2 = ops.norm(out_ch)
         self.act = nn.ReLU(inplace=True)
         self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -141,16 +143,17 @@ class Bottleneck(nn.Module):
         drop_path: float = 0.0,
         groups: int = 1,
         stride_in_1x1: bool = False,
+        ops: Ops = PLANAR,
     ):
         super().__init__()
         # v1 strides the first 1x1 (the paper, Caffe); v1.5 the 3x3 (torchvision, better)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = conv1x1(in_ch, width, stride_1x1)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride_3x3, groups)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = conv1x1(width, out_ch)
-        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.conv1 = ops.conv(in_ch, width, 1, stride_1x1)
+        self.bn1 = ops.norm(width)
+        self.conv2 = ops.conv(width, width, 3, stride_3x3, groups, mid_width(in_ch, width))
+        self.bn2 = ops.norm(width)
+        self.conv3 = ops.conv(width, out_ch, 1)
+        self.bn3 = ops.norm(out_ch)
         self.act = nn.ReLU(inplace=True)
         self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -185,12 +188,14 @@ class PreActBasicBlock(nn.Module):
         stride: int = 1,
         shortcut: nn.Module | None = None,
         drop_path: float = 0.0,
+        ops: Ops = PLANAR,
     ):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_ch)
-        self.conv1 = conv3x3(in_ch, width, stride)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, out_ch)
+        mid = mid_width(in_ch, width)
+        self.bn1 = ops.norm(in_ch)
+        self.conv1 = ops.conv(in_ch, width, 3, stride, mid=mid)
+        self.bn2 = ops.norm(width)
+        self.conv2 = ops.conv(width, out_ch, 3, mid=mid)
         self.act = nn.ReLU(inplace=True)
         self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -222,15 +227,16 @@ class PreActBottleneck(nn.Module):
         drop_path: float = 0.0,
         groups: int = 1,
         stride_in_1x1: bool = False,
+        ops: Ops = PLANAR,
     ):
         super().__init__()
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.bn1 = nn.BatchNorm2d(in_ch)
-        self.conv1 = conv1x1(in_ch, width, stride_1x1)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = conv3x3(width, width, stride_3x3, groups)
-        self.bn3 = nn.BatchNorm2d(width)
-        self.conv3 = conv1x1(width, out_ch)
+        self.bn1 = ops.norm(in_ch)
+        self.conv1 = ops.conv(in_ch, width, 1, stride_1x1)
+        self.bn2 = ops.norm(width)
+        self.conv2 = ops.conv(width, width, 3, stride_3x3, groups, mid_width(in_ch, width))
+        self.bn3 = ops.norm(width)
+        self.conv3 = ops.conv(width, out_ch, 1)
         self.act = nn.ReLU(inplace=True)
         self.shortcut = shortcut
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

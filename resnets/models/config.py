@@ -16,8 +16,9 @@ from typing import Any, Literal, get_args
 from ..errors import ConfigError, unknown_name
 
 Block = Literal["basic", "bottleneck"]
-Stem = Literal["imagenet", "cifar", "deep"]
+Stem = Literal["imagenet", "cifar", "deep", "video"]
 Shortcut = Literal["A", "B", "C", "none"]
+Conv3d = Literal["full", "mixed", "2plus1d"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class ResNetConfig:
     block: "basic" (two 3x3 convs) or "bottleneck" (1x1, 3x3, 1x1 with expansion 4).
     layers: blocks per stage; widths: each stage's width (the bottleneck's "planes").
     stem: "imagenet" (7x7/2 conv + max-pool), "cifar" (3x3/1 conv), "deep" (three 3x3 convs
-        + max-pool, ResNet-C/D); stem_width is the stem's output channels.
+        + max-pool, ResNet-C/D), "video" (3D only: a 3x7x7 conv striding height and width, no
+        max-pool; with 2plus1d, a 1x7x7 then 3x1x1 conv, as torchvision's video nets);
+        stem_width is the stem's output channels.
     shortcut: paper option "A" (identity, strided subsampling and zero-padded channels),
         "B" (1x1 projection only where the shape changes), "C" (projection everywhere),
         "none" (a plain network: no shortcut at all).
@@ -37,10 +40,17 @@ class ResNetConfig:
         block output stays planes x 4.
     preact: pre-activation ordering BN-ReLU-conv (ResNet v2, He et al. 2016).
     avg_down: average-pool then 1x1 conv in strided projection shortcuts (ResNet-D).
+    shortcut_bias: a bias in projection shortcut convs (MONAI's default bias_downsample=True;
+        MedicalNet's weights and torchvision have none).
     stride_in_1x1: put a bottleneck's stride on its first 1x1 (v1) instead of the 3x3 (v1.5).
     zero_init_residual: start each residual branch at zero (its last BN, or last conv in v2).
     drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
     drop_rate: dropout before the classifier. num_classes=0 leaves the classifier out.
+    spatial_dims: 2 for images (N, C, H, W); 3 for volumes and clips (N, C, D, H, W), where every
+        conv, norm and pool is its 3D form and a stride halves depth, height and width.
+    conv3d: how a 3D block's 3x3 conv is built (models/ops.py): "full" 3x3x3 (R3D, MedicalNet),
+        "mixed" (full in the first stage, 1x3x3 keeping the depth after it: MC3) or "2plus1d"
+        (1x3x3 then 3x1x1: R(2+1)D; Tran et al. 2018).
     """
 
     block: Block
@@ -54,12 +64,15 @@ class ResNetConfig:
     width_factor: int = 1
     preact: bool = False
     avg_down: bool = False
+    shortcut_bias: bool = False
     stride_in_1x1: bool = False
     in_chans: int = 3
     num_classes: int = 1000
     zero_init_residual: bool = False
     drop_path_rate: float = 0.0
     drop_rate: float = 0.0
+    spatial_dims: int = 2
+    conv3d: Conv3d = "full"
 
     def __post_init__(self) -> None:
         for name in ("layers", "widths"):
@@ -82,14 +95,27 @@ class ResNetConfig:
 
     @property
     def input_size(self) -> int:
-        """The image side the net was designed for (timm's default config): 32 for the CIFAR
-        stem, 224 for the ImageNet and deep stems."""
-        return 32 if self.stem == "cifar" else 224
+        """The side the net was designed for (timm's default config): 32 for the CIFAR stem,
+        224 for the ImageNet and deep stems in 2D; in 3D 112 for video clips (Kinetics) and
+        64 for volumes."""
+        if self.stem == "cifar":
+            return 32
+        if self.spatial_dims == 3:
+            return 112 if self.stem == "video" else 64
+        return 224
+
+    @property
+    def input_depth(self) -> int | None:
+        """3D: the depth (frames) the net was designed for; 16 for video clips."""
+        if self.spatial_dims == 2:
+            return None
+        return 16 if self.stem == "video" else self.input_size
 
     @property
     def stem_stride(self) -> int:
-        """How much the stem shrinks the input: 1 for the CIFAR stem, 4 for the others."""
-        return 1 if self.stem == "cifar" else 4
+        """How much the stem shrinks height and width: 1 for the CIFAR stem, 2 for the video
+        stem, 4 for the others."""
+        return {"cifar": 1, "video": 2}.get(self.stem, 4)
 
     @property
     def total_stride(self) -> int:
@@ -176,6 +202,7 @@ def _check_values(cfg: ResNetConfig) -> None:
                     f"{per_group / 64:g} channels per group; use a width that is a multiple of "
                     f"{64 // math.gcd(64, cfg.width_per_group * cfg.width_factor)}"
                 )
+    _check_dims(cfg)
     if cfg.stem == "deep" and cfg.stem_width % 2:
         raise ConfigError(f"a deep stem needs an even stem_width, got {cfg.stem_width}")
     if cfg.avg_down and cfg.shortcut not in ("B", "C"):
@@ -198,8 +225,19 @@ def _check_values(cfg: ResNetConfig) -> None:
                 )
 
 
+def _check_dims(cfg: ResNetConfig) -> None:
+    if cfg.spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 (images) or 3 (volumes, clips), got "
+                          f"{cfg.spatial_dims!r}")  # fmt: skip
+    if cfg.spatial_dims == 2 and (cfg.conv3d != "full" or cfg.stem == "video"):
+        what = "stem='video'" if cfg.stem == "video" else f"conv3d={cfg.conv3d!r}"
+        raise ConfigError(f"{what} is a 3D option; set spatial_dims=3")
+    if cfg.conv3d == "2plus1d" and cfg.groups != 1:
+        raise ConfigError("conv3d='2plus1d' convs are not grouped; use conv3d='full' for ResNeXt")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_LITERALS = {"block": Block, "stem": Stem, "shortcut": Shortcut}
+_LITERALS = {"block": Block, "stem": Stem, "shortcut": Shortcut, "conv3d": Conv3d}

@@ -142,7 +142,10 @@ def resnet_fpn_backbone(
     "p6p7" for RetinaNet. returned_stages: by default every stage with "pool", the last three
     with "p6p7" (see `pick_stages`).
     """
-    n = len(get_config(name).replace(**overrides).layers)
+    cfg = get_config(name).replace(**overrides)
+    if cfg.spatial_dims != 2:
+        raise UsageError(f"torchvision's detection models take 2D images; {name} is a 3D model")
+    n = len(cfg.layers)
     stages = pick_stages(returned_stages, n, extra_levels, name)  # before building or loading
     if trainable_stages is None:
         trainable_stages = max(n - 1, 0)

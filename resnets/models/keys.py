@@ -4,8 +4,10 @@ torchvision and timm's `resnet.py` share one layout (`conv1`, `bn1`, `layer1.0.c
 `downsample.0`, `fc`); timm adds `conv1.0/.1/.3/.4/.6` for the deep stem and shifts
 `downsample` indices by one for the average-pool shortcut. timm's pre-activation
 `resnetv2.py` uses `stages.0.blocks.0.norm1`, `downsample.conv`, `norm`, `head.fc`. Ours is
-`stem`, `stages.0.0`, `shortcut.conv/bn`, `norm.bn`, `fc`. The rules below are the whole
-mapping, in both directions.
+`stem`, `stages.0.0`, `shortcut.conv/bn`, `norm.bn`, `fc`. torchvision's video ResNets
+(`r3d_18`, `mc3_18`, `r2plus1d_18`) wrap each conv with its BN in a Sequential (`stem.0/.1`,
+`layer1.0.conv1.0/.1`; a (2+1)D conv is itself `conv1.0.0/.1/.3`). MONAI's 3D ResNets use
+torchvision's 2D names. The rules below are the whole mapping, in both directions.
 """
 
 from __future__ import annotations
@@ -52,6 +54,27 @@ def _shortcut_rules(cfg: ResNetConfig) -> dict[str, str]:
     return {"shortcut.conv.": f"downsample.{first}.", "shortcut.bn.": f"downsample.{first + 1}."}
 
 
+def _video_stem_rules(cfg: ResNetConfig) -> dict[str, str]:
+    if cfg.conv3d == "2plus1d":
+        return {"stem.conv.spatial.": "stem.0.", "stem.conv.bn.": "stem.1.",
+                "stem.conv.temporal.": "stem.3.", "stem.bn.": "stem.4."}  # fmt: skip
+    return {"stem.conv.": "stem.0.", "stem.bn.": "stem.1."}
+
+
+def _video_block_rules(cfg: ResNetConfig) -> dict[str, str]:
+    """Ours -> torchvision's inside a video block: convI.0 is the conv, convI.1 its BN."""
+    rules = {}
+    factored = (2,) if cfg.block == "bottleneck" else (1, 2)  # the 3x3 convs
+    for i in (1, 2, 3) if cfg.block == "bottleneck" else (1, 2):
+        if cfg.conv3d == "2plus1d" and i in factored:
+            rules |= {f"conv{i}.spatial.": f"conv{i}.0.0.", f"conv{i}.bn.": f"conv{i}.0.1.",
+                      f"conv{i}.temporal.": f"conv{i}.0.3."}  # fmt: skip
+        else:
+            rules[f"conv{i}."] = f"conv{i}.0."
+        rules[f"bn{i}."] = f"conv{i}.1."
+    return rules | {"shortcut.conv.": "downsample.0.", "shortcut.bn.": "downsample.1."}
+
+
 def _rename(key: str, rules: dict[str, str]) -> str | None:
     for src, dst in rules.items():
         if key.startswith(src):
@@ -60,10 +83,13 @@ def _rename(key: str, rules: dict[str, str]) -> str | None:
 
 
 def layout_of(state_dict: StateDict) -> str:
-    """'resnets', 'torchvision' (also timm's resnet.py) or 'timm-v2' (timm's resnetv2.py)."""
+    """'resnets', 'torchvision' (also timm's resnet.py and MONAI's 3D ResNets), 'timm-v2'
+    (timm's resnetv2.py) or 'torchvision-video' (torchvision.models.video)."""
     keys = list(state_dict)
     if any(_TIMM_V2_BLOCK.match(k) for k in keys):
         return "timm-v2"
+    if "stem.0.weight" in state_dict and any(k.startswith("layer1.") for k in keys):
+        return "torchvision-video"
     if any(k.startswith("stages.") for k in keys) and any(k.startswith("stem.") for k in keys):
         return "resnets"
     if any(k.startswith("layer1.") for k in keys):
@@ -99,6 +125,33 @@ def to_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
         state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
         _shortcut_rules(cfg), stem, "torchvision counterpart",
     )  # fmt: skip
+
+
+def from_torchvision_video(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """torchvision video ResNet keys -> ours."""
+    _check_video(cfg)
+    in_block = {v: k for k, v in _video_block_rules(cfg).items()}
+    outside = {v: k for k, v in _video_stem_rules(cfg).items()} | {"fc.": "fc."}
+    return _map_keys(
+        state_dict, _THEIRS_BLOCK, lambda m: f"stages.{int(m[1]) - 1}.{m[2]}.",
+        in_block, outside, "counterpart in our layout",
+    )  # fmt: skip
+
+
+def to_torchvision_video(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
+    """Our keys -> torchvision video ResNet's."""
+    _check_video(cfg)
+    return _map_keys(
+        state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
+        _video_block_rules(cfg), _video_stem_rules(cfg) | {"fc.": "fc."},
+        "torchvision video counterpart",
+    )  # fmt: skip
+
+
+def _check_video(cfg: ResNetConfig) -> None:
+    if cfg.stem != "video" or cfg.preact:
+        raise WeightsError("torchvision's video layout holds 3D nets with the video stem "
+                           "(r3d_18, mc3_18, r2plus1d_18 and their kin)")  # fmt: skip
 
 
 def from_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
@@ -157,4 +210,6 @@ def to_resnets(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
         return from_timm_v2(state_dict, cfg)
     if layout == "torchvision":
         return from_torchvision(state_dict, cfg)
+    if layout == "torchvision-video":
+        return from_torchvision_video(state_dict, cfg)
     return dict(state_dict)

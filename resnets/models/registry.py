@@ -37,6 +37,27 @@ _PREACT_CIFAR = _CIFAR.replace(block=_B, shortcut="B", preact=True)
 # Wide ResNets for CIFAR (Zagoruyko & Komodakis 2016): WRN-d-k, (d-4)/6 pre-act blocks per stage.
 _WRN = _CIFAR.replace(shortcut="B", preact=True)
 
+# 3D ResNets for volumes (CT, MRI): MedicalNet's layouts (Chen et al. 2019; MONAI's
+# resnet10..200 with conv1_t_stride=2, bias_downsample=False): 7x7x7/2 stem + max-pool, every
+# layer 3D. 400 outputs, as MONAI's default (Kinetics); training sets the data's count.
+_VOLUME_LAYERS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
+                  101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}  # fmt: skip
+_VOLUMES = {
+    f"resnet{d}_3d": ResNetConfig(
+        block="basic" if d < 50 else _B, layers=n, spatial_dims=3, num_classes=400
+    )
+    for d, n in _VOLUME_LAYERS.items()
+}
+
+# Video ResNets (Tran et al. 2018; torchvision.models.video): the 3x7x7 video stem, basic
+# blocks; full 3D convs (R3D), full then 1x3x3 (MC3), or factored 1x3x3 + 3x1x1 (R(2+1)D).
+_R3D = _R["resnet18"].replace(stem="video", spatial_dims=3, num_classes=400)
+_VIDEO = {
+    "r3d_18": _R3D,
+    "mc3_18": _R3D.replace(conv3d="mixed"),
+    "r2plus1d_18": _R3D.replace(conv3d="2plus1d"),
+}
+
 MODELS: dict[str, ResNetConfig] = {
     **_IMAGENET,
     "resnext50_32x4d": _R["resnet50"].replace(groups=32, width_per_group=4),
@@ -67,6 +88,8 @@ MODELS: dict[str, ResNetConfig] = {
     "wrn16_8": _WRN.replace(layers=(2,) * 3, width_factor=8),
     "wrn28_10": _WRN.replace(layers=(4,) * 3, width_factor=10),
     "wrn40_4": _WRN.replace(layers=(6,) * 3, width_factor=4),
+    **_VOLUMES,
+    **_VIDEO,
 }
 
 

@@ -20,10 +20,10 @@ from .blocks import (
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
-    conv3x3,
     make_shortcut,
 )
 from .config import ResNetConfig
+from .ops import CONV, Conv2Plus1d, Ops
 
 
 @dataclass(frozen=True)
@@ -35,30 +35,42 @@ class FeatureInfo:
     stride: int
 
 
+def ops_of(cfg: ResNetConfig) -> Ops:
+    """The layers of the config's dimensionality (and 3D conv kind)."""
+    return Ops(cfg.spatial_dims, cfg.conv3d)
+
+
 def make_stem(cfg: ResNetConfig) -> nn.Sequential:
     """The stem; pre-activation nets leave out its last BN-ReLU (each block starts with one)."""
-    parts: OrderedDict[str, nn.Module] = OrderedDict()
+    ops, parts = ops_of(cfg), OrderedDict()
     width = cfg.stem_width
     if cfg.stem == "deep":
         mid = width // 2
         for i, (cin, cout, stride) in enumerate(
             [(cfg.in_chans, mid, 2), (mid, mid, 1), (mid, width, 1)], start=1
         ):
-            parts[f"conv{i}"] = conv3x3(cin, cout, stride)
+            parts[f"conv{i}"] = ops.conv(cin, cout, 3, stride)
             if i < 3 or not cfg.preact:
-                parts[f"bn{i}"] = nn.BatchNorm2d(cout)
+                parts[f"bn{i}"] = ops.norm(cout)
                 parts[f"act{i}"] = nn.ReLU(inplace=True)
     else:
-        if cfg.stem == "imagenet":
-            parts["conv"] = nn.Conv2d(cfg.in_chans, width, 7, stride=2, padding=3, bias=False)
-        else:
-            parts["conv"] = conv3x3(cfg.in_chans, width)
+        parts["conv"] = _stem_conv(cfg, ops)
         if not cfg.preact:
-            parts["bn"] = nn.BatchNorm2d(width)
+            parts["bn"] = ops.norm(width)
             parts["act"] = nn.ReLU(inplace=True)
-    if cfg.stem != "cifar":
-        parts["pool"] = nn.MaxPool2d(3, stride=2, padding=1)
+    if cfg.stem in ("imagenet", "deep"):
+        parts["pool"] = ops.max_pool()
     return nn.Sequential(parts)
+
+
+def _stem_conv(cfg: ResNetConfig, ops: Ops) -> nn.Module:
+    if cfg.stem == "cifar":
+        return ops.conv(cfg.in_chans, cfg.stem_width, 3)
+    if cfg.stem == "imagenet":  # 7x7 (7x7x7 in 3D, as MedicalNet) stride 2
+        return CONV[cfg.spatial_dims](cfg.in_chans, cfg.stem_width, 7, 2, 3, bias=False)
+    if cfg.conv3d == "2plus1d":  # torchvision's R2Plus1dStem: 45 channels in between
+        return Conv2Plus1d(cfg.in_chans, cfg.stem_width, 45, (3, 7, 7), (1, 2, 2))
+    return nn.Conv3d(cfg.in_chans, cfg.stem_width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
 
 
 def block_class(cfg: ResNetConfig) -> type[nn.Module]:
@@ -81,11 +93,14 @@ def make_stages(cfg: ResNetConfig) -> tuple[nn.ModuleList, list[FeatureInfo]]:
         width, out_ch = cfg.inner_width(stage), cfg.out_width(stage)
         stage_stride = 1 if stage == 0 else 2  # each later stage halves the size, once
         stride *= stage_stride
-        blocks = []
+        blocks, ops = [], ops_of(cfg).for_stage(stage)
         for j in range(depth):
             s = stage_stride if j == 0 else 1
-            shortcut = make_shortcut(in_ch, out_ch, s, cfg.shortcut, cfg.avg_down, not cfg.preact)
-            blocks.append(block(in_ch, width, out_ch, s, shortcut, rates[k], **extra))
+            shortcut = make_shortcut(
+                in_ch, out_ch, s, cfg.shortcut, cfg.avg_down, not cfg.preact, ops,
+                cfg.shortcut_bias,
+            )  # fmt: skip
+            blocks.append(block(in_ch, width, out_ch, s, shortcut, rates[k], ops=ops, **extra))
             in_ch, k = out_ch, k + 1
         stages.append(nn.Sequential(*blocks))
         info.append(FeatureInfo(f"stages.{stage}", out_ch, stride))
@@ -106,12 +121,13 @@ class ResNet(nn.Module):
         self.stages, self.feature_info = make_stages(config)
         in_ch = self.num_features = self.feature_info[-1].channels
 
+        ops = ops_of(config)
         self.norm = (
-            nn.Sequential(OrderedDict(bn=nn.BatchNorm2d(in_ch), act=nn.ReLU(inplace=True)))
+            nn.Sequential(OrderedDict(bn=ops.norm(in_ch), act=nn.ReLU(inplace=True)))
             if config.preact
             else nn.Identity()
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = ops.global_pool()
         self.dropout = nn.Dropout(config.drop_rate) if config.drop_rate > 0 else nn.Identity()
         self.fc = nn.Linear(in_ch, config.num_classes) if config.num_classes else nn.Identity()
         self.reset_parameters()
@@ -121,9 +137,9 @@ class ResNet(nn.Module):
         if next(self.parameters()).is_meta:  # shapes only (resnets info): no values to draw
             return
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d | nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if isinstance(self.fc, nn.Linear):
@@ -143,9 +159,11 @@ class ResNet(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if torch.jit.is_tracing():  # a traced graph has fixed shapes anyway
             return
-        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+        dims = self.config.spatial_dims
+        if x.ndim != dims + 2 or x.shape[1] != self.config.in_chans:
+            shape = "H, W" if dims == 2 else "D, H, W"
             raise ValueError(
-                f"{self.name} expects input of shape (N, {self.config.in_chans}, H, W), "
+                f"{self.name} expects input of shape (N, {self.config.in_chans}, {shape}), "
                 f"got {tuple(x.shape)}"
             )
 

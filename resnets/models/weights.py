@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..files import atomic_path
 from .config import ResNetConfig
+from .inflate import inflate, needs_inflation
 from .keys import StateDict, to_resnets
 from .resnet import ResNet
 
@@ -188,7 +189,7 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     if in_chans == 1:
         return weight.sum(dim=1, keepdim=True)
     repeat = math.ceil(in_chans / src)
-    return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (src / in_chans)
+    return weight.repeat(1, repeat, *[1] * (weight.ndim - 2))[:, :in_chans] * (src / in_chans)
 
 
 def load_pretrained(model: ResNet, source: str | Path, strict: bool = True) -> WeightsMeta | None:
@@ -216,6 +217,11 @@ def load_state(
             )
         )
         state[conv_key] = adapt_input_conv(state[conv_key], model.config.in_chans)
+    own = model.state_dict()
+    if needs_inflation(state, own):
+        state, count = inflate(state, own, name)
+        notes.append((logging.INFO, f"inflated {count} 2D convs of {name} into 3D (I3D: each "
+                                    "kernel repeated along depth and divided by it)"))  # fmt: skip
     fc = model.fc
     fits = isinstance(fc, nn.Linear) and fc.weight.shape == state.get("fc.weight", fc.weight).shape
     if "fc.weight" in state and not fits:
@@ -257,6 +263,11 @@ def _check_fit(model: nn.Module, state: StateDict, name: str, strict: bool) -> N
         if items:
             shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
             problems.append(f"{len(items)} {label} ({shown})")
+    if unexpected and all(k.endswith("shortcut.conv.bias") for k in unexpected):
+        problems.append(
+            "its projection shortcuts have biases (MONAI's default "
+            "bias_downsample=True): build the model with shortcut_bias=True"
+        )
     if shapes or (strict and problems):
         raise WeightsError(f"{name} does not fit {model.name}: " + "; ".join(problems))
 

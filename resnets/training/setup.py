@@ -213,7 +213,7 @@ def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: Dis
             raise TrainingError("--sync-bn needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only")
         raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
     raw = raw.to(device)
-    if cfg.channels_last:
+    if cfg.channels_last and backbone.config.spatial_dims == 2:  # a 2D layout; volumes stay
         raw = raw.to(memory_format=torch.channels_last)
     ddp = None
     if env.active:

@@ -4,6 +4,7 @@ import torch
 from resnets import create_model
 from resnets.analysis import model_info
 from resnets.analysis.info import _activation_bytes
+from resnets.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,27 @@ def test_macs_equal_torchs_flop_counter(name, size):
     with FlopCounterMode(display=False) as counter:
         model(x)
     assert sum(count_macs(model, x).values()) == counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", ["r2plus1d_18", "resnet50_3d"])
+def test_3d_macs_equal_torchs_flop_counter_and_info_reads_the_depth(name):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from resnets.analysis.info import count_macs, model_info
+
+    model = create_model(name).eval()
+    x = torch.randn(1, 3, 8, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    assert sum(count_macs(model, x).values()) == counter.get_total_flops() // 2
+    info = model_info(name, input_size=32, input_depth=8)
+    assert info.macs == counter.get_total_flops() // 2
+    assert "at 8x32x32 (depth x height x width)" in info.table()
+    assert info.rows[0].output_shape[1] == (8 if name == "r2plus1d_18" else 2)  # video: depth kept
+
+
+def test_input_depth_is_refused_for_a_2d_model():
+    from resnets.analysis.info import model_info
+
+    with pytest.raises(UsageError, match="--input-depth is for 3D models"):
+        model_info("resnet18", input_depth=8)

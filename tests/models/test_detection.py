@@ -9,6 +9,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone as t
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from resnets import get_config, list_models
+from resnets.errors import UsageError
 from resnets.models.detection import resnet_fpn_backbone
 
 from ..conftest import randomize_bn
@@ -143,7 +144,7 @@ HEAVY = {
 }
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [n for n in list_models() if get_config(n).spatial_dims == 2])
 def test_every_registered_model_gives_a_pyramid_of_all_its_stages(name):
     cfg = get_config(name)
     n, size = len(cfg.layers), 32 if cfg.stem == "cifar" else 64
@@ -206,3 +207,8 @@ def test_faster_rcnn_training_step_on_a_cifar_stem_backbone():
     last, stem = backbone.backbone.stages[-1], backbone.backbone.stem
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in last.parameters())
     assert all(p.grad is None for p in stem.parameters())
+
+
+def test_3d_models_are_refused_as_detection_backbones():
+    with pytest.raises(UsageError, match="r3d_18 is a 3D model"):
+        resnet_fpn_backbone("r3d_18")

@@ -81,7 +81,8 @@ def test_unknown_name_suggests_the_closest():
         create_model("resnet05")
 
 
-HEAVY = {"resnet1202", "preact_resnet1001", "wide_resnet101_2", "resnext101_32x8d"}
+HEAVY = {"resnet1202", "preact_resnet1001", "wide_resnet101_2", "resnext101_32x8d",
+         "resnet152_3d", "resnet200_3d"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -90,8 +91,9 @@ HEAVY = {"resnet1202", "preact_resnet1001", "wide_resnet101_2", "resnext101_32x8
 def test_forward_shape_of_every_registered_model(name):
     cfg = get_config(name)
     size = 16 if cfg.stem == "cifar" else 64
+    extent = (size, size) if cfg.spatial_dims == 2 else (8, 32, 32)  # 3D: depth, height, width
     model = create_model(name, num_classes=7).train()  # batch statistics: untrained eval-mode
     with torch.no_grad():  # BN is the identity, and 600 residual sums would overflow
-        out = model(torch.randn(2, 3, size, size))
+        out = model(torch.randn(2, 3, *extent))
     assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
