@@ -23,6 +23,8 @@ DATASETS = (
     "shapes",  # segmentation: synthetic circles and squares with masks
     "segfolder",  # segmentation: PATH/images/* with PATH/masks/* of the same names
     "csv",  # labels in a table: path and label columns, paths relative to the CSV
+    "shapes3d",  # 3D: synthetic spheres, cubes and tori in noisy volumes
+    "npz",  # MedMNIST-style arrays: train_images, train_labels, val_..., test_... (2D or 3D)
 )
 
 
@@ -106,7 +108,9 @@ class DataOptions:
         None, "image-folder decoding processes (default: CPUs - 1, max 8)", "[0, inf)"
     )
     strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
-    synthetic_samples: int = option(2048, "training images for --data synthetic", "[1, inf)")
+    synthetic_samples: int = option(
+        2048, "training images for --data synthetic (shapes3d: a quarter of it)", "[1, inf)"
+    )
     synthetic_classes: int = option(10, "classes for --data synthetic", "[2, inf)")
     crop_padding: int | None = option(
         None, "random-crop padding in pixels (default: size / 8)", "[0, inf)"

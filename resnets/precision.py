@@ -98,8 +98,8 @@ def choose_amp(
     gain = fp32 / bf16
     if gain >= PROBE_GAIN:
         return "bf16", f"--amp auto: bf16, {gain:.2f}x fp32 in a probe on this model ({found})"
-    return "none", (f"--amp auto: fp32, as bf16 ran at {gain:.2f}x fp32 in a probe on this "
-                    f"model and input ({found}, yet bf16 kernels were slower here)")  # fmt: skip
+    return "none", (f"--amp auto: fp32, as bf16 ran at {gain:.2f}x fp32 in a probe on this model "
+                    f"and input, short of the {PROBE_GAIN}x it must gain ({found})")  # fmt: skip
 
 
 def step_seconds(

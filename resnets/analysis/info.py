@@ -68,7 +68,10 @@ def model_info(
     elif not next(model.parameters()).is_meta:
         model = _to_meta(model)
     size = input_size or model.config.input_size
-    depth = (input_depth or model.config.input_depth) if model.config.spatial_dims == 3 else None
+    depth = None
+    if model.config.spatial_dims == 3:  # a volume is a cube unless told; a clip has 16 frames
+        video = model.config.stem == "video"
+        depth = input_depth or (model.config.input_depth if video or not input_size else size)
     if input_depth and depth is None:
         raise UsageError(f"--input-depth is for 3D models; {model.name} is 2D")
     extent = (depth, size, size) if depth else (size, size)

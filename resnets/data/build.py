@@ -36,6 +36,7 @@ from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
+from .volumes import load_npz, make_shapes3d
 
 SEGMENTATION = ("shapes", "segfolder")
 SAMPLERS = ("uniform", "balanced")
@@ -53,7 +54,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         if found.is_file() and found.suffix.lower() == ".csv":
             raise UsageError(f"--data {spec} is a CSV file: use --data csv:{spec}")
         raise unknown_name("dataset", name, DATASETS)
-    if name in ("imagefolder", "segfolder", "csv") and not path:
+    if name in ("imagefolder", "segfolder", "csv", "npz") and not path:
         raise UsageError(f"{name} needs a path: --data {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
@@ -132,16 +133,26 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")
     else:
         train, test = _memory_sets(name, path, opts)
-    if channels is not None:
-        train, test = to_channels(train, channels), test and to_channels(test, channels)
+    given_val = None
+    if isinstance(train, dict):  # an .npz's own splits
+        given_val, test, train = train.get("val"), train.get("test"), train["train"]
+    sets = [(x and to_channels(x, channels)) if channels else x for x in (train, given_val, test)]
     if opts.image_size:
-        train, test = ds.resize(train, opts.image_size), test and ds.resize(test, opts.image_size)
+        sets = [x and ds.resize(x, opts.image_size) for x in sets]
+    train, given_val, test = sets
     if test is None:
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
         notes.append(f"test split: {len(test)} images held out from {name} (fixed seed)")
-    train, val = carve_val(train, opts.val_split, notes)
+    if given_val is None:
+        train, val = carve_val(train, opts.val_split, notes)
+    else:
+        val = given_val
+        notes.append(f"validation split: the file's own, {len(val)} images")
     size = train.images.shape[-1]
+    if train.images.ndim == 5:
+        notes.append(f"volumes of {' x '.join(map(str, train.images.shape[2:]))} voxels "
+                     "(depth x height x width)")  # fmt: skip
     return Splits(
         name=name,
         train=train,
@@ -155,7 +166,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
         hflip=opts.hflip
         if opts.hflip is not None
-        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes"),
+        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes", "shapes3d"),
         notes=notes,
     )
 
@@ -173,6 +184,12 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
         total = opts.synthetic_samples
         full = ds.make_synthetic(total + total // 4, size, opts.synthetic_classes, seed=SPLIT_SEED)
         return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+    if name == "shapes3d":
+        total = max(opts.synthetic_samples // 4, 8)
+        full = make_shapes3d(total + total // 4, opts.image_size or 32, seed=SPLIT_SEED)
+        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+    if name == "npz":
+        return load_npz(root), None
     if name.startswith("cifar"):
         return ds.load_cifar(name, root, opts.download)
     return ds.load_mnist(name, root, opts.download)
@@ -200,7 +217,7 @@ def make_loaders(
     """Loaders for the three splits; training batches are global, sharded by `shard`.
     `sampler`: "uniform" (each image once per epoch) or "balanced" (see `train_batches`)."""
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
-    augment = CropFlip(splits.crop_padding, splits.hflip)
+    augment = CropFlip(splits.crop_padding, splits.hflip, splits.spatial_dims)
     if not augment.padding and not augment.hflip:
         augment = None
     decoded = splits.tensors("train")

@@ -71,13 +71,17 @@ class ImageTensors:
 
 
 def resize(data: ImageTensors, size: int) -> ImageTensors:
-    """Resize every image once (bilinear, antialiased) and keep uint8; masks (per-pixel
-    labels) by nearest neighbour."""
-    if data.images.shape[-1] == size and data.images.shape[-2] == size:
+    """Resize every image once (bilinear, antialiased) and keep uint8; volumes to a cube of
+    side `size` (trilinear); masks (per-pixel labels) by nearest neighbour."""
+    target = (size,) * (data.images.ndim - 2)
+    if tuple(data.images.shape[2:]) == target:
         return data
     out = []
-    for chunk in data.images.split(4096):
-        x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
+    for chunk in data.images.split(4096 if len(target) == 2 else 64):
+        if len(target) == 2:
+            x = F.interpolate(chunk.float(), size=target, mode="bilinear", antialias=True)
+        else:
+            x = F.interpolate(chunk.float(), size=target, mode="trilinear")
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     labels = data.labels
     if data.is_segmentation:

@@ -39,6 +39,20 @@ class Splits:
     unreadable: list[str] = field(default_factory=list)  # files the decoding left out
     item_normalize: list[list[float]] | None = None  # Python items' own Normalize (items.py)
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes (N, C, D, H, W)."""
+        train = self.tensors("train")
+        return 3 if train is not None and train.images.ndim == 5 else 2
+
+    @property
+    def extent(self) -> tuple[int, ...]:
+        """An input's spatial shape: (size, size), or a volume's (depth, height, width)."""
+        train = self.tensors("train")
+        if train is not None and train.images.ndim == 5:
+            return tuple(train.images.shape[2:])
+        return (self.input_size, self.input_size)
+
     def tensors(self, name: str) -> ImageTensors | None:
         """A split as uint8 tensors, if it is held in memory (or decoded once); else None."""
         data = getattr(self, name)

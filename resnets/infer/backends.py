@@ -127,9 +127,11 @@ def _choose(model: ResNet, device: torch.device, batch: int) -> tuple[str, str, 
 
 
 def _example(model: ResNet, batch: int) -> torch.Tensor:
-    meta = model.weights_meta
-    size = (meta and meta.input_size) or model.config.input_size
-    return torch.randn(batch, model.config.in_chans, size, size)
+    meta, cfg = model.weights_meta, model.config
+    size = (meta and meta.input_size) or cfg.input_size
+    extent = (size, size) if cfg.spatial_dims == 2 else (
+        cfg.input_depth if cfg.stem == "video" else size, size, size)  # fmt: skip
+    return torch.randn(batch, cfg.in_chans, *extent)
 
 
 def _seconds(run: Predictor, x: torch.Tensor) -> float:

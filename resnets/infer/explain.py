@@ -37,7 +37,7 @@ from .saliency import (
     resize_maps,
     scorecam,
 )
-from .sources import resolve_source
+from .sources import images_only, resolve_source
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
 BATCH_SIZE = 16
@@ -105,6 +105,7 @@ def explain(
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
     model = load_model(path).eval().to(dev).requires_grad_(False)
+    images_only(model, "explain")
     meta: WeightsMeta = model.weights_meta
     if meta.task == "segmentation":
         raise UsageError(f"{path} is a segmentation model; explain is for classifiers")

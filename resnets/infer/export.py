@@ -32,7 +32,7 @@ from ..options import EXPORT_FORMATS as FORMATS
 from .backends import OnnxRuntimePredictor, onnx_bytes
 from .optimize import fold_bn
 from .predict import expand_images, prepare_images
-from .sources import resolve_source
+from .sources import images_only, resolve_source
 
 if TYPE_CHECKING:
     from .quantize import Int8Report
@@ -131,6 +131,7 @@ def export(
     target = Path(out) if out else _default_path(weights, run, fmt, int8)
     _check_target(target, weights, fmt, overwrite)
     model = load_model(weights).eval()
+    images_only(model, "export")
     meta: WeightsMeta = model.weights_meta
     if meta.input_size is None:
         meta.input_size = model.config.input_size

@@ -27,7 +27,7 @@ from ..errors import DataError, UsageError
 from ..files import atomic_write_text
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
-from .sources import open_source
+from .sources import images_only, open_source
 
 
 @dataclass
@@ -221,6 +221,7 @@ def predict(
     check_results_file(out, overwrite)
     files = expand_images(images)
     loaded = open_source(weights, device, backend, batch=max(1, min(len(files), batch_size, 16)))
+    images_only(loaded.model, "predict")
     meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")

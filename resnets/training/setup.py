@@ -181,9 +181,9 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
 def settle_amp(run: Run) -> None:
     """--amp auto becomes bf16 or none (see precision.py), decided on process 0 and written
     into the config, so that a resumed run computes as it began."""
-    cfg, raw, side = run.cfg, run.model.raw, run.meta.input_size
+    cfg, raw = run.cfg, run.model.raw
     per_process = min(cfg.batch_size // run.env.world_size, PROBE_BATCH)
-    shape = (per_process, run.model.backbone.config.in_chans, side, side)
+    shape = (per_process, run.model.backbone.config.in_chans, *run.splits.extent)
     amp, why = choose_amp(cfg.amp, run.device, lambda dt: step_seconds(raw, shape, dt))
     cfg.amp, why = broadcast_object((amp, why))
     if why:
@@ -205,6 +205,7 @@ def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: Dis
         raw = create_model(cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate,
                            **options)  # fmt: skip
         backbone = raw
+    check_dims(cfg.model, backbone.config.spatial_dims, splits)
     frozen = freeze(backbone, cfg.freeze_stages, cfg.freeze_backbone)
     if cfg.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
@@ -272,6 +273,19 @@ def build_optimization(
         schedule=Schedule(cfg, steps_per_epoch, total),
         clip_grad=cfg.clip_grad,
     )
+
+
+def check_dims(model: str, dims: int, splits: Splits) -> None:
+    """A 2D model for images, a 3D one for volumes: said before anything runs."""
+    if dims == splits.spatial_dims:
+        return
+    if dims == 2:
+        raise UsageError(
+            f"{splits.name} holds 3D volumes and {model} is a 2D model; choose a 3D one: "
+            "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
+        )
+    raise UsageError(f"{model} is a 3D model and {splits.name} holds 2D images; choose a 2D "
+                     "model (resnet18, resnet20, ...)")  # fmt: skip
 
 
 def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
