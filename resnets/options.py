@@ -25,6 +25,7 @@ DATASETS = (
     "csv",  # labels in a table: path and label columns, paths relative to the CSV
     "shapes3d",  # 3D: synthetic spheres, cubes and tori in noisy volumes
     "npz",  # MedMNIST-style arrays: train_images, train_labels, val_..., test_... (2D or 3D)
+    "volumes",  # 3D: class folders of NIfTI, .npy/.npz volumes or DICOM series
 )
 
 
@@ -131,6 +132,11 @@ class DataOptions:
     )
     label_column: str | None = option(
         None, "csv: the label column, or several 0/1 columns 'a,b,c' (default: found by name)"
+    )
+    window: str | None = option(
+        None,
+        "volumes: CT window 'CENTRE,WIDTH' in HU, e.g. 40,400 (default: z-score, or "
+        "40,400 for DICOM series)",
     )
     mask_pattern: str | None = option(
         None, "segfolder: mask file name from the image's, e.g. '{stem}_mask.png' (* allowed)"

@@ -36,6 +36,7 @@ from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
+from .volumefolder import load_volume_folder, parse_window
 from .volumes import load_npz, make_shapes3d
 
 SEGMENTATION = ("shapes", "segfolder")
@@ -54,7 +55,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         if found.is_file() and found.suffix.lower() == ".csv":
             raise UsageError(f"--data {spec} is a CSV file: use --data csv:{spec}")
         raise unknown_name("dataset", name, DATASETS)
-    if name in ("imagefolder", "segfolder", "csv", "npz") and not path:
+    if name in ("imagefolder", "segfolder", "csv", "npz", "volumes") and not path:
         raise UsageError(f"{name} needs a path: --data {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
@@ -131,6 +132,9 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         test = None
         if not opts.image_size:
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")
+    elif name == "volumes":
+        train, notes = load_volume_folder(path, opts.image_size, parse_window(opts.window))
+        test = None
     else:
         train, test = _memory_sets(name, path, opts)
     given_val = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UsageError
 from .datasets import ImageTensors
 
 SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
@@ -52,6 +53,18 @@ class Splits:
         if train is not None and train.images.ndim == 5:
             return tuple(train.images.shape[2:])
         return (self.input_size, self.input_size)
+
+    def require_dims(self, dims: int, model: str) -> None:
+        """A 2D model for images, a 3D one for volumes: said before anything runs."""
+        if dims == self.spatial_dims:
+            return
+        if dims == 2:
+            raise UsageError(
+                f"{self.name} holds 3D volumes and {model} is a 2D model; choose a 3D one: "
+                "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
+            )
+        raise UsageError(f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "
+                         "model (resnet18, resnet20, ...)")  # fmt: skip
 
     def tensors(self, name: str) -> ImageTensors | None:
         """A split as uint8 tensors, if it is held in memory (or decoded once); else None."""

@@ -46,6 +46,7 @@ def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
         "device": str(run.device),
         "world_size": run.env.world_size,
         "input_size": run.splits.input_size,
+        "input_shape": list(run.splits.extent),  # spatial: (H, W) or a volume's (D, H, W)
         **unreadable_images(run.loaders, run.splits.unreadable),
         "notes": run.splits.notes,
     }
@@ -131,9 +132,7 @@ def summary_text(s: dict[str, Any]) -> str:
     if s.get("skipped_images"):
         lines.append(f"  skipped                {s['skipped_images']} unreadable images")
     lines += [f"  note: {n}" for n in s.get("notes", [])]
-    lines += [
-        "next:",
-        f"  resnets evaluate {s['run']}",
-        f"  resnets predict {s['run']} IMAGE...",
-    ]
+    lines += ["next:", f"  resnets evaluate {s['run']}"]
+    if len(s.get("input_shape", ())) != 3:  # predict takes image files, not volumes (yet)
+        lines.append(f"  resnets predict {s['run']} IMAGE...")
     return "\n".join(lines)

@@ -205,7 +205,7 @@ def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: Dis
         raw = create_model(cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate,
                            **options)  # fmt: skip
         backbone = raw
-    check_dims(cfg.model, backbone.config.spatial_dims, splits)
+    splits.require_dims(backbone.config.spatial_dims, cfg.model)
     frozen = freeze(backbone, cfg.freeze_stages, cfg.freeze_backbone)
     if cfg.grad_checkpointing:
         backbone.set_grad_checkpointing(True)
@@ -273,19 +273,6 @@ def build_optimization(
         schedule=Schedule(cfg, steps_per_epoch, total),
         clip_grad=cfg.clip_grad,
     )
-
-
-def check_dims(model: str, dims: int, splits: Splits) -> None:
-    """A 2D model for images, a 3D one for volumes: said before anything runs."""
-    if dims == splits.spatial_dims:
-        return
-    if dims == 2:
-        raise UsageError(
-            f"{splits.name} holds 3D volumes and {model} is a 2D model; choose a 3D one: "
-            "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
-        )
-    raise UsageError(f"{model} is a 3D model and {splits.name} holds 2D images; choose a 2D "
-                     "model (resnet18, resnet20, ...)")  # fmt: skip
 
 
 def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:

@@ -1,0 +1,101 @@
+"""--data volumes:DIR: NIfTI and .npy files and DICOM series in class folders."""
+
+import numpy as np
+import pytest
+import torch
+
+from resnets import train
+from resnets.data.volumefolder import load_volume_folder, parse_window
+from resnets.errors import DataError
+
+from .test_dicom import write_dicom
+
+nibabel = pytest.importorskip("nibabel")
+
+
+def _nifti(path, array):
+    nibabel.save(nibabel.Nifti1Image(array.astype(np.float32), np.eye(4)), str(path))
+    return path
+
+
+def _volume(bright: bool, rng, shape=(12, 10, 8)):
+    """A noisy (x, y, z) volume with a bright or dark cube in the middle."""
+    v = rng.normal(100, 10, shape)
+    v[3:9, 3:7, 2:6] += 300 if bright else -60
+    return v
+
+
+def test_nifti_and_npy_cases_load_as_class_volumes_with_depth_along_the_slices(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (tmp_path / "lesion").mkdir(exist_ok=True)
+        (tmp_path / "normal").mkdir(exist_ok=True)
+        _nifti(tmp_path / "lesion" / f"case{k}.nii.gz", _volume(True, rng))
+        np.save(tmp_path / "normal" / f"case{k}.npy", _volume(False, rng).T)  # (z, y, x)
+    ramp = np.broadcast_to(np.arange(8, dtype=np.float32), (12, 10, 8))  # rises along z
+    _nifti(tmp_path / "lesion" / "ramp.nii", ramp)
+    data, notes = load_volume_folder(tmp_path, side=8, window=None)
+    assert data.images.shape == (7, 1, 8, 8, 8) and data.images.dtype == torch.uint8
+    assert data.classes == ["lesion", "normal"] and data.labels.tolist() == [0] * 4 + [1] * 3
+    ramp_volume = data.images[3, 0].float()  # sorted: case0..2, then ramp
+    assert (ramp_volume.mean(dim=(1, 2)).diff() > 0).all()  # depth is the NIfTI z axis
+    assert "resampled to 8^3 voxels" in notes[0] and "z-score per volume" in notes[1]
+
+
+def test_a_dicom_series_is_one_volume_in_hounsfield_units(tmp_path):
+    series = tmp_path / "ct" / "patient1"
+    series.mkdir(parents=True)
+    for z in range(6):  # written out of order: position decides
+        pixels = np.full((8, 8), 1024 + 100 * z, dtype=np.uint16)  # HU -> 0, 100, ... 500
+        f = write_dicom(series / f"s{(z * 7) % 6}.dcm", pixels, slope=1, intercept=-1024)
+        import pydicom
+
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient = [0, 0, float(z)]
+        ds.save_as(str(f))
+    (tmp_path / "other").mkdir()
+    np.save(tmp_path / "other" / "x.npy", np.zeros((6, 8, 8), np.float32))
+    data, notes = load_volume_folder(tmp_path, side=6, window=parse_window("250,500"))
+    ct = data.images[0, 0].float().mean(dim=(1, 2))
+    expected = ((torch.arange(6) * 100.0) / 500).clamp(0, 1) * 255  # window 0..500 HU
+    torch.testing.assert_close(ct, expected, atol=20, rtol=0)  # trilinear resampling blurs a bit
+    assert "window centre 250, width 500" in notes[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.nii.gz", b"not a nifti file", "is not a readable volume"),
+        ("flat.npy", None, r"has shape \(8, 8\); a volume is \(D, H, W\)"),
+    ],
+)
+def test_a_malformed_volume_is_refused_in_one_line_naming_it(tmp_path, name, content, message):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "b" / "ok.npy", np.zeros((4, 4, 4), np.float32))
+    if content is None:
+        np.save(tmp_path / "a" / name, np.zeros((8, 8), np.float32))
+    else:
+        (tmp_path / "a" / name).write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        load_volume_folder(tmp_path, side=4, window=None)
+    assert "\n" not in str(caught.value) and name in str(caught.value)
+
+
+def test_a_bad_window_is_refused():
+    with pytest.raises(DataError, match="--window takes CENTRE,WIDTH"):
+        parse_window("40")
+    with pytest.raises(DataError, match="width must be positive"):
+        parse_window("40,0")
+
+
+def test_a_volume_folder_trains_a_3d_model(tmp_path):
+    rng = np.random.default_rng(1)
+    for label, bright in (("lesion", True), ("normal", False)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for k in range(12):
+            _nifti(tmp_path / "data" / label / f"{k}.nii.gz", _volume(bright, rng))
+    summary = train(model="resnet10_3d", data=f"volumes:{tmp_path / 'data'}", image_size=16,
+                    epochs=2, batch_size=4, out=str(tmp_path / "run"), progress=False,
+                    tensorboard=False)  # fmt: skip
+    assert summary["input_shape"] == [16, 16, 16] and summary["test_images"] == 4  # 20 % of 24
