@@ -41,10 +41,13 @@ SIDE = 224
 BATCH = 16
 
 
-def timed(candidates: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each call, the candidates taking turns after one warm-up each."""
-    for call in candidates.values():
-        call()
+def timed(
+    candidates: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds of each call, the candidates taking turns after `warmup` calls each."""
+    for _ in range(warmup):
+        for call in candidates.values():
+            call()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, call in candidates.items():

@@ -9,7 +9,8 @@ clip    R3D-18 on 3x16x112x112 (a Kinetics clip): resnets `r3d_18` and torchvisi
 
 Training: samples/s of one SGD step (forward, backward, update) at `--batch`; inference:
 samples/s at batch 1 and at `--batch`, eval mode, no grad. fp32, contiguous layout. Candidates
-take turns (see precision.py's `timed`); run it with nothing else running.
+take turns after three warm-up calls each (with one, whichever model ran second measured up to
+30 % slower in training); run it with nothing else running.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def compare(title: str, models: dict[str, Callable[[], torch.nn.Module]], shape:
         ("infer", batch, infer),
     ):
         x = torch.randn(n, *shape)
-        seconds = timed({name: make_call(m, x) for name, m in built.items()}, repeats)
+        calls = {name: make_call(m, x) for name, m in built.items()}
+        seconds = timed(calls, repeats, warmup=3)  # 3D kernels settle after a few calls
         first = next(iter(seconds.values()))
         for name, s in seconds.items():
             print(f"  {label} batch {n:<2} {name:<22} {n / s:7.2f} samples/s   "
