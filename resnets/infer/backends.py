@@ -148,7 +148,8 @@ def _no_grad(module: torch.nn.Module, channels_last: bool, dtype: torch.dtype) -
 
     @torch.inference_mode()
     def run(x: torch.Tensor) -> torch.Tensor:
-        return module(x.to(dtype).contiguous(memory_format=fmt)).float()
+        x = x.to(dtype)
+        return module(x.contiguous(memory_format=fmt) if x.ndim == 4 else x.contiguous()).float()
 
     run.dtype = dtype  # what it computes in
     return run

@@ -98,7 +98,7 @@ def optimize_for_inference(
     Feed the result inputs of the same dtype (and channels_last layout for best speed).
     """
     fast = fold_bn(model).to(device=device, dtype=getattr(torch, dtype))
-    if channels_last:
+    if channels_last and model.config.spatial_dims == 2:  # a 2D layout: volumes stay as they are
         fast = fast.to(memory_format=torch.channels_last)
     for p in fast.parameters():
         p.requires_grad_(False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnets import train
+from resnets import evaluate, train
 from resnets.data.augment import CropFlip
 from resnets.data.volumes import SHAPES3D, load_npz, make_shapes3d
 from resnets.errors import DataError, UsageError
@@ -62,6 +62,9 @@ def test_a_two_class_28_cubed_npz_trains_end_to_end(tmp_path):
     notes = " ".join(summary["notes"])
     assert "validation split: the file's own, 12 images" in notes
     assert "volumes of 28 x 28 x 28 voxels" in notes
+    for backend in ("eager", "fast"):  # the run's own test split again; BN folded in 3D too
+        report = evaluate(tmp_path / "run", backend=backend)
+        assert report.count == 12 and report.acc1 == pytest.approx(summary["test_acc1"])
 
 
 def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
