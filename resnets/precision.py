@@ -80,10 +80,12 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def choose_amp(
-    requested: str, device: torch.device, probe: Callable[[torch.dtype | None], float]
-) -> tuple[str, str | None]:
+    requested: str, device: torch.device, probe: Callable[[torch.dtype | None], float],
+    deterministic: bool = False,
+) -> tuple[str, str | None]:  # fmt: skip
     """The autocast precision to use and a note saying why (None: nothing to say).
-    `probe(dtype)` returns seconds per step with autocast to `dtype` (None: fp32)."""
+    `probe(dtype)` returns seconds per step with autocast to `dtype` (None: fp32). A timed
+    probe can decide either way near its threshold, so `deterministic` runs skip it."""
     if requested == "fp16" and device.type == "cpu":
         return "fp16", ("--amp fp16 on a CPU is emulated (measured about 10x slower than fp32); "
                         "use --amp bf16 on a CPU with AVX512_BF16/AMX, or --amp none")  # fmt: skip
@@ -92,6 +94,9 @@ def choose_amp(
     native, found = native_bf16(device)
     if not native:
         return "none", f"--amp auto: fp32, as {found}"
+    if deterministic:
+        return "none", ("--amp auto: fp32, as --deterministic runs do not let a timed probe "
+                        "decide (--amp bf16 to use it)")  # fmt: skip
     if device.type == "cuda":
         return "bf16", f"--amp auto: bf16, as {found}"
     fp32, bf16 = probe(None), probe(torch.bfloat16)

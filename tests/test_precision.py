@@ -87,3 +87,10 @@ def test_the_cpu_description_names_the_flags_that_decide_precision(monkeypatch):
     text = precision.cpu_description()
     assert text.endswith("flags: amx_tile avx2 avx512_bf16 avx512f")
     assert "PyTorch CPU capability" in text
+
+
+def test_deterministic_runs_let_no_timed_probe_decide(monkeypatch):
+    fake_cpu(monkeypatch, avx512_bf16=True)
+    amp, note = choose_amp("auto", CPU, never, deterministic=True)
+    assert amp == "none" and "--deterministic" in note
+    assert choose_amp("bf16", CPU, never, deterministic=True) == ("bf16", None)

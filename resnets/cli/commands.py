@@ -35,7 +35,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in names:
         cfg = get_config(name)
         kind = ("preact " if cfg.preact else "") + cfg.block
-        print(f"{name:<20} {kind:<18} layers={list(cfg.layers)} shortcut={cfg.shortcut}")
+        solid = f" 3D conv3d={cfg.conv3d}" if cfg.spatial_dims == 3 else ""
+        print(f"{name:<20} {kind:<18} layers={list(cfg.layers)} shortcut={cfg.shortcut}{solid}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

@@ -184,7 +184,8 @@ def settle_amp(run: Run) -> None:
     cfg, raw = run.cfg, run.model.raw
     per_process = min(cfg.batch_size // run.env.world_size, PROBE_BATCH)
     shape = (per_process, run.model.backbone.config.in_chans, *run.splits.extent)
-    amp, why = choose_amp(cfg.amp, run.device, lambda dt: step_seconds(raw, shape, dt))
+    probe = lambda dt: step_seconds(raw, shape, dt)  # noqa: E731
+    amp, why = choose_amp(cfg.amp, run.device, probe, cfg.deterministic)
     cfg.amp, why = broadcast_object((amp, why))
     if why:
         run.note(why)
