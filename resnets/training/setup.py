@@ -167,6 +167,10 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if late and cfg.schedule == "multistep":
         run.note(f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
                  "run and never happen; set --milestones to place them")  # fmt: skip
+    if steps_per_epoch < 8 and total < 200:  # e.g. the default batch of 128 on a few hundred images
+        run.note(f"only {total} optimizer steps ({steps_per_epoch} per epoch at batch "
+                 f"{cfg.batch_size}): a set this small usually trains better with a smaller "
+                 "--batch-size and --lr (e.g. 32 and 0.02)")  # fmt: skip
     settle_amp(run)
     if cfg.resume:
         restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))

@@ -72,6 +72,7 @@ def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
     summary = train(model="resnet20", data=f"npz:{flat}", epochs=1, batch_size=16,
                     out=str(tmp_path / "run"), progress=False, tensorboard=False)  # fmt: skip
     assert summary["test_images"] == 16
+    assert any(n.startswith("only 4 optimizer steps (4 per epoch") for n in summary["notes"])
     solid = _write_npz(tmp_path / "solid.npz", dims=3, n=16, side=8)
     with pytest.raises(UsageError, match="holds 3D volumes and resnet20 is a 2D model"):
         train(model="resnet20", data=f"npz:{solid}", epochs=1, out=str(tmp_path / "r2"),
