@@ -67,14 +67,10 @@ def model_info(
             model = create_model(model, **overrides)
     elif not next(model.parameters()).is_meta:
         model = _to_meta(model)
-    size = input_size or model.config.input_size
-    depth = None
-    if model.config.spatial_dims == 3:  # a volume is a cube unless told; a clip has 16 frames
-        video = model.config.stem == "video"
-        depth = input_depth or (model.config.input_depth if video or not input_size else size)
-    if input_depth and depth is None:
+    if input_depth and model.config.spatial_dims == 2:
         raise UsageError(f"--input-depth is for 3D models; {model.name} is 2D")
-    extent = (depth, size, size) if depth else (size, size)
+    extent = model.config.input_extent(input_size, input_depth)
+    size, depth = extent[-1], (extent[0] if len(extent) == 3 else None)
     x = torch.empty(batch_size, model.config.in_chans, *extent, device="meta")
 
     model.eval()

@@ -128,10 +128,7 @@ def _choose(model: ResNet, device: torch.device, batch: int) -> tuple[str, str, 
 
 def _example(model: ResNet, batch: int) -> torch.Tensor:
     meta, cfg = model.weights_meta, model.config
-    size = (meta and meta.input_size) or cfg.input_size
-    extent = (size, size) if cfg.spatial_dims == 2 else (
-        cfg.input_depth if cfg.stem == "video" else size, size, size)  # fmt: skip
-    return torch.randn(batch, cfg.in_chans, *extent)
+    return torch.randn(batch, cfg.in_chans, *cfg.input_extent(meta and meta.input_size))
 
 
 def _seconds(run: Predictor, x: torch.Tensor) -> float:

@@ -239,8 +239,8 @@ def _check(ours, state, written, meta, name: str, to: str, output: str, toleranc
     checked = library
     if other is None:  # the library lacks this model: check the round trip instead
         other, checked = _ours_from(written, meta, name, output), "resnets (round trip)"
-    size = ours.config.input_size
-    x = torch.randn(8, ours.config.in_chans, size, size, generator=torch.Generator().manual_seed(0))
+    shape = (8, ours.config.in_chans, *ours.config.input_extent())
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = mine.eval()(x), other.eval()(x)
     diff, rel, agree = logit_parity(b, [a])

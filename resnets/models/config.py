@@ -111,6 +111,15 @@ class ResNetConfig:
             return None
         return 16 if self.stem == "video" else self.input_size
 
+    def input_extent(self, side: int | None = None, depth: int | None = None) -> tuple[int, ...]:
+        """An input's spatial shape: (side, side) in 2D; in 3D (depth, side, side), where a
+        volume is a cube unless told and a clip has the net's frames. `side` defaults to
+        `input_size`."""
+        side = side or self.input_size
+        if self.spatial_dims == 2:
+            return (side, side)
+        return (depth or (self.input_depth if self.stem == "video" else side), side, side)
+
     @property
     def stem_stride(self) -> int:
         """How much the stem shrinks height and width: 1 for the CIFAR stem, 2 for the video
