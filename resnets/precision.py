@@ -118,14 +118,22 @@ def step_seconds(
     fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(shape, generator=g).to(device).contiguous(memory_format=fmt)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = twin(x)
+        out.float().sum().backward()
+
     with torch.random.fork_rng(devices=[]):
-        times = []
-        for _ in range(1 + PROBE_STEPS):
-            start = time.perf_counter()
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
-                out = twin(x)
-            out.float().sum().backward()
-            times.append(time.perf_counter() - start)
-    return min(times[1:])
+        return min_seconds(step, PROBE_STEPS)
+
+
+def min_seconds(call: Callable[[], object], runs: int) -> float:
+    """The fastest of `runs` timed calls, after one untimed warm-up call."""
+    call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
-import time
 from collections.abc import Callable
 
 import torch
@@ -25,7 +24,7 @@ import torch
 from ..errors import UsageError
 from ..models import ResNet
 from ..options import BACKENDS
-from ..precision import PROBE_GAIN, native_bf16
+from ..precision import PROBE_GAIN, min_seconds, native_bf16
 from .optimize import fold_bn, optimize_for_inference
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -132,12 +131,7 @@ def _example(model: ResNet, batch: int) -> torch.Tensor:
 
 
 def _seconds(run: Predictor, x: torch.Tensor) -> float:
-    times = []
-    for _ in range(1 + PROBE_CALLS):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+    return min_seconds(lambda: run(x), PROBE_CALLS)
 
 
 def _no_grad(module: torch.nn.Module, channels_last: bool, dtype: torch.dtype) -> Predictor:
