@@ -10,6 +10,7 @@ import math
 import os
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -183,14 +184,15 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
 
 
 def settle_amp(run: Run) -> None:
-    """--amp auto becomes bf16 or none (see precision.py), decided on process 0 and written
-    into the config, so that a resumed run computes as it began."""
-    cfg, raw = run.cfg, run.model.raw
+    """--amp auto becomes bf16 or none (see precision.py), decided on process 0 (the others
+    would only slow its probe down) and written into the config, so that a resumed run
+    computes as it began."""
+    cfg = run.cfg
     per_process = min(cfg.batch_size // run.env.world_size, PROBE_BATCH)
     shape = (per_process, run.model.backbone.config.in_chans, *run.splits.extent)
-    probe = lambda dt: step_seconds(raw, shape, dt)  # noqa: E731
-    amp, why = choose_amp(cfg.amp, run.device, probe, cfg.deterministic)
-    cfg.amp, why = broadcast_object((amp, why))
+    probe = partial(step_seconds, run.model.raw, shape)
+    chosen = choose_amp(cfg.amp, run.device, probe, cfg.deterministic) if run.env.main else None
+    cfg.amp, why = broadcast_object(chosen)
     if why:
         run.note(why)
 
