@@ -117,9 +117,12 @@ def from_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
 
 
 def to_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
-    """Our keys -> torchvision's (with timm's names for the deep stem and avg-pool shortcut)."""
+    """Our keys -> torchvision's (with timm's names for the deep stem and avg-pool shortcut;
+    torchvision.models.video's for nets with the video stem)."""
     if cfg.preact:
         raise WeightsError("torchvision and timm's resnet.py have no pre-activation ResNet")
+    if cfg.stem == "video":
+        return to_torchvision_video(state_dict, cfg)
     stem = _stem_rules(cfg) | {"fc.": "fc."}
     return _map_keys(
         state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",

@@ -7,7 +7,12 @@ import torchvision
 
 from resnets import ResNet, create_model, get_config
 from resnets.errors import ConfigError, WeightsError
-from resnets.models.keys import from_torchvision, from_torchvision_video, to_torchvision_video
+from resnets.models.keys import (
+    from_torchvision,
+    from_torchvision_video,
+    to_torchvision,
+    to_torchvision_video,
+)
 from resnets.models.weights import load_state
 
 from ..conftest import randomize_bn
@@ -37,6 +42,7 @@ def test_video_models_equal_torchvisions_bit_for_bit(name):
         assert torch.equal(ours(x), reference(x))
     back = to_torchvision_video(ours.state_dict(), ours.config)
     assert set(back) == set(reference.state_dict())
+    assert to_torchvision(ours.state_dict(), ours.config).keys() == back.keys()  # convert --to
 
 
 @pytest.mark.parametrize(("depth", "count"), sorted(VOLUME.items()))
