@@ -112,6 +112,13 @@ def test_a_mistyped_flag_gets_a_suggestion(capsys):
     assert "did you mean --image-size?" in capsys.readouterr().err
 
 
+def test_a_flag_of_another_command_is_not_suggested_back(capsys):
+    assert main(["convert", "a.pth", "b.pth", "--out", "x"]) == 2  # --out is train's, not convert's
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: --out x")
+    assert "did you mean --out" not in err and "(see resnets convert --help)" in err
+
+
 def test_a_closed_pipe_is_not_a_traceback(monkeypatch):
     class ClosedPipe:  # what `resnets list | head -1` leaves behind once head has exited
         def write(self, text):

@@ -14,17 +14,24 @@ BACKEND_HELP = "eager: as trained; fast: folded BN + channels_last (+bf16 on GPU
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), like every other error here."""
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments nobody takes are judged by the command they were
+        given to: its own flags are the ones suggested."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(parsed, "command", None)
+            owner = commands[0].choices.get(chosen, self) if commands else self
+            owner.unrecognized(extras)
+        return parsed
+
+    def unrecognized(self, extras: list[str]) -> None:
+        flags = sorted({o for a in self._actions for o in a.option_strings})
+        close = [m for t in extras for m in difflib.get_close_matches(t, flags, n=1)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+
     def error(self, message: str):
-        if message.startswith("unrecognized arguments: "):
-            parsers = [self] + [
-                p for a in self._actions if isinstance(a, argparse._SubParsersAction)
-                for p in a.choices.values()
-            ]  # fmt: skip
-            flags = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
-            typed = message.split(": ", 1)[1].split()
-            close = [m for t in typed for m in difflib.get_close_matches(t, flags, n=1)]
-            if close:
-                message += f"; did you mean {', '.join(close)}?"
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
