@@ -15,6 +15,7 @@ NIfTI arrays are (x, y, z); they are read as (z, y, x), so depth runs along the 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from .datasets import ImageTensors
+from .dicom import _pydicom
 
 SUFFIXES = (".nii", ".nii.gz", ".npy", ".npz")
 DEFAULT_SIDE = 64
@@ -39,18 +41,21 @@ def load_volume_folder(
     if not cases:
         raise DataError(f"{root} has no volumes: put {', '.join(SUFFIXES)} files or DICOM "
                         "series folders in one folder per class")  # fmt: skip
-    raw = [(_read(path), label) for path, label in cases]
-    target = side or min(DEFAULT_SIDE, min(max(v.shape) for (v, _), _ in raw))
-    kinds = {kind for (_, kind), _ in raw}
-    images = torch.stack([_to_uint8(v, kind, window, target) for (v, kind), _ in raw])
-    labels = torch.tensor([label for _, label in raw])
+    # the side from the headers, so that each volume is read once and kept only as uint8
+    target = side or min(DEFAULT_SIDE, min(max(_guarded(_shape, p)) for p, _ in cases))
+    images, kinds = [], set()
+    for path, _ in cases:
+        volume, kind = _read(path)
+        images.append(_to_uint8(volume, kind, window, target))
+        kinds.add(kind)
+    labels = torch.tensor([label for _, label in cases])
     notes = [
-        f"{len(raw)} volumes in {len(classes)} classes, resampled to {target}^3 voxels"
+        f"{len(cases)} volumes in {len(classes)} classes, resampled to {target}^3 voxels"
         + ("" if side else " (--image-size sets the side)")
         + "; voxel spacing not used",
         "intensities: " + ", ".join(sorted(_said(k, window) for k in kinds)),
     ]
-    return ImageTensors(images, labels, classes), notes
+    return ImageTensors(torch.stack(images), labels, classes), notes
 
 
 def _cases(folder: Path) -> list[Path]:
@@ -64,40 +69,63 @@ def _is_case(p: Path) -> bool:
     return p.name.lower().endswith(SUFFIXES)
 
 
-def _read(path: Path) -> tuple[np.ndarray, str]:
-    """(a float32 (D, H, W) array, "ct" or "mr") from one case; one line on failure."""
+def _guarded(read, path: Path):
+    """`read(path)`, any failure of a broken file turned into one line naming it."""
     try:
-        if path.is_dir():
-            return _dicom_series(path), "ct"
-        name = path.name.lower()
-        if name.endswith((".nii", ".nii.gz")):
-            volume = _nibabel().load(str(path)).get_fdata(dtype=np.float32).T
-        elif name.endswith(".npy"):
-            volume = np.load(path, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as arrays:
-                if len(arrays.files) != 1:
-                    raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume "
-                                    "file holds one")  # fmt: skip
-                volume = arrays[arrays.files[0]]
+        return read(path)
     except DataError:
         raise
-    except Exception as e:  # nibabel and numpy raise many kinds on a broken file
+    except Exception as e:  # nibabel, numpy and pydicom raise many kinds on a broken file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{path} is not a readable volume ({first})") from None
+
+
+def _shape(path: Path) -> tuple[int, ...]:
+    """A case's volume shape from its header alone (without axes of length 1)."""
+    if path.is_dir():
+        first = _pydicom().dcmread(sorted(path.glob("*.dcm"))[0], stop_before_pixels=True)
+        shape = (len(list(path.glob("*.dcm"))), int(first.Rows), int(first.Columns))
+    elif path.name.lower().endswith((".nii", ".nii.gz")):
+        shape = _nibabel().load(str(path)).shape
+    elif path.name.lower().endswith(".npy"):
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    else:
+        with zipfile.ZipFile(path) as archive, archive.open(archive.namelist()[0]) as f:
+            major, _ = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if major == 1 else (
+                np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape = header(f)[0]
+    return tuple(n for n in shape if n != 1) or (1,)
+
+
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    """(a float32 (D, H, W) array, "ct" or "mr") from one case; one line on failure."""
+    volume, kind = _guarded(_load, path)
     volume = np.squeeze(np.asarray(volume, dtype=np.float32))
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise DataError(f"{path} has shape {tuple(volume.shape)}; a volume is (D, H, W)")
     if not np.isfinite(volume).all():
         raise DataError(f"{path} has NaN or infinite voxels")
-    return volume, "mr"
+    return volume, kind
+
+
+def _load(path: Path) -> tuple[np.ndarray, str]:
+    if path.is_dir():
+        return _dicom_series(path), "ct"
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return _nibabel().load(str(path)).get_fdata(dtype=np.float32).T, "mr"
+    if name.endswith(".npy"):
+        return np.load(path, allow_pickle=False), "mr"
+    with np.load(path, allow_pickle=False) as arrays:
+        if len(arrays.files) != 1:
+            raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume file holds one")
+        return arrays[arrays.files[0]], "mr"
 
 
 def _dicom_series(folder: Path) -> np.ndarray:
     """Slices ordered by their position along the normal (InstanceNumber where it lacks one),
     in Hounsfield units (rescale slope and intercept)."""
-    from .dicom import _pydicom
-
     pydicom = _pydicom()
     slices = [pydicom.dcmread(p, force=True) for p in sorted(folder.glob("*.dcm"))]
     shapes = {(int(s.Rows), int(s.Columns)) for s in slices}

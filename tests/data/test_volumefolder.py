@@ -99,3 +99,21 @@ def test_a_volume_folder_trains_a_3d_model(tmp_path):
                     epochs=2, batch_size=4, out=str(tmp_path / "run"), progress=False,
                     tensorboard=False)  # fmt: skip
     assert summary["input_shape"] == [16, 16, 16] and summary["test_images"] == 4  # 20 % of 24
+
+
+def test_the_default_side_comes_from_the_smallest_volume_read_from_headers(tmp_path):
+    """NIfTI, .npy, .npz (a leading axis of 1 dropped) and a DICOM series: without
+    --image-size the cube's side is the largest side of the smallest volume, at most 64."""
+    rng = np.random.default_rng(2)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+    _nifti(tmp_path / "a" / "big.nii.gz", rng.normal(size=(70, 66, 40)))
+    np.savez(tmp_path / "a" / "small.npz", volume=rng.normal(size=(1, 9, 20, 14)))
+    np.save(tmp_path / "b" / "mid.npy", rng.normal(size=(30, 22, 25)).astype(np.float32))
+    series = tmp_path / "b" / "ct"
+    series.mkdir()
+    for z in range(5):
+        write_dicom(series / f"{z}.dcm", np.full((24, 21), 1000 + z, dtype=np.uint16))
+    data, notes = load_volume_folder(tmp_path, side=None, window=None)
+    assert data.images.shape == (4, 1, 20, 20, 20)  # max(9, 20, 14) = 20 < 24, 30, 70
+    assert "resampled to 20^3 voxels (--image-size sets the side)" in notes[0]
