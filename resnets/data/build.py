@@ -180,23 +180,24 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
     if name == "digits":
         return ds.load_digits(), None
     if name == "shapes":
-        total = opts.synthetic_samples
-        full = ds.make_shapes(total + total // 4, opts.image_size or 64, seed=SPLIT_SEED)
-        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+        return _generated(ds.make_shapes, opts.synthetic_samples, opts.image_size or 64)
     if name == "synthetic":
-        size = opts.image_size or 32
-        total = opts.synthetic_samples
-        full = ds.make_synthetic(total + total // 4, size, opts.synthetic_classes, seed=SPLIT_SEED)
-        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+        return _generated(ds.make_synthetic, opts.synthetic_samples, opts.image_size or 32,
+                          opts.synthetic_classes)  # fmt: skip
     if name == "shapes3d":
-        total = max(opts.synthetic_samples // 4, 8)
-        full = make_shapes3d(total + total // 4, opts.image_size or 32, seed=SPLIT_SEED)
-        return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
+        return _generated(make_shapes3d, max(opts.synthetic_samples // 4, 8), opts.image_size or 32)
     if name == "npz":
         return load_npz(root), None
     if name.startswith("cifar"):
         return ds.load_cifar(name, root, opts.download)
     return ds.load_mnist(name, root, opts.download)
+
+
+def _generated(make, total: int, size: int, *extra):
+    """(train, test) of a generated set: `total` training samples and a quarter more for test,
+    from the fixed split seed."""
+    full = make(total + total // 4, size, *extra, seed=SPLIT_SEED)
+    return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
 
 
 @dataclass
