@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ from resnets.data.build import default_workers
 from resnets.data.datasets import ImageTensors, load_digits
 from resnets.data.loaders import GlobalBatches, InMemoryTrainLoader
 from resnets.data.sizing import ModelSize
+from resnets.precision import cpu_description
 
 
 def make_digits(root: Path, copies: int = 1, size: int = 28) -> int:
@@ -80,17 +80,8 @@ def machine() -> str:
     """The CPU, its vector flags and torch's dispatch level, beside every CPU figure."""
     import torchvision
 
-    flags = set()
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    shown = ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
     return (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"flags: {shown}, torch capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"{cpu_description()}; {torch.get_num_threads()} threads; "
         f"torch {torch.__version__}, torchvision {torchvision.__version__}"
     )
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from folders import make_digits  # benchmarks/ is on the path when this script runs
 
 from resnets import create_model, train
 from resnets.infer.backends import OnnxRuntimePredictor, choose_backend, onnx_bytes, predictor
@@ -116,25 +117,13 @@ def inference(name: str, repeats: int, folder: Path) -> None:
             print(f"    {label:<18} {figure}   time {s / base:5.2f}x ONNX Runtime fp32")
 
 
-def digits_folder(root: Path, side: int) -> Path:
-    """The digits set as PNG class folders, upsampled to `side` px (bilinear)."""
-    from PIL import Image
-
-    from resnets.data.datasets import load_digits, resize
-
-    data = resize(load_digits(), side)
-    for i, (image, label) in enumerate(zip(data.images, data.labels.tolist(), strict=True)):
-        target = root / data.classes[label]
-        target.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image[0].numpy()).save(target / f"{i:04d}.png")
-    return root
-
-
 def accuracy(folder: Path) -> None:
+    digits64 = folder / "digits64"
+    make_digits(digits64, size=64)  # PNG class folders (benchmarks/folders.py)
     jobs = {
         "resnet20, digits 8 px": dict(model="resnet20", data="digits", epochs=15),
         "resnet18, digits PNG folder 64 px": dict(
-            model="resnet18", data="imagefolder:" + str(digits_folder(folder / "digits64", 64)),
+            model="resnet18", data=f"imagefolder:{digits64}",
             image_size=64, epochs=3, batch_size=64,
         ),
     }  # fmt: skip
