@@ -135,6 +135,8 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     elif name == "volumes":
         train, notes = load_volume_folder(path, opts.image_size, parse_window(opts.window))
         test = None
+    elif name == "npz":
+        (train, notes), test = load_npz(path), None
     else:
         train, test = _memory_sets(name, path, opts)
     given_val = None
@@ -186,8 +188,6 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
                           opts.synthetic_classes)  # fmt: skip
     if name == "shapes3d":
         return _generated(make_shapes3d, max(opts.synthetic_samples // 4, 8), opts.image_size or 32)
-    if name == "npz":
-        return load_npz(root), None
     if name.startswith("cifar"):
         return ds.load_cifar(name, root, opts.download)
     return ds.load_mnist(name, root, opts.download)

@@ -54,8 +54,9 @@ def make_shapes3d(n: int, size: int, seed: int = 0) -> ImageTensors:
     return ImageTensors(images, labels, list(SHAPES3D))
 
 
-def load_npz(path: Path) -> dict[str, ImageTensors]:
-    """The splits an .npz holds ("train", and "val"/"test" where present)."""
+def load_npz(path: Path) -> tuple[dict[str, ImageTensors], list[str]]:
+    """The splits an .npz holds ("train", and "val"/"test" where present), and a note on what
+    was read into them (the file names no classes, and may hold float pixels)."""
     if not path.is_file():
         raise DataError(f"{path} does not exist; --data npz:FILE takes a .npz of arrays")
     try:
@@ -79,7 +80,12 @@ def load_npz(path: Path) -> dict[str, ImageTensors]:
     dims = {v.images.ndim for v in out.values()}
     if len(dims) > 1:
         raise DataError(f"{path}: the splits mix 2D images and 3D volumes")
-    return out
+    floats = any(arrays[f"{split}_images"].dtype.kind == "f" for split in out)
+    kind = "0/1 label columns (multi-label)" if labels["train"].ndim == 2 else "classes"
+    note = (f"{path.name}: {width} {kind} named 0..{width - 1} (the file names none); its "
+            f"splits: {', '.join(out)}" + ("; float pixels in [0, 1] scaled by 255" if floats
+                                            else ""))  # fmt: skip
+    return out, [note]
 
 
 def _images(a: np.ndarray, where: str) -> torch.Tensor:

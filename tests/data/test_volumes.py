@@ -62,6 +62,10 @@ def test_a_two_class_28_cubed_npz_trains_end_to_end(tmp_path):
     notes = " ".join(summary["notes"])
     assert "validation split: the file's own, 12 images" in notes
     assert "volumes of 28 x 28 x 28 voxels" in notes
+    assert (
+        "vessels.npz: 2 classes named 0..1 (the file names none); its splits: train, val, test"
+        in notes
+    )
     for backend in ("eager", "fast"):  # the run's own test split again; BN folded in 3D too
         report = evaluate(tmp_path / "run", backend=backend)
         assert report.count == 12 and report.acc1 == pytest.approx(summary["test_acc1"])
@@ -119,3 +123,14 @@ def test_the_bundled_3d_job_learns(tmp_path):
     )  # fmt: skip
     assert summary["test_images"] == 128
     assert summary["test_acc1"] >= 85.0, summary
+
+
+def test_float_npz_pixels_are_scaled_and_the_note_says_so(tmp_path):
+    path = tmp_path / "float.npz"
+    images = np.linspace(0, 1, 4 * 8 * 8 * 3).reshape(4, 8, 8, 3)  # RGB, as MedMNIST 2D
+    np.savez(path, train_images=images, train_labels=np.array([[0], [1], [2], [1]]))
+    splits, notes = load_npz(path)
+    assert splits["train"].images.shape == (4, 3, 8, 8)
+    assert splits["train"].images.max() == 255 and splits["train"].images.min() == 0
+    assert notes == ["float.npz: 3 classes named 0..2 (the file names none); its splits: train; "
+                     "float pixels in [0, 1] scaled by 255"]  # fmt: skip
