@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .external import need
 
 DICOM_EXTENSIONS = {".dcm", ".dicom"}
 
@@ -38,13 +39,7 @@ def is_dicom(path: Path) -> bool:
 
 
 def _pydicom():
-    try:
-        import pydicom
-    except ImportError:
-        raise DataError(
-            "reading DICOM needs pydicom: pip install 'resnets[dicom]' (or pip install pydicom)"
-        ) from None
-    return pydicom
+    return need("pydicom", "DICOM")
 
 
 def dicom_size(path: Path) -> tuple[int, int] | None:

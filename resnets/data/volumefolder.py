@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from .datasets import ImageTensors
-from .dicom import _pydicom
+from .external import guarded, need
 
 SUFFIXES = (".nii", ".nii.gz", ".npy", ".npz")
 DEFAULT_SIDE = 64
@@ -42,11 +42,11 @@ def load_volume_folder(
         raise DataError(f"{root} has no volumes: put {', '.join(SUFFIXES)} files or DICOM "
                         "series folders in one folder per class")  # fmt: skip
     # the side from the headers, so that each volume is read once and kept only as uint8
-    target = side or min(DEFAULT_SIDE, min(max(_guarded(_shape, p)) for p, _ in cases))
+    target = side or min(DEFAULT_SIDE, min(max(guarded(_shape, p, "volume")) for p, _ in cases))
     images, kinds = [], set()
     for path, _ in cases:
         volume, kind = _read(path)
-        images.append(_to_uint8(volume, kind, window, target))
+        images.append(_to_uint8(volume, kind, window, (target,) * 3))
         kinds.add(kind)
     labels = torch.tensor([label for _, label in cases])
     notes = [
@@ -60,33 +60,24 @@ def load_volume_folder(
 
 def _cases(folder: Path) -> list[Path]:
     """A class folder's volume files and DICOM series folders, in name order."""
-    return [p for p in sorted(folder.iterdir()) if _is_case(p)]
+    return [p for p in sorted(folder.iterdir()) if is_case(p)]
 
 
-def _is_case(p: Path) -> bool:
+def is_case(p: Path) -> bool:
+    """A volume file, or a folder of DICOM slices (a series)."""
     if p.is_dir():
         return any(q.suffix.lower() == ".dcm" for q in p.iterdir())
     return p.name.lower().endswith(SUFFIXES)
 
 
-def _guarded(read, path: Path):
-    """`read(path)`, any failure of a broken file turned into one line naming it."""
-    try:
-        return read(path)
-    except DataError:
-        raise
-    except Exception as e:  # nibabel, numpy and pydicom raise many kinds on a broken file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path} is not a readable volume ({first})") from None
-
-
 def _shape(path: Path) -> tuple[int, ...]:
     """A case's volume shape from its header alone (without axes of length 1)."""
     if path.is_dir():
-        first = _pydicom().dcmread(sorted(path.glob("*.dcm"))[0], stop_before_pixels=True)
+        pydicom = need("pydicom", "DICOM series")
+        first = pydicom.dcmread(sorted(path.glob("*.dcm"))[0], stop_before_pixels=True)
         shape = (len(list(path.glob("*.dcm"))), int(first.Rows), int(first.Columns))
     elif path.name.lower().endswith((".nii", ".nii.gz")):
-        shape = _nibabel().load(str(path)).shape
+        shape = need("nibabel", "NIfTI").load(str(path)).shape
     elif path.name.lower().endswith(".npy"):
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
     else:
@@ -100,7 +91,7 @@ def _shape(path: Path) -> tuple[int, ...]:
 
 def _read(path: Path) -> tuple[np.ndarray, str]:
     """(a float32 (D, H, W) array, "ct" or "mr") from one case; one line on failure."""
-    volume, kind = _guarded(_load, path)
+    volume, kind = guarded(_load, path, "volume")
     volume = np.squeeze(np.asarray(volume, dtype=np.float32))
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise DataError(f"{path} has shape {tuple(volume.shape)}; a volume is (D, H, W)")
@@ -114,7 +105,7 @@ def _load(path: Path) -> tuple[np.ndarray, str]:
         return _dicom_series(path), "ct"
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        return _nibabel().load(str(path)).get_fdata(dtype=np.float32).T, "mr"
+        return need("nibabel", "NIfTI").load(str(path)).get_fdata(dtype=np.float32).T, "mr"
     if name.endswith(".npy"):
         return np.load(path, allow_pickle=False), "mr"
     with np.load(path, allow_pickle=False) as arrays:
@@ -126,7 +117,7 @@ def _load(path: Path) -> tuple[np.ndarray, str]:
 def _dicom_series(folder: Path) -> np.ndarray:
     """Slices ordered by their position along the normal (InstanceNumber where it lacks one),
     in Hounsfield units (rescale slope and intercept)."""
-    pydicom = _pydicom()
+    pydicom = need("pydicom", "DICOM series")
     slices = [pydicom.dcmread(p, force=True) for p in sorted(folder.glob("*.dcm"))]
     shapes = {(int(s.Rows), int(s.Columns)) for s in slices}
     if len(shapes) != 1:
@@ -145,14 +136,27 @@ def _dicom_series(folder: Path) -> np.ndarray:
     return np.stack(planes)
 
 
-def _to_uint8(volume: np.ndarray, kind: str, window, side: int) -> torch.Tensor:
+def read_case(path: Path, intensity: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """One new volume as (1, D, H, W) uint8, read as a model's training volumes were
+    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W")."""
+    volume, kind = _read(path)
+    if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz
+        scale = 255.0 if volume.max() <= 1 else 1.0
+        x = torch.from_numpy(volume * scale)
+        x = F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
+        return x.round().clamp(0, 255).to(torch.uint8)
+    window = parse_window(intensity.removeprefix("window ")) if intensity != "auto" else None
+    return _to_uint8(volume, kind, window, shape)
+
+
+def _to_uint8(volume: np.ndarray, kind: str, window, shape: tuple[int, ...]) -> torch.Tensor:
     x = torch.from_numpy(volume)
     if window is not None or kind == "ct":
         centre, width = window or (40.0, 400.0)  # a soft-tissue window unless told
         x = (x - (centre - width / 2)) / width
     else:  # MRI: no absolute scale; a z-score per volume
         x = ((x - x.mean()) / x.std().clamp_min(1e-6) + 3) / 6
-    x = F.interpolate(x[None, None], size=(side,) * 3, mode="trilinear")[0]
+    x = F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
@@ -162,14 +166,6 @@ def _said(kind: str, window) -> str:
     if kind == "ct":
         return "DICOM series in Hounsfield units through a soft-tissue window 40/400 (--window)"
     return "a z-score per volume, +-3 sigma onto 0..255 (no --window given)"
-
-
-def _nibabel():
-    try:
-        import nibabel
-    except ImportError:
-        raise DataError("reading NIfTI needs nibabel: pip install 'resnets[volumes]'") from None
-    return nibabel
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:
