@@ -10,6 +10,7 @@ through PyTorch (its cpuinfo queries), and the speed is measured, never assumed.
 from __future__ import annotations
 
 import copy
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -81,14 +82,19 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 def choose_amp(
     requested: str, device: torch.device, probe: Callable[[torch.dtype | None], float],
-    deterministic: bool = False,
+    deterministic: bool = False, dims: int = 2,
 ) -> tuple[str, str | None]:  # fmt: skip
     """The autocast precision to use and a note saying why (None: nothing to say).
-    `probe(dtype)` returns seconds per step with autocast to `dtype` (None: fp32). A timed
-    probe can decide either way near its threshold, so `deterministic` runs skip it."""
+    `probe(dtype)` returns seconds per step with autocast to `dtype` (None: fp32; NaN: the
+    gradients were not finite). A timed probe can decide either way near its threshold, so
+    `deterministic` runs skip it. `dims`: 3 for volumes and clips."""
     if requested == "fp16" and device.type == "cpu":
         return "fp16", ("--amp fp16 on a CPU is emulated (measured about 10x slower than fp32); "
                         "use --amp bf16 on a CPU with AVX512_BF16/AMX, or --amp none")  # fmt: skip
+    if requested == "bf16" and device.type == "cpu" and dims == 3:
+        return "bf16", ("--amp bf16 on a CPU with a 3D model: oneDNN's bf16 Conv3d gave wrong or "
+                        "non-finite gradients on thin inputs in our tests "
+                        "(benchmarks/bf16_conv3d.py); --amp none is safe")  # fmt: skip
     if requested != "auto":
         return requested, None
     native, found = native_bf16(device)
@@ -99,7 +105,14 @@ def choose_amp(
                         "decide (--amp bf16 to use it)")  # fmt: skip
     if device.type == "cuda":
         return "bf16", f"--amp auto: bf16, as {found}"
+    if dims == 3:  # benchmarks/bf16_conv3d.py: oneDNN's bf16 Conv3d backward on a CPU
+        return "none", ("--amp auto: fp32, as bf16 3D convolutions on a CPU gave wrong or "
+                        "non-finite gradients in our tests (benchmarks/bf16_conv3d.py; --amp "
+                        "bf16 forces it)")  # fmt: skip
     fp32, bf16 = probe(None), probe(torch.bfloat16)
+    if math.isnan(bf16) and not math.isnan(fp32):  # e.g. oneDNN's bf16 Conv3d on thin inputs
+        return "none", ("--amp auto: fp32, as bf16 gave non-finite gradients in a probe on this "
+                        f"model and input, and fp32 did not ({found})")  # fmt: skip
     gain = fp32 / bf16
     if gain >= PROBE_GAIN:
         return "bf16", f"--amp auto: bf16, {gain:.2f}x fp32 in a probe on this model ({found})"
@@ -112,7 +125,8 @@ def step_seconds(
     channels_last: bool = True,
 ) -> float:  # fmt: skip
     """Seconds of one training forward+backward of a copy of `model` (the run's own weights,
-    statistics and random state untouched) on a random batch of `shape`."""
+    statistics and random state untouched) on a random batch of `shape`; NaN if its gradients
+    were not finite."""
     device = next(model.parameters()).device
     twin = copy.deepcopy(model).train()
     fmt = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
@@ -125,7 +139,9 @@ def step_seconds(
         out.float().sum().backward()
 
     with torch.random.fork_rng(devices=[]):
-        return min_seconds(step, PROBE_STEPS)
+        seconds = min_seconds(step, PROBE_STEPS)
+    finite = all(p.grad is None or bool(p.grad.isfinite().all()) for p in twin.parameters())
+    return seconds if finite else math.nan
 
 
 def min_seconds(call: Callable[[], object], runs: int) -> float:

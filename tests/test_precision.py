@@ -1,12 +1,14 @@
 """--amp auto: the capability is detected through PyTorch and the speed measured; here the
 capabilities and the probe are mocked, and a real run records what it chose."""
 
+import math
+
 import pytest
 import torch
 import yaml
 
 from resnets import precision
-from resnets.precision import choose_amp, native_bf16
+from resnets.precision import choose_amp, native_bf16, step_seconds
 
 CPU = torch.device("cpu")
 
@@ -47,6 +49,32 @@ def test_auto_on_a_bf16_cpu_follows_the_probe(monkeypatch, fp32, bf16, chosen):
     seconds = {None: fp32, torch.bfloat16: bf16}
     amp, note = choose_amp("auto", CPU, seconds.__getitem__)
     assert amp == chosen and f"{fp32 / bf16:.2f}x fp32" in note
+
+
+def test_auto_keeps_fp32_where_bf16_gradients_are_not_finite(monkeypatch):
+    fake_cpu(monkeypatch, avx512=True, avx512_bf16=True)
+    seconds = {None: 2.0, torch.bfloat16: math.nan}  # however fast, wrong numbers lose
+    amp, note = choose_amp("auto", CPU, seconds.__getitem__)
+    assert amp == "none" and "non-finite gradients" in note
+
+
+def test_auto_keeps_3d_models_in_fp32_on_a_cpu_and_warns_when_bf16_is_forced(monkeypatch):
+    fake_cpu(monkeypatch, avx512=True, avx512_bf16=True)
+    amp, note = choose_amp("auto", CPU, never, dims=3)
+    assert amp == "none" and "bf16_conv3d.py" in note
+    amp, note = choose_amp("bf16", CPU, never, dims=3)
+    assert amp == "bf16" and "--amp none is safe" in note
+
+
+def test_the_probe_reports_non_finite_gradients_as_nan():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    assert step_seconds(model, (3, 4), None) > 0
+    with torch.no_grad():
+        model[0].weight[0, 0] = math.inf
+    assert math.isnan(step_seconds(model, (3, 4), None))
+    assert math.isinf(
+        model[0].weight.detach()[0, 0].item()
+    )  # measured on a copy: the model is untouched
 
 
 @pytest.mark.parametrize(("capability", "chosen"), [((9, 0), "bf16"), ((7, 5), "none")])

@@ -193,9 +193,10 @@ def check_finite(run: Run, loss_sum: torch.Tensor) -> None:
 def raise_diverged(run: Run, when: str) -> None:
     last = run.folder.path / "last.pt"
     kept = f"the last good checkpoint {last} is intact" if last.is_file() else "nothing was saved"
+    amp = {"fp16": "--amp bf16 instead of fp16, ", "bf16": "--amp none (fp32), "}
     raise TrainingError(
         f"the loss became NaN or infinite {when}; {kept}. Try a lower --lr, --clip-grad 1.0, "
-        f"--amp bf16 instead of fp16, or --max-bad-batches N"
+        f"{amp.get(run.cfg.amp, '')}or --max-bad-batches N"
     )
 
 

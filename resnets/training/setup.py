@@ -31,7 +31,7 @@ from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
 from .loss import check_classes, make_criterion, settle_task, task_name
-from .optim import ModelEMA, Schedule, build_optimizer
+from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
 from .run_folder import RunFolder, check_folder, default_folder
 
 log = logging.getLogger("resnets")
@@ -168,10 +168,8 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if late and cfg.schedule == "multistep":
         run.note(f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
                  "run and never happen; set --milestones to place them")  # fmt: skip
-    if steps_per_epoch < 8 and total < 200:  # e.g. the default batch of 128 on a few hundred images
-        run.note(f"only {total} optimizer steps ({steps_per_epoch} per epoch at batch "
-                 f"{cfg.batch_size}): a set this small usually trains better with a smaller "
-                 "--batch-size and --lr (e.g. 32 and 0.02)")  # fmt: skip
+    if advice := few_steps_advice(cfg, loaders.train.batches.n, steps_per_epoch, total):
+        run.note(advice)
     settle_amp(run)
     if cfg.resume:
         restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))
@@ -191,7 +189,8 @@ def settle_amp(run: Run) -> None:
     per_process = min(cfg.batch_size // run.env.world_size, PROBE_BATCH)
     shape = (per_process, run.model.backbone.config.in_chans, *run.splits.extent)
     probe = partial(step_seconds, run.model.raw, shape)
-    chosen = choose_amp(cfg.amp, run.device, probe, cfg.deterministic) if run.env.main else None
+    decide = partial(choose_amp, cfg.amp, run.device, probe, cfg.deterministic, len(shape) - 2)
+    chosen = decide() if run.env.main else None
     cfg.amp, why = broadcast_object(chosen)
     if why:
         run.note(why)
@@ -288,6 +287,7 @@ def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
         model=cfg.model, config=model.raw.config, classes=splits.classes,
         input_size=splits.input_size, resize_size=splits.resize_size, mean=splits.mean,
         std=splits.std, task=task_name(cfg, splits), item_normalize=splits.item_normalize,
+        **splits.reading,
     )  # fmt: skip
 
 
