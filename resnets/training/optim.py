@@ -117,3 +117,19 @@ class ModelEMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = state["updates"]
+
+
+def few_steps_advice(
+    cfg: TrainConfig, samples: int, steps_per_epoch: int, total: int
+) -> str | None:
+    """A note for a run too short to train well (the default batch of 128 on a few hundred
+    images): the batch that gives 8 steps an epoch, with the lr scaled to it, or more epochs
+    where the batch is already that small."""
+    if steps_per_epoch >= 8 or total >= 200:
+        return None
+    said = f"only {total} optimizer steps ({steps_per_epoch} per epoch at batch {cfg.batch_size})"
+    batch = 2 ** int(math.log2(max(samples // 8, 2)))
+    if batch >= cfg.batch_size:
+        return f"{said}: a set this small needs more --epochs to train well"
+    return (f"{said}: {samples} training images usually train better with --batch-size {batch} "
+            f"and --lr {cfg.lr * batch / cfg.batch_size:.2g} (the lr per image kept)")  # fmt: skip
