@@ -168,7 +168,9 @@ class InMemoryTrainLoader(TrainBatches):
                     both = torch.cat(
                         [x, y[:, None].masked_fill(y[:, None] < 0, 255).to(x.dtype)], 1
                     )
-                    both = self.augment.apply(both, {k: v[part] for k, v in params.items()})
+                    both = self.augment.apply(
+                        both, {k: v[part] for k, v in params.items()}, mask_last=True
+                    )
                     x, y = both[:, :-1], both[:, -1].to(y.dtype)
                     y = y.masked_fill(y == 255, IGNORE_INDEX)  # ignored pixels stay ignored
                 elif self.augment:
