@@ -26,6 +26,7 @@ DATASETS = (
     "shapes3d",  # 3D: synthetic spheres, cubes and tori in noisy volumes
     "npz",  # MedMNIST-style arrays: train_images, train_labels, val_..., test_... (2D or 3D)
     "volumes",  # 3D: class folders of NIfTI, .npy/.npz volumes or DICOM series
+    "video",  # 3D: class folders of clips (video files or folders of frames)
 )
 
 
@@ -91,7 +92,7 @@ class DataOptions:
         "digits",
         "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | mnist[:PATH] | "
         "fashion-mnist[:PATH] | imagefolder:PATH | csv:FILE; segmentation: shapes | "
-        "segfolder:PATH",
+        "segfolder:PATH; 3D: shapes3d | npz:FILE | volumes:PATH | video:PATH",
     )
     image_size: int | None = option(
         None,
@@ -132,6 +133,17 @@ class DataOptions:
     )
     label_column: str | None = option(
         None, "csv: the label column, or several 0/1 columns 'a,b,c' (default: found by name)"
+    )
+    frames: int | None = option(
+        None, "video: frames sampled per clip, spread evenly over it (default 16)", "[1, inf)"
+    )
+    rotate: float = option(
+        0.0,
+        "training: random rotation up to this many degrees (volumes: about each axis)",
+        "[0, 180]",
+    )
+    scale: float = option(
+        0.0, "training: random zoom by up to this fraction, e.g. 0.1 for 0.9..1.1x", "[0, 1)"
     )
     window: str | None = option(
         None,

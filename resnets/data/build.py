@@ -36,8 +36,9 @@ from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
+from .videofolder import load_video_folder
 from .volumefolder import load_volume_folder, parse_window
-from .volumes import load_npz, make_shapes3d
+from .volumes import load_npz, make_shapes3d, reading_3d
 
 SEGMENTATION = ("shapes", "segfolder")
 SAMPLERS = ("uniform", "balanced")
@@ -55,7 +56,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         if found.is_file() and found.suffix.lower() == ".csv":
             raise UsageError(f"--data {spec} is a CSV file: use --data csv:{spec}")
         raise unknown_name("dataset", name, DATASETS)
-    if name in ("imagefolder", "segfolder", "csv", "npz", "volumes") and not path:
+    if name in ("imagefolder", "segfolder", "csv", "npz", "volumes", "video") and not path:
         raise UsageError(f"{name} needs a path: --data {name}:PATH")
     return name, Path(path).expanduser() if path else None
 
@@ -91,6 +92,11 @@ def load_splits(
             f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
         )
     splits.fingerprint = fingerprint(splits)
+    splits.rotate, splits.scale = opts.rotate, opts.scale
+    if opts.rotate or opts.scale:
+        about = "each axis" if splits.spatial_dims == 3 and splits.name != "video" else "the frame"
+        splits.notes.append(f"training augmentation: rotation up to {opts.rotate:g} degrees about "
+                            f"{about}, zoom {1 - opts.scale:g}..{1 + opts.scale:g}x")  # fmt: skip
     if run is not None:
         splits = same_data(splits, read_record(run), opts.allow_changed_data)
     workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
@@ -135,6 +141,9 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     elif name == "volumes":
         train, notes = load_volume_folder(path, opts.image_size, parse_window(opts.window))
         test = None
+    elif name == "video":
+        train, notes = load_video_folder(path, opts.image_size, opts.frames)
+        test = None
     elif name == "npz":
         (train, notes), test = load_npz(path), None
     else:
@@ -143,7 +152,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     if isinstance(train, dict):  # an .npz's own splits
         given_val, test, train = train.get("val"), train.get("test"), train["train"]
     sets = [(x and to_channels(x, channels)) if channels else x for x in (train, given_val, test)]
-    if opts.image_size:
+    if opts.image_size and name != "video":  # clips: sized as they were read
         sets = [x and ds.resize(x, opts.image_size) for x in sets]
     train, given_val, test = sets
     if test is None:
@@ -156,9 +165,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         val = given_val
         notes.append(f"validation split: the file's own, {len(val)} images")
     size = train.images.shape[-1]
-    if train.images.ndim == 5:
-        notes.append(f"volumes of {' x '.join(map(str, train.images.shape[2:]))} voxels "
-                     "(depth x height x width)")  # fmt: skip
+    reading = reading_3d(name, train.images, opts.window, notes)
     return Splits(
         name=name,
         train=train,
@@ -172,8 +179,9 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
         hflip=opts.hflip
         if opts.hflip is not None
-        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes", "shapes3d"),
+        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes", "shapes3d", "video"),
         notes=notes,
+        reading=reading,
     )
 
 
@@ -222,9 +230,7 @@ def make_loaders(
     """Loaders for the three splits; training batches are global, sharded by `shard`.
     `sampler`: "uniform" (each image once per epoch) or "balanced" (see `train_batches`)."""
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
-    augment = CropFlip(splits.crop_padding, splits.hflip, splits.spatial_dims)
-    if not augment.padding and not augment.hflip:
-        augment = None
+    augment = train_augment(splits)
     decoded = splits.tensors("train")
     batches = train_batches(splits, batch_size, shard, seed, sampler)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
@@ -250,6 +256,25 @@ def make_loaders(
         )
 
     return Loaders(train, evaluation("val"), evaluation("test"))
+
+
+def train_augment(splits: Splits) -> CropFlip | None:
+    """The on-device augmentation of the training split; None if it does nothing. Volumes are
+    shifted in depth in proportion (a clip of 16 frames at 112 px by 2 frames, not 14)."""
+    extent = splits.extent
+    depth = round(splits.crop_padding * extent[0] / extent[-1]) if len(extent) == 3 else None
+    if depth == 0 and splits.crop_padding:
+        depth = 1
+    augment = CropFlip(
+        splits.crop_padding,
+        splits.hflip,
+        splits.spatial_dims,
+        depth_padding=depth,
+        rotate=splits.rotate,
+        scale=splits.scale,
+        video=splits.name == "video",
+    )
+    return augment if augment.active else None
 
 
 def train_batches(

@@ -39,6 +39,9 @@ class Splits:
     decoded: dict[str, ImageTensors] = field(default_factory=dict)  # folders decoded once
     unreadable: list[str] = field(default_factory=list)  # files the decoding left out
     item_normalize: list[list[float]] | None = None  # Python items' own Normalize (items.py)
+    reading: dict = field(default_factory=dict)  # 3D: WeightsMeta's inputs, input_depth, intensity
+    rotate: float = 0.0  # training: random rotation bound in degrees (--rotate)
+    scale: float = 0.0  # training: random zoom bound, a fraction (--scale)
 
     @property
     def spatial_dims(self) -> int:

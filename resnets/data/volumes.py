@@ -114,3 +114,18 @@ def _labels(a: np.ndarray, where: str) -> torch.Tensor:
         raise DataError(f"{where}: labels must be class indices (N,) or (N, 1), or 0/1 rows "
                         f"(N, K); got {a.dtype} {tuple(a.shape)}")  # fmt: skip
     return torch.from_numpy(a.astype(np.int64))
+
+
+def reading_3d(name: str, images: torch.Tensor, window: str | None, notes: list[str]) -> dict:
+    """For 3D data (N, C, D, H, W): what WeightsMeta must carry to read new files as these
+    were (inputs, input_depth, intensity), with a note on the shape; {} for 2D images."""
+    if images.ndim != 5:
+        return {}
+    shape = " x ".join(map(str, images.shape[2:]))
+    if name == "video":
+        notes.append(f"clips of {shape} (frames x height x width)")
+        return {"inputs": "clips", "input_depth": images.shape[2], "intensity": None}
+    notes.append(f"volumes of {shape} voxels (depth x height x width)")
+    # a folder's files were windowed or z-scored; arrays (npz, generated) came as 0..255
+    intensity = (f"window {window}" if window else "auto") if name == "volumes" else "raw"
+    return {"inputs": "volumes", "input_depth": images.shape[2], "intensity": intensity}
