@@ -30,9 +30,10 @@ from ..models import ResNet, load_model
 from ..models.weights import WeightsMeta, save_weights
 from ..options import EXPORT_FORMATS as FORMATS
 from .backends import OnnxRuntimePredictor, onnx_bytes
+from .cases import check_inputs, expand_cases, prepare_cases
 from .optimize import fold_bn
 from .predict import expand_images, prepare_images
-from .sources import images_only, resolve_source
+from .sources import resolve_source
 
 if TYPE_CHECKING:
     from .quantize import Int8Report
@@ -101,6 +102,19 @@ def preprocessing(meta: WeightsMeta) -> dict:
         "item_normalize": meta.item_normalize,
         "config": meta.config.to_dict(),
         "input": "float32 NCHW, RGB (or grey) scaled to [0, 1], then (x - mean) / std",
+    } | _reading(meta)
+
+
+def _reading(meta: WeightsMeta) -> dict:
+    """3D weights: what their inputs are and how they were read (see WeightsMeta)."""
+    if meta.inputs == "images":
+        return {}
+    layout = "volumes NCDHW, D slices" if meta.inputs == "volumes" else "clips NCTHW, T frames"
+    return {
+        "inputs": meta.inputs,
+        "input_depth": meta.input_depth,
+        "intensity": meta.intensity,
+        "input": f"float32 {layout}, 8-bit values scaled to [0, 1], then (x - mean) / std",
     }
 
 
@@ -131,8 +145,8 @@ def export(
     target = Path(out) if out else _default_path(weights, run, fmt, int8)
     _check_target(target, weights, fmt, overwrite)
     model = load_model(weights).eval()
-    images_only(model, "export")
     meta: WeightsMeta = model.weights_meta
+    check_inputs(meta, "export")
     if meta.input_size is None:
         meta.input_size = model.config.input_size
     if int8:
@@ -241,7 +255,10 @@ def _check_inputs(
     model: ResNet, meta: WeightsMeta, run: Path | None, images: list | None
 ) -> tuple[torch.Tensor, str]:
     """Up to 16 real images (given files, else the run's test split), else random inputs."""
-    if images:
+    if images and meta.inputs != "images":
+        files = expand_cases(images, meta.inputs)[:16]
+        x, _, failed = prepare_cases(files, meta, model.config.in_chans)
+    elif images:
         x, _, failed = prepare_images(expand_images(images)[:16], meta, model.config.in_chans)
         if x is None:
             raise UsageError(f"none of the --images could be read: {next(iter(failed.values()))}")
@@ -252,8 +269,8 @@ def _check_inputs(
         loader = run_split_loader(run, meta, model.config.in_chans, "test", batch_size=16)
         x, _ = next(iter(loader))
         return x, f"test-split images of {run}"
-    size = meta.input_size
-    return torch.randn(8, model.config.in_chans, size, size), "random inputs (no images given)"
+    extent = model.config.input_extent(meta.input_size, meta.input_depth)
+    return torch.randn(8, model.config.in_chans, *extent), "random inputs (no images given)"
 
 
 def _write_checked(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) -> None:

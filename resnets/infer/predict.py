@@ -27,7 +27,8 @@ from ..errors import DataError, UsageError
 from ..files import atomic_write_text
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
-from .sources import images_only, open_source
+from .cases import check_inputs, expand_cases, prepare_cases
+from .sources import open_source
 
 
 @dataclass
@@ -219,10 +220,20 @@ def predict(
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
     `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
     check_results_file(out, overwrite)
-    files = expand_images(images)
-    loaded = open_source(weights, device, backend, batch=max(1, min(len(files), batch_size, 16)))
-    images_only(loaded.model, "predict")
+    try:
+        files, error = expand_images(images), None
+    except UsageError as e:  # perhaps volumes or clips: only the weights can tell
+        files, error = [], e
+    loaded = open_source(
+        weights, device, backend, batch=max(1, min(len(files) or 16, batch_size, 16))
+    )
     meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
+    check_inputs(meta, "predict")
+    three_d = meta.inputs != "images"
+    if three_d:
+        files = expand_cases(images, meta.inputs)
+    elif error is not None:
+        raise error
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")
     segmentation = get_task(meta.task).masks
@@ -234,7 +245,10 @@ def predict(
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
-        x, names, sizes, failed = _prepare(batch, meta, loaded.channels, resize, start)
+        if three_d:
+            (x, names, failed), sizes = prepare_cases(batch, meta, loaded.channels), []
+        else:
+            x, names, sizes, failed = _prepare(batch, meta, loaded.channels, resize, start)
         result.failed |= failed
         if x is None:
             continue

@@ -30,6 +30,7 @@ from .resnet import ResNet
 log = logging.getLogger("resnets")
 
 FORMAT_VERSION = 1
+THREE_D_DEFAULTS = {"inputs": "images", "input_depth": None, "intensity": None}
 
 # torchvision's builder for each name that has a counterpart there (same weights, same outputs).
 TORCHVISION_NAMES: dict[str, str] = {
@@ -40,6 +41,7 @@ TORCHVISION_NAMES: dict[str, str] = {
     ).split()
 } | {"resnet50b": "resnet50"}
 TASKS = ("classification", "segmentation", "multilabel")
+INPUTS = ("images", "volumes", "clips")
 _WRAPPERS = ("state_dict", "model", "model_state", "module")
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -60,13 +62,25 @@ class WeightsMeta:
     # float tensors given to predict are read the same way (data/items.py)
     item_normalize: list[list[float]] | None = None
     thresholds: list[float] | None = None  # multilabel: per label, chosen on validation
+    # 3D: "volumes" or "clips", their depth (slices or frames), and how a volume's values
+    # became 0..255: "raw" (given so), "auto" (a DICOM series' CT window 40/400, else a
+    # z-score per volume) or "window C,W" (data/volumefolder.py)
+    inputs: str = "images"
+    input_depth: int | None = None
+    intensity: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise WeightsError(f"unknown task {self.task!r} in weights metadata; known: {TASKS}")
+        if self.inputs not in INPUTS:
+            raise WeightsError(f"unknown inputs {self.inputs!r} in weights metadata; known: "
+                               f"{INPUTS}")  # fmt: skip
 
     def to_json(self) -> str:
         data = asdict(self) | {"config": self.config.to_dict(), "format_version": FORMAT_VERSION}
+        for name, default in THREE_D_DEFAULTS.items():  # 2D weights stay readable by older
+            if data[name] == default:  # versions, which know none of these fields
+                del data[name]
         return json.dumps(data)
 
     @classmethod

@@ -47,6 +47,7 @@ def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
         "world_size": run.env.world_size,
         "input_size": run.splits.input_size,
         "input_shape": list(run.splits.extent),  # spatial: (H, W) or a volume's (D, H, W)
+        "inputs": run.splits.reading.get("inputs", "images"),
         **unreadable_images(run.loaders, run.splits.unreadable),
         "notes": run.splits.notes,
     }
@@ -133,6 +134,6 @@ def summary_text(s: dict[str, Any]) -> str:
         lines.append(f"  skipped                {s['skipped_images']} unreadable images")
     lines += [f"  note: {n}" for n in s.get("notes", [])]
     lines += ["next:", f"  resnets evaluate {s['run']}"]
-    if len(s.get("input_shape", ())) != 3:  # predict takes image files, not volumes (yet)
-        lines.append(f"  resnets predict {s['run']} IMAGE...")
+    shown = {"volumes": "VOLUME...", "clips": "CLIP..."}.get(s.get("inputs", ""), "IMAGE...")
+    lines.append(f"  resnets predict {s['run']} {shown}")
     return "\n".join(lines)
