@@ -145,6 +145,11 @@ class DataOptions:
     scale: float = option(
         0.0, "training: random zoom by up to this fraction, e.g. 0.1 for 0.9..1.1x", "[0, 1)"
     )
+    spacing: str | None = option(
+        None,
+        "volumes: resample to this voxel spacing in mm (one number, or X,Y,Z), then centre-crop "
+        "or pad to --image-size (default: stretch each volume to the cube)",
+    )
     window: str | None = option(
         None,
         "volumes: CT window 'CENTRE,WIDTH' in HU, e.g. 40,400 (default: z-score, or "

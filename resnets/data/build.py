@@ -37,7 +37,7 @@ from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
 from .videofolder import load_video_folder
-from .volumefolder import load_volume_folder, parse_window
+from .volumefolder import load_volume_folder, parse_spacing, parse_window
 from .volumes import load_npz, make_shapes3d, reading_3d
 
 SEGMENTATION = ("shapes", "segfolder")
@@ -139,7 +139,9 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         if not opts.image_size:
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")
     elif name == "volumes":
-        train, notes = load_volume_folder(path, opts.image_size, parse_window(opts.window))
+        train, notes = load_volume_folder(
+            path, opts.image_size, parse_window(opts.window), parse_spacing(opts.spacing)
+        )
         test = None
     elif name == "video":
         train, notes = load_video_folder(path, opts.image_size, opts.frames)
@@ -165,7 +167,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         val = given_val
         notes.append(f"validation split: the file's own, {len(val)} images")
     size = train.images.shape[-1]
-    reading = reading_3d(name, train.images, opts.window, notes)
+    reading = reading_3d(name, train.images, opts.window, parse_spacing(opts.spacing), notes)
     return Splits(
         name=name,
         train=train,

@@ -31,9 +31,14 @@ DEFAULT_SIDE = 64
 
 
 def load_volume_folder(
-    root: Path, side: int | None, window: tuple[float, float] | None
+    root: Path,
+    side: int | None,
+    window: tuple[float, float] | None,
+    spacing: tuple[float, float, float] | None = None,
 ) -> tuple[ImageTensors, list[str]]:
-    """Every volume under `root`'s class folders, as one ImageTensors, and notes."""
+    """Every volume under `root`'s class folders, as one ImageTensors, and notes. With
+    `spacing` (mm, depth-height-width), each is resampled to it from its header's spacing,
+    then centre-cropped or padded to the cube."""
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --data volumes:DIR takes class folders")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -42,17 +47,30 @@ def load_volume_folder(
         raise DataError(f"{root} has no volumes: put {', '.join(SUFFIXES)} files or DICOM "
                         "series folders in one folder per class")  # fmt: skip
     # the side from the headers, so that each volume is read once and kept only as uint8
-    target = side or min(DEFAULT_SIDE, min(max(guarded(_shape, p, "volume")) for p, _ in cases))
-    images, kinds = [], set()
+    if spacing:
+        target = side or DEFAULT_SIDE
+    else:
+        target = side or min(DEFAULT_SIDE, min(max(guarded(_shape, p, "volume")) for p, _ in cases))
+    images, kinds, unspaced, cropped = [], set(), 0, 0
     for path, _ in cases:
-        volume, kind = _read(path)
-        images.append(_to_uint8(volume, kind, window, (target,) * 3))
+        volume, kind, found = _read(path)
+        images.append(_to_uint8(volume, kind, window, (target,) * 3, found, spacing))
         kinds.add(kind)
+        unspaced += found is None
+        cropped += bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
     labels = torch.tensor([label for _, label in cases])
+    size = "" if side else " (--image-size sets the side)"
+    if spacing:
+        mm = "x".join(f"{v:g}" for v in reversed(spacing))
+        shape = (f"resampled to {mm} mm voxels (x, y, z; --spacing), then centre-cropped or "
+                 f"padded to {target}^3{size}; {cropped} reached past the cube and were "
+                 "cut")  # fmt: skip
+        if unspaced:
+            shape += f"; {unspaced} without a spacing in their file (.npy/.npz) taken as 1 mm"
+    else:
+        shape = f"resampled to {target}^3 voxels{size}; voxel spacing not used (--spacing)"
     notes = [
-        f"{len(cases)} volumes in {len(classes)} classes, resampled to {target}^3 voxels"
-        + ("" if side else " (--image-size sets the side)")
-        + "; voxel spacing not used",
+        f"{len(cases)} volumes in {len(classes)} classes, {shape}",
         "intensities: " + ", ".join(sorted(_said(k, window) for k in kinds)),
     ]
     return ImageTensors(torch.stack(images), labels, classes), notes
@@ -89,34 +107,41 @@ def _shape(path: Path) -> tuple[int, ...]:
     return tuple(n for n in shape if n != 1) or (1,)
 
 
-def _read(path: Path) -> tuple[np.ndarray, str]:
-    """(a float32 (D, H, W) array, "ct" or "mr") from one case; one line on failure."""
-    volume, kind = guarded(_load, path, "volume")
+def _read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
+    """(a float32 (D, H, W) array, "ct" or "mr", its voxel spacing in mm if the file says)
+    from one case; one line on failure."""
+    volume, kind, spacing = guarded(_load, path, "volume")
     volume = np.squeeze(np.asarray(volume, dtype=np.float32))
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise DataError(f"{path} has shape {tuple(volume.shape)}; a volume is (D, H, W)")
     if not np.isfinite(volume).all():
         raise DataError(f"{path} has NaN or infinite voxels")
-    return volume, kind
+    if spacing is not None and (len(spacing) != 3 or not all(v > 0 for v in spacing)):
+        spacing = None  # a header without a usable spacing: as if it had none
+    return volume, kind, spacing
 
 
-def _load(path: Path) -> tuple[np.ndarray, str]:
+def _load(path: Path) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
     if path.is_dir():
-        return _dicom_series(path), "ct"
+        volume, spacing = _dicom_series(path)
+        return volume, "ct", spacing
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        return need("nibabel", "NIfTI").load(str(path)).get_fdata(dtype=np.float32).T, "mr"
+        image = need("nibabel", "NIfTI").load(str(path))
+        zooms = tuple(float(v) for v in image.header.get_zooms()[:3])[::-1]  # (z, y, x)
+        return image.get_fdata(dtype=np.float32).T, "mr", zooms
     if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False), "mr"
+        return np.load(path, allow_pickle=False), "mr", None
     with np.load(path, allow_pickle=False) as arrays:
         if len(arrays.files) != 1:
             raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume file holds one")
-        return arrays[arrays.files[0]], "mr"
+        return arrays[arrays.files[0]], "mr", None
 
 
-def _dicom_series(folder: Path) -> np.ndarray:
+def _dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """Slices ordered by their position along the normal (InstanceNumber where it lacks one),
-    in Hounsfield units (rescale slope and intercept)."""
+    in Hounsfield units (rescale slope and intercept), and the voxel spacing: the median step
+    between slice positions (else SliceThickness) and PixelSpacing."""
     pydicom = need("pydicom", "DICOM series")
     slices = [pydicom.dcmread(p, force=True) for p in sorted(folder.glob("*.dcm"))]
     shapes = {(int(s.Rows), int(s.Columns)) for s in slices}
@@ -133,31 +158,65 @@ def _dicom_series(folder: Path) -> np.ndarray:
         + float(getattr(s, "RescaleIntercept", 0))
         for s in slices
     ]
-    return np.stack(planes)
+    steps = np.diff([position(s) for s in slices])
+    depth = float(np.median(steps)) if len(steps) and "ImagePositionPatient" in slices[0] else (
+        float(getattr(slices[0], "SliceThickness", 0) or 0))  # fmt: skip
+    rows = getattr(slices[0], "PixelSpacing", None)
+    spacing = (depth, float(rows[0]), float(rows[1])) if rows is not None and depth > 0 else None
+    return np.stack(planes), spacing
 
 
-def read_case(path: Path, intensity: str, shape: tuple[int, int, int]) -> torch.Tensor:
+def read_case(
+    path: Path, intensity: str, shape: tuple[int, int, int], spacing: list[float] | None = None
+) -> torch.Tensor:
     """One new volume as (1, D, H, W) uint8, read as a model's training volumes were
-    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W")."""
-    volume, kind = _read(path)
+    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing)."""
+    volume, kind, found = _read(path)
+    target = tuple(spacing) if spacing else None
     if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz
         scale = 255.0 if volume.max() <= 1 else 1.0
-        x = torch.from_numpy(volume * scale)
-        x = F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
-        return x.round().clamp(0, 255).to(torch.uint8)
+        x = _resample(torch.from_numpy(volume * scale / 255), shape, found, target)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
     window = parse_window(intensity.removeprefix("window ")) if intensity != "auto" else None
-    return _to_uint8(volume, kind, window, shape)
+    return _to_uint8(volume, kind, window, shape, found, target)
 
 
-def _to_uint8(volume: np.ndarray, kind: str, window, shape: tuple[int, ...]) -> torch.Tensor:
+def _to_uint8(
+    volume: np.ndarray, kind: str, window, shape: tuple[int, ...], found=None, target=None
+) -> torch.Tensor:
+    """Intensities onto 0..1 (a window, or a z-score over +-3 sigma), then to `shape`
+    (through `target` spacing when given), as uint8 (1, D, H, W)."""
     x = torch.from_numpy(volume)
     if window is not None or kind == "ct":
         centre, width = window or (40.0, 400.0)  # a soft-tissue window unless told
         x = (x - (centre - width / 2)) / width
     else:  # MRI: no absolute scale; a z-score per volume
         x = ((x - x.mean()) / x.std().clamp_min(1e-6) + 3) / 6
-    x = F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return (_resample(x.clamp(0, 1), shape, found, target) * 255).round().to(torch.uint8)
+
+
+def _resample(x: torch.Tensor, shape, found, target) -> torch.Tensor:
+    """(D, H, W) in [0, 1] -> (1, *shape): stretched onto the shape, or (with a `target`
+    spacing) resampled from its own spacing (`found`, else 1 mm) and centre-cropped or padded
+    with 0 to the shape."""
+    if target is None:
+        return F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
+    sized = _spaced_shape(x.shape, found, target)
+    x = F.interpolate(x[None, None], size=sized, mode="trilinear")[0]
+    pads = []
+    for have, want in zip(reversed(sized), reversed(shape), strict=True):  # F.pad: last axis first
+        before = (want - have) // 2
+        pads += [before, want - have - before]
+    return F.pad(x, pads)  # negative pads crop
+
+
+def _spaced_shape(shape, found, target) -> tuple[int, ...]:
+    found = found or (1.0, 1.0, 1.0)
+    return tuple(max(round(n * f / t), 1) for n, f, t in zip(shape, found, target, strict=True))
+
+
+def _spaced_larger(shape, found, target, side: int) -> bool:
+    return max(_spaced_shape(shape, found, target)) > side
 
 
 def _said(kind: str, window) -> str:
@@ -166,6 +225,20 @@ def _said(kind: str, window) -> str:
     if kind == "ct":
         return "DICOM series in Hounsfield units through a soft-tissue window 40/400 (--window)"
     return "a z-score per volume, +-3 sigma onto 0..255 (no --window given)"
+
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """ "1.5" or "0.8,0.8,2.5" (mm, x, y, z as NIfTI lists them) -> (z, y, x) spacing."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not all(0 < v < 1000 for v in values):
+        raise DataError(f"--spacing takes millimetres, one number or X,Y,Z (e.g. 1.5 or "
+                        f"0.8,0.8,2.5), got {text!r}")  # fmt: skip
+    return tuple(values * 3 if len(values) == 1 else values[::-1])
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:

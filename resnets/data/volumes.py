@@ -116,9 +116,11 @@ def _labels(a: np.ndarray, where: str) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int64))
 
 
-def reading_3d(name: str, images: torch.Tensor, window: str | None, notes: list[str]) -> dict:
+def reading_3d(
+    name: str, images: torch.Tensor, window: str | None, spacing: tuple | None, notes: list[str]
+) -> dict:
     """For 3D data (N, C, D, H, W): what WeightsMeta must carry to read new files as these
-    were (inputs, input_depth, intensity), with a note on the shape; {} for 2D images."""
+    were (inputs, input_depth, intensity, spacing), with a note on the shape; {} for 2D."""
     if images.ndim != 5:
         return {}
     shape = " x ".join(map(str, images.shape[2:]))
@@ -128,4 +130,6 @@ def reading_3d(name: str, images: torch.Tensor, window: str | None, notes: list[
     notes.append(f"volumes of {shape} voxels (depth x height x width)")
     # a folder's files were windowed or z-scored; arrays (npz, generated) came as 0..255
     intensity = (f"window {window}" if window else "auto") if name == "volumes" else "raw"
-    return {"inputs": "volumes", "input_depth": images.shape[2], "intensity": intensity}
+    spaced = list(spacing) if spacing and name == "volumes" else None
+    return {"inputs": "volumes", "input_depth": images.shape[2], "intensity": intensity,
+            "spacing": spaced}  # fmt: skip

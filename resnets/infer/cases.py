@@ -75,7 +75,7 @@ def prepare_cases(
     for f in files:
         try:
             if meta.inputs == "volumes":
-                x = read_case(f, meta.intensity or "raw", (depth, side, side))
+                x = read_case(f, meta.intensity or "raw", (depth, side, side), meta.spacing)
             else:
                 x = read_clip(f, depth, side)
         except Exception as e:  # the readers name the file; keep the reason

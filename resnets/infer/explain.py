@@ -28,6 +28,8 @@ from ..errors import DataError, UsageError
 from ..models import load_model
 from ..models.weights import WeightsMeta
 from ..plots import _pyplot, _save
+from .cases import check_inputs, expand_cases, prepare_cases
+from .montage import write_montage
 from .predict import Input, _prepare, expand_images, mask_paths
 from .saliency import (
     Method,
@@ -37,7 +39,7 @@ from .saliency import (
     resize_maps,
     scorecam,
 )
-from .sources import images_only, resolve_source
+from .sources import resolve_source
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
 BATCH_SIZE = 16
@@ -105,15 +107,16 @@ def explain(
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
     model = load_model(path).eval().to(dev).requires_grad_(False)
-    images_only(model, "explain")
     meta: WeightsMeta = model.weights_meta
+    check_inputs(meta, "explain")
     if meta.task == "segmentation":
         raise UsageError(f"{path} is a segmentation model; explain is for classifiers")
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{path} lacks preprocessing metadata (input size, mean, std)")
     classes = meta.classes or [str(i) for i in range(model.config.num_classes)]
     wanted = None if target is None else class_index(target, classes)
-    files = expand_images(images)
+    three_d = meta.inputs != "images"  # volumes or clips: maps as montages of slices
+    files = expand_cases(images, meta.inputs) if three_d else expand_images(images)
     pngs = _png_paths(files, Path(out)) if out is not None else {}
     explainer = _method(method, meta)
     channels = model.config.in_chans
@@ -121,12 +124,19 @@ def explain(
     result = ExplainResult(method, [])
     for start in range(0, len(files), BATCH_SIZE):
         batch = files[start : start + BATCH_SIZE]
-        x, names, sizes, failed = _prepare(batch, meta, channels, meta.resize_size, start)
+        if three_d:
+            x, names, failed = prepare_cases(batch, meta, channels)
+            sizes = [None] * len(names)
+        else:
+            x, names, sizes, failed = _prepare(batch, meta, channels, meta.resize_size, start)
         result.failed |= failed
         if x is None:
             continue
-        for e in _explain_batch(model, x.to(dev), names, sizes, explainer, wanted, topk, classes):
-            if out is not None:
+        found = _explain_batch(model, x.to(dev), names, sizes, explainer, wanted, topk, classes)
+        for e, xi in zip(found, x, strict=True):
+            if out is not None and three_d:
+                e.png = str(_write_montage(e, xi, pngs[e.path], method, meta))
+            elif out is not None:
                 e.png = str(_write_png(e, by_name[e.path], pngs[e.path], method, channels, meta))
             result.explanations.append(e)
     return result
@@ -202,9 +212,13 @@ def _crop_start(length: int, crop: int) -> int:
     return round((length - crop) / 2.0) if length >= crop else -((crop - length) // 2)
 
 
-def to_original(cam: torch.Tensor, size: tuple[int, int], meta: WeightsMeta) -> np.ndarray:
+def to_original(cam: torch.Tensor, size: tuple[int, int] | None, meta: WeightsMeta) -> np.ndarray:
     """A map [S, S] of the model input, carried back onto the image (size: its height and
-    width) through the resize and centre crop that made the input, then scaled to [0, 1]."""
+    width) through the resize and centre crop that made the input, then scaled to [0, 1].
+    A volume's or clip's map (size None) stays at the input's shape, only scaled."""
+    if size is None:
+        full = cam.clamp(min=0)
+        return (full / full.max() if full.max() > 0 else full).numpy().astype(np.float32)
     h, w = size
     if meta.resize_size is None:  # straight to S x S: the map stretches back over it all
         canvas = cam
@@ -272,6 +286,20 @@ def _write_png(
     return _save(fig, path)
 
 
+def _write_montage(
+    e: Explanation, x: torch.Tensor, path: Path, method: str, meta: WeightsMeta
+) -> Path:
+    """A volume's or clip's map as slices (see montage.py), the input shown as prepared."""
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    mean, std = (torch.tensor(v).view(shape) for v in (meta.mean, meta.std))
+    volume = ((x.cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    volume = volume if volume.shape[0] in (1, 3) else volume[:1]
+    top = "top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
+    unit = "frame" if meta.inputs == "clips" else "slice"
+    return write_montage(volume, e.map, path, label=Path(e.path).name, title=f"{method}: "
+                         f"{e.target}", heading=top, colormap=COLORMAP, unit=unit)  # fmt: skip
+
+
 def explain_mistakes(
     model: torch.nn.Module,
     loader: Iterable,
@@ -295,16 +323,20 @@ def explain_mistakes(
         seen += len(x)
     x = torch.stack([picked[i] for i in chosen]).contiguous()
     meta: WeightsMeta = model.weights_meta
-    mean, std = (torch.tensor(v, device=x.device).view(-1, 1, 1) for v in (meta.mean, meta.std))
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    mean, std = (torch.tensor(v, device=x.device).view(shape) for v in (meta.mean, meta.std))
     shown = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     names = [f"#{i}: true {classes[int(labels[i])]}" for i in chosen]
-    size = [tuple(x.shape[-2:])] * len(chosen)
+    size = [tuple(x.shape[-2:]) if x.ndim == 4 else None] * len(chosen)
     as_input = dataclasses.replace(meta, resize_size=None)  # maps stay at the input's size
     found = _explain_batch(model, x, names, size, gradcam, None, 3, classes, as_input)
     rows = []
-    for i, e, image in zip(chosen, found, shown, strict=True):
+    for i, e, image, xi in zip(chosen, found, shown, x, strict=True):
         path = folder / f"{len(rows) + 1:03d}-image{i}.png"
-        e.png = str(_write_png(e, image, path, "gradcam", model.config.in_chans, meta))
+        if x.ndim == 5:
+            e.png = str(_write_montage(e, xi, path, "gradcam", meta))
+        else:
+            e.png = str(_write_png(e, image, path, "gradcam", model.config.in_chans, meta))
         rows.append({"index": i, "true": classes[int(labels[i])], "predicted": e.target,
                      "confidence": float(conf[i]), "png": e.png})  # fmt: skip
     return rows

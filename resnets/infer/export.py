@@ -114,6 +114,7 @@ def _reading(meta: WeightsMeta) -> dict:
         "inputs": meta.inputs,
         "input_depth": meta.input_depth,
         "intensity": meta.intensity,
+        "spacing": meta.spacing,
         "input": f"float32 {layout}, 8-bit values scaled to [0, 1], then (x - mean) / std",
     }
 

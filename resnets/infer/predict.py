@@ -28,7 +28,7 @@ from ..files import atomic_write_text
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
 from .cases import check_inputs, expand_cases, prepare_cases
-from .sources import open_source
+from .sources import Loaded, open_source
 
 
 @dataclass
@@ -220,20 +220,9 @@ def predict(
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
     `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
     check_results_file(out, overwrite)
-    try:
-        files, error = expand_images(images), None
-    except UsageError as e:  # perhaps volumes or clips: only the weights can tell
-        files, error = [], e
-    loaded = open_source(
-        weights, device, backend, batch=max(1, min(len(files) or 16, batch_size, 16))
-    )
+    loaded, files = _open(weights, images, device, backend, batch_size)
     meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
-    check_inputs(meta, "predict")
     three_d = meta.inputs != "images"
-    if three_d:
-        files = expand_cases(images, meta.inputs)
-    elif error is not None:
-        raise error
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")
     segmentation = get_task(meta.task).masks
@@ -270,6 +259,23 @@ def predict(
     if out is not None:
         result.save(out)
     return result
+
+
+def _open(weights, images, device: str, backend: str, batch_size: int) -> tuple[Loaded, list]:
+    """The weights, ready to run, and the inputs found in `images`: image files and objects,
+    or for 3D weights volumes or clips (which only the weights can tell)."""
+    try:
+        files, error = expand_images(images), None
+    except UsageError as e:
+        files, error = [], e
+    batch = max(1, min(len(files) or 16, batch_size, 16))  # what --backend auto probes at
+    loaded = open_source(weights, device, backend, batch=batch)
+    check_inputs(loaded.meta, "predict")
+    if loaded.meta.inputs != "images":
+        return loaded, expand_cases(images, loaded.meta.inputs)
+    if error is not None:
+        raise error
+    return loaded, files
 
 
 def check_results_file(out: str | Path | None, overwrite: bool) -> None:

@@ -29,11 +29,13 @@ def cam_layer(model: nn.Module) -> nn.Module:
     return model.norm if model.config.preact else model.stages[-1][-1]
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[N, K, h, w] -> [N, K, *size], bilinear: Captum's `LayerAttribution.interpolate`."""
+def resize_maps(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """[N, K, h, w] -> [N, K, *size], bilinear (volumes [N, K, d, h, w]: trilinear): Captum's
+    `LayerAttribution.interpolate`."""
     from captum.attr import LayerAttribution
 
-    return LayerAttribution.interpolate(maps, size, interpolate_mode="bilinear")
+    mode = "trilinear" if len(size) == 3 else "bilinear"
+    return LayerAttribution.interpolate(maps, tuple(size), interpolate_mode=mode)
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Te
     from captum.attr import LayerGradCam
 
     cam = LayerGradCam(model, cam_layer(model)).attribute(x, target=target, relu_attributions=True)
-    return resize_maps(cam.detach(), x.shape[-2:])[:, 0]
+    return resize_maps(cam.detach(), x.shape[2:])[:, 0]
 
 
 def _activations_and_gradients(
@@ -63,11 +65,12 @@ def gradcam_plus_plus(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -
     gradients, each position's gradient weighted by alpha = g^2 / (2 g^2 + sum(A) g^3)."""
     acts, grads = _activations_and_gradients(model, x, target)
     g2, g3 = grads.pow(2), grads.pow(3)
-    denominator = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+    space = tuple(range(2, acts.ndim))
+    denominator = 2 * g2 + acts.sum(dim=space, keepdim=True) * g3
     alpha = torch.where(denominator != 0, g2 / denominator.where(denominator != 0, 1.0), 0.0)
-    weights = (alpha * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+    weights = (alpha * grads.clamp(min=0)).sum(dim=space, keepdim=True)
     cam = (weights * acts).sum(dim=1, keepdim=True).clamp(min=0)
-    return resize_maps(cam, x.shape[-2:])[:, 0]
+    return resize_maps(cam, x.shape[2:])[:, 0]
 
 
 @torch.no_grad()
@@ -76,16 +79,18 @@ def _scorecam_one(
 ) -> torch.Tensor:
     """One image [C, S, S] and its layer activations [K, h, w]: each channel, upsampled and
     scaled to [0, 1], masks the input; its weight is the target's probability on that input."""
-    up = resize_maps(acts[None], x.shape[-2:])[0]  # [K, S, S]
-    low = up.amin(dim=(1, 2), keepdim=True)
-    span = up.amax(dim=(1, 2), keepdim=True) - low
+    up = resize_maps(acts[None], x.shape[1:])[0]  # [K, S, S] (volumes: [K, D, S, S])
+    space = tuple(range(1, up.ndim))
+    low = up.amin(dim=space, keepdim=True)
+    span = up.amax(dim=space, keepdim=True) - low
     keep = span.flatten() > 0  # a constant channel masks nothing and adds nothing
     up, masks = up[keep], ((up - low) / span.clamp(min=1e-12))[keep]
     cam = torch.zeros_like(x[0])
     for start in range(0, len(masks), SCORECAM_CHUNK):
         chunk = masks[start : start + SCORECAM_CHUNK]
         scores = probs(model(x[None] * chunk[:, None]))[:, target]
-        cam += (scores[:, None, None] * up[start : start + SCORECAM_CHUNK]).sum(0)
+        weights = scores.view(-1, *[1] * (up.ndim - 1))
+        cam += (weights * up[start : start + SCORECAM_CHUNK]).sum(0)
     return cam.clamp(min=0)
 
 
@@ -115,8 +120,9 @@ def integrated_gradients(
     normalized like the inputs; |attribution| summed over the channels."""
     from captum.attr import IntegratedGradients
 
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m = torch.tensor(mean, device=x.device).view(shape)
+    s = torch.tensor(std, device=x.device).view(shape)
     black = ((0 - m) / s).expand_as(x)
     attr = IntegratedGradients(model).attribute(
         x, baselines=black, target=target, n_steps=50, internal_batch_size=64

@@ -77,11 +77,3 @@ def open_source(
         infer = predictor(model, dev, backend, batch)
     classes = meta.classes or [str(i) for i in range(outputs)]
     return Loaded(path, run, meta, channels, classes, infer, dev, model)
-
-
-def images_only(model: nn.Module | None, command: str) -> None:
-    """Refuse a 3D model where `command` handles only 2D images, in one line."""
-    config = getattr(getattr(model, "backbone", model), "config", None)
-    if config is not None and config.spatial_dims == 3:
-        raise UsageError(f"{command} takes 2D models for now; this is a 3D model (volumes, "
-                         "clips): evaluate it with `resnets evaluate RUN`")  # fmt: skip

@@ -30,7 +30,7 @@ from .resnet import ResNet
 log = logging.getLogger("resnets")
 
 FORMAT_VERSION = 1
-THREE_D_DEFAULTS = {"inputs": "images", "input_depth": None, "intensity": None}
+THREE_D_DEFAULTS = {"inputs": "images", "input_depth": None, "intensity": None, "spacing": None}
 
 # torchvision's builder for each name that has a counterpart there (same weights, same outputs).
 TORCHVISION_NAMES: dict[str, str] = {
@@ -68,6 +68,7 @@ class WeightsMeta:
     inputs: str = "images"
     input_depth: int | None = None
     intensity: str | None = None
+    spacing: list[float] | None = None  # volumes: the --spacing (mm, depth-height-width)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from resnets import train
-from resnets.data.volumefolder import load_volume_folder, parse_window
+from resnets.data.volumefolder import load_volume_folder, parse_window, read_case
 from resnets.errors import DataError
 
 from .test_dicom import write_dicom
@@ -117,3 +117,51 @@ def test_the_default_side_comes_from_the_smallest_volume_read_from_headers(tmp_p
     data, notes = load_volume_folder(tmp_path, side=None, window=None)
     assert data.images.shape == (4, 1, 20, 20, 20)  # max(9, 20, 14) = 20 < 24, 30, 70
     assert "resampled to 20^3 voxels (--image-size sets the side)" in notes[0]
+
+
+def _spaced_nifti(path, array, zooms):
+    image = nibabel.Nifti1Image(array.astype(np.float32), np.diag([*zooms, 1.0]))
+    nibabel.save(image, str(path))
+    return path
+
+
+def test_spacing_resamples_each_volume_to_millimetres_then_fits_the_cube(tmp_path):
+    """A 2 mm-thick scan of 4 slices is 8 mm deep: at 1 mm it fills the 8-voxel cube; the
+    same array at 1 mm is 4 mm deep and is padded, half a cube of black either side."""
+    for label in ("thick", "thin", "big"):
+        (tmp_path / label).mkdir()
+    block = np.full((8, 8, 4), 300.0)  # (x, y, z)
+    _spaced_nifti(tmp_path / "thick" / "a.nii.gz", block, (1, 1, 2))
+    _spaced_nifti(tmp_path / "thin" / "a.nii.gz", block, (1, 1, 1))
+    _spaced_nifti(tmp_path / "big" / "a.nii.gz", np.full((20, 8, 8), 300.0), (1, 1, 1))
+    data, notes = load_volume_folder(tmp_path, side=8, window=(100, 200), spacing=(1, 1, 1))
+    big, thick, thin = (data.images[i, 0] for i in range(3))  # classes in name order
+    assert (thick == 255).all()  # 300 HU through window 0..200: white, the whole cube
+    assert (thin[2:6] == 255).all() and (thin[:2] == 0).all() and (thin[6:] == 0).all()
+    assert (big == 255).all()  # 20 mm wide, cut to the centre 8 mm
+    assert "1x1x1 mm voxels" in notes[0] and "1 reached past the cube and were cut" in notes[0]
+    for i, label in enumerate(("big", "thick", "thin")):  # predict reads a file the same way
+        again = read_case(tmp_path / label / "a.nii.gz", "window 100,200", (8, 8, 8), [1, 1, 1])
+        assert torch.equal(again, data.images[i])
+
+
+def test_a_dicom_series_spacing_comes_from_positions_and_pixel_spacing(tmp_path):
+    import pydicom
+
+    from resnets.data.volumefolder import _dicom_series
+
+    for z in range(4):
+        f = write_dicom(tmp_path / f"{z}.dcm", np.full((6, 6), 1000, dtype=np.uint16))
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient, ds.PixelSpacing = [0, 0, 2.5 * z], [0.7, 0.8]
+        ds.save_as(str(f))
+    volume, spacing = _dicom_series(tmp_path)
+    assert volume.shape == (4, 6, 6) and spacing == pytest.approx((2.5, 0.7, 0.8))
+
+
+@pytest.mark.parametrize("text", ["0", "1,2", "a", "-1,1,1"])
+def test_a_bad_spacing_is_refused_in_one_line(text):
+    from resnets.data.volumefolder import parse_spacing
+
+    with pytest.raises(DataError, match="--spacing takes millimetres"):
+        parse_spacing(text)

@@ -38,6 +38,7 @@ def volume_run(tmp_path_factory):
 def test_3d_weights_carry_how_their_inputs_were_read(volume_run):
     _, meta = read_weights(volume_run / "run" / "best.safetensors")
     assert (meta.inputs, meta.input_depth, meta.intensity) == ("volumes", 12, "window 100,400")
+    assert meta.spacing is None  # no --spacing: each volume stretched to the cube
     assert meta.input_size == 12 and meta.config.spatial_dims == 3
 
 
@@ -97,3 +98,21 @@ def test_clips_predict_with_the_frames_they_were_trained_on(tmp_path):
     result = predict(tmp_path / "run", [new, tmp_path / "data"], topk=2)
     assert len(result.predictions) == 13 and not result.failed
     assert {c for c, _ in result.predictions[0].top} == {"down", "up"}
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "integrated-gradients"])
+def test_explain_maps_a_volume_at_its_input_shape_and_draws_slices(volume_run, tmp_path, method):
+    from resnets import explain
+
+    new = volume_run / "new" / "lesion0.nii"
+    result = explain(volume_run / "run", new, method=method, out=tmp_path / "maps")
+    (e,) = result.explanations
+    assert e.map.shape == (12, 12, 12) and e.map.min() >= 0 and e.map.max() == pytest.approx(1)
+    assert e.png.endswith("lesion0.nii.png") and (tmp_path / "maps" / "lesion0.nii.png").is_file()
+
+
+def test_a_montage_shows_slices_spread_over_the_depth():
+    from resnets.infer.montage import slice_indices
+
+    assert slice_indices(16) == [1, 3, 5, 7, 9, 11, 13, 15]
+    assert slice_indices(3) == [0, 1, 2]  # fewer slices than panels: each once

@@ -1,0 +1,66 @@
+"""A 3D map drawn flat: evenly spaced slices of a volume (or frames of a clip), each shown
+plain above and under its map below, so a reader sees where along the depth the model looked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..plots import _pyplot, _save
+
+SLICES = 8
+
+
+def slice_indices(depth: int, count: int = SLICES) -> list[int]:
+    """`count` slices spread over `depth` (the middle of each of `count` equal parts)."""
+    count = min(count, depth)
+    return [int((i + 0.5) * depth / count) for i in range(count)]
+
+
+def write_montage(
+    volume: torch.Tensor,
+    cam: np.ndarray,
+    path: Path,
+    *,
+    label: str,
+    title: str,
+    heading: str,
+    colormap: str,
+    unit: str = "slice",
+) -> Path:
+    """`volume` uint8 [C, D, H, W] (1 or 3 channels) and its map [D, H, W] in [0, 1], as a
+    2 x 8 grid: the slices (or frames: `unit`) over the same slices under the map; `label`
+    (the input) and `heading` (the top classes) above, `title` (method and class) beside the
+    map row. The slice where the map peaks is marked; a flat map is said to be flat."""
+    picked = slice_indices(volume.shape[1])
+    per_slice = cam.reshape(cam.shape[0], -1).max(1)
+    flat = float(cam.max() - cam.min()) < 1e-6
+    peak = int(np.argmax(per_slice))
+    if flat:
+        where = "the map is flat (the last stage is one voxel at this input size)"
+    elif float(per_slice.max() - per_slice.min()) < 1e-6:
+        where = f"the map peaks as high in every {unit}"
+    else:
+        where = f"the map peaks at {unit} {peak} of {volume.shape[1]}"
+    if "peaks at" in where and peak not in picked:  # shown in place of its nearest
+        picked[min(range(len(picked)), key=lambda i: abs(picked[i] - peak))] = peak
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(picked), figsize=(1.9 * len(picked), 4.6), squeeze=False)
+    grey = volume.shape[0] == 1
+    for column, z in enumerate(picked):
+        image = volume[:, z].permute(1, 2, 0).numpy()
+        shown = image[..., 0] if grey else image
+        for row in (0, 1):
+            ax = axes[row, column]
+            ax.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=255)
+            ax.set_axis_off()
+        heat = axes[1, column].imshow(cam[z], cmap=colormap, alpha=0.5, vmin=0, vmax=1)
+        marked = " (peak)" if z == peak and "peaks at" in where else ""
+        axes[0, column].set_title(f"{unit} {z}{marked}", fontsize=8)
+    axes[1, 0].set_title(title, fontsize=8, loc="left")
+    fig.colorbar(heat, ax=axes[1, :].tolist(), fraction=0.02, pad=0.01)
+    fig.suptitle(f"{label}: {heading}; {where}", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
