@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -56,7 +57,7 @@ class Task:
 
     def check_data(self, data: str, labels: torch.Tensor | None, mixing: bool) -> None:
         """The data fits the task: masks for segmentation, a class per image otherwise."""
-        has_masks = labels is not None and labels.ndim == 3  # a folder stream has no masks
+        has_masks = labels is not None and labels.ndim >= 3  # a folder stream has no masks
         several = labels is not None and labels.ndim == 2
         if self.multilabel and not several:
             raise UsageError(
@@ -87,10 +88,18 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def write_mask(mask: torch.Tensor, path: Path, num_classes: int) -> None:
-    """A class-index mask [H, W] as a grey PNG: class c at c x 255 / (classes - 1)."""
+def write_mask(mask: torch.Tensor, path: Path, num_classes: int) -> Path:
+    """A class-index mask [H, W] as a grey PNG: class c at c x 255 / (classes - 1); a
+    volume's [D, H, W] as .npy of class indices (the PNG name's suffix replaced)."""
     from PIL import Image
+
+    if mask.ndim == 3:
+        path = path.with_suffix(".npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, mask.to(torch.uint8).cpu().numpy())
+        return path
 
     scale = 255 // max(num_classes - 1, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask.to(torch.uint8) * scale).cpu().numpy()).save(path)
+    return path

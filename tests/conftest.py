@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -18,6 +20,10 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(1 + torch.randn(m.num_features, generator=g) * 0.1)
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return model
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: one thread each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

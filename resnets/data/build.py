@@ -17,7 +17,7 @@ from ..errors import DataError, UsageError, unknown_name
 from ..options import DATASETS, DataOptions, split_spec
 from . import datasets as ds
 from . import imagefolder as imf
-from .augment import CropFlip, MixUpCutMix
+from .augment import MixUpCutMix
 from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
 from .loaders import (
@@ -39,6 +39,7 @@ from .stream import FolderEvalLoader, FolderTrainLoader
 from .videofolder import load_video_folder
 from .volumefolder import load_volume_folder, parse_spacing, parse_window
 from .volumes import load_npz, make_shapes3d, reading_3d
+from .volumeseg import holds_volumes, load_volume_segfolder
 
 SEGMENTATION = ("shapes", "segfolder")
 SAMPLERS = ("uniform", "balanced")
@@ -130,7 +131,10 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
 
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
     notes: list[str] = []
-    if name == "segfolder":
+    if name == "segfolder" and holds_volumes((path or Path("data")) / "images"):
+        window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
+        (train, notes), test = load_volume_segfolder(path, opts.image_size, window, spacing), None
+    elif name == "segfolder":
         size = opts.image_size or 128
         train, notes = load_segfolder(
             path or Path("data"), size, None, opts.mask_colours, opts.mask_pattern
@@ -232,7 +236,7 @@ def make_loaders(
     """Loaders for the three splits; training batches are global, sharded by `shard`.
     `sampler`: "uniform" (each image once per epoch) or "balanced" (see `train_batches`)."""
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
-    augment = train_augment(splits)
+    augment = splits.train_augment()
     decoded = splits.tensors("train")
     batches = train_batches(splits, batch_size, shard, seed, sampler)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
@@ -258,25 +262,6 @@ def make_loaders(
         )
 
     return Loaders(train, evaluation("val"), evaluation("test"))
-
-
-def train_augment(splits: Splits) -> CropFlip | None:
-    """The on-device augmentation of the training split; None if it does nothing. Volumes are
-    shifted in depth in proportion (a clip of 16 frames at 112 px by 2 frames, not 14)."""
-    extent = splits.extent
-    depth = round(splits.crop_padding * extent[0] / extent[-1]) if len(extent) == 3 else None
-    if depth == 0 and splits.crop_padding:
-        depth = 1
-    augment = CropFlip(
-        splits.crop_padding,
-        splits.hflip,
-        splits.spatial_dims,
-        depth_padding=depth,
-        rotate=splits.rotate,
-        scale=splits.scale,
-        video=splits.name == "video",
-    )
-    return augment if augment.active else None
 
 
 def train_batches(

@@ -46,7 +46,7 @@ class ImageTensors:
                     f"got shape {tuple(self.labels.shape)}"
                 )
             return
-        counted = self.labels[self.labels != IGNORE_INDEX] if self.labels.ndim == 3 else self.labels
+        counted = self.labels[self.labels != IGNORE_INDEX] if self.labels.ndim >= 3 else self.labels
         low, high = (int(counted.min()), int(counted.max())) if counted.numel() else (0, 0)
         if low < 0 or high >= len(self.classes):
             raise DataError(
@@ -66,8 +66,9 @@ class ImageTensors:
 
     @property
     def is_segmentation(self) -> bool:
-        """Labels are masks [N, H, W] (a class per pixel) rather than a class per image."""
-        return self.labels.ndim == 3
+        """Labels are masks [N, H, W] or [N, D, H, W] (a class per pixel or voxel) rather than a
+        class per image."""
+        return self.labels.ndim >= 3
 
 
 def resize(data: ImageTensors, size: int) -> ImageTensors:

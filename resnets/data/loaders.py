@@ -164,7 +164,7 @@ class InMemoryTrainLoader(TrainBatches):
             micro = []
             for part in slices:
                 x, y = self.images[index[part]], self.labels[index[part]]
-                if self.augment and y.ndim == 3:  # masks move with their images
+                if self.augment and y.ndim >= 3:  # masks move with their images
                     both = torch.cat(
                         [x, y[:, None].masked_fill(y[:, None] < 0, 255).to(x.dtype)], 1
                     )

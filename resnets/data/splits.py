@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UsageError
+from .augment import CropFlip
 from .datasets import ImageTensors
 
 SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
@@ -68,6 +69,17 @@ class Splits:
             )
         raise UsageError(f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "
                          "model (resnet18, resnet20, ...)")  # fmt: skip
+
+    def train_augment(self) -> CropFlip | None:
+        """The on-device augmentation of the training split; None if it does nothing. Volumes
+        shift in depth in proportion (a clip of 16 frames at 112 px by 2 frames, not 14)."""
+        extent = self.extent
+        depth = round(self.crop_padding * extent[0] / extent[-1]) if len(extent) == 3 else None
+        if depth == 0 and self.crop_padding:
+            depth = 1
+        augment = CropFlip(self.crop_padding, self.hflip, self.spatial_dims, depth,
+                           self.rotate, self.scale, video=self.name == "video")  # fmt: skip
+        return augment if augment.active else None
 
     def tensors(self, name: str) -> ImageTensors | None:
         """A split as uint8 tensors, if it is held in memory (or decoded once); else None."""

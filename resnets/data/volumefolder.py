@@ -53,8 +53,8 @@ def load_volume_folder(
         target = side or min(DEFAULT_SIDE, min(max(guarded(_shape, p, "volume")) for p, _ in cases))
     images, kinds, unspaced, cropped = [], set(), 0, 0
     for path, _ in cases:
-        volume, kind, found = _read(path)
-        images.append(_to_uint8(volume, kind, window, (target,) * 3, found, spacing))
+        volume, kind, found = read_volume(path)
+        images.append(to_uint8(volume, kind, window, (target,) * 3, found, spacing))
         kinds.add(kind)
         unspaced += found is None
         cropped += bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
@@ -107,7 +107,7 @@ def _shape(path: Path) -> tuple[int, ...]:
     return tuple(n for n in shape if n != 1) or (1,)
 
 
-def _read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
+def read_volume(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
     """(a float32 (D, H, W) array, "ct" or "mr", its voxel spacing in mm if the file says)
     from one case; one line on failure."""
     volume, kind, spacing = guarded(_load, path, "volume")
@@ -171,17 +171,17 @@ def read_case(
 ) -> torch.Tensor:
     """One new volume as (1, D, H, W) uint8, read as a model's training volumes were
     (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing)."""
-    volume, kind, found = _read(path)
+    volume, kind, found = read_volume(path)
     target = tuple(spacing) if spacing else None
     if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz
         scale = 255.0 if volume.max() <= 1 else 1.0
-        x = _resample(torch.from_numpy(volume * scale / 255), shape, found, target)
+        x = resample(torch.from_numpy(volume * scale / 255), shape, found, target)
         return (x.clamp(0, 1) * 255).round().to(torch.uint8)
     window = parse_window(intensity.removeprefix("window ")) if intensity != "auto" else None
-    return _to_uint8(volume, kind, window, shape, found, target)
+    return to_uint8(volume, kind, window, shape, found, target)
 
 
-def _to_uint8(
+def to_uint8(
     volume: np.ndarray, kind: str, window, shape: tuple[int, ...], found=None, target=None
 ) -> torch.Tensor:
     """Intensities onto 0..1 (a window, or a z-score over +-3 sigma), then to `shape`
@@ -192,17 +192,17 @@ def _to_uint8(
         x = (x - (centre - width / 2)) / width
     else:  # MRI: no absolute scale; a z-score per volume
         x = ((x - x.mean()) / x.std().clamp_min(1e-6) + 3) / 6
-    return (_resample(x.clamp(0, 1), shape, found, target) * 255).round().to(torch.uint8)
+    return (resample(x.clamp(0, 1), shape, found, target) * 255).round().to(torch.uint8)
 
 
-def _resample(x: torch.Tensor, shape, found, target) -> torch.Tensor:
+def resample(x: torch.Tensor, shape, found, target, mode: str = "trilinear") -> torch.Tensor:
     """(D, H, W) in [0, 1] -> (1, *shape): stretched onto the shape, or (with a `target`
     spacing) resampled from its own spacing (`found`, else 1 mm) and centre-cropped or padded
-    with 0 to the shape."""
+    with 0 to the shape. `mode` "nearest" for label volumes."""
     if target is None:
-        return F.interpolate(x[None, None], size=shape, mode="trilinear")[0]
+        return F.interpolate(x[None, None], size=shape, mode=mode)[0]
     sized = _spaced_shape(x.shape, found, target)
-    x = F.interpolate(x[None, None], size=sized, mode="trilinear")[0]
+    x = F.interpolate(x[None, None], size=sized, mode=mode)[0]
     pads = []
     for have, want in zip(reversed(sized), reversed(shape), strict=True):  # F.pad: last axis first
         before = (want - have) // 2

@@ -129,7 +129,8 @@ def reading_3d(
         return {"inputs": "clips", "input_depth": images.shape[2], "intensity": None}
     notes.append(f"volumes of {shape} voxels (depth x height x width)")
     # a folder's files were windowed or z-scored; arrays (npz, generated) came as 0..255
-    intensity = (f"window {window}" if window else "auto") if name == "volumes" else "raw"
-    spaced = list(spacing) if spacing and name == "volumes" else None
+    files = name in ("volumes", "segfolder")
+    intensity = (f"window {window}" if window else "auto") if files else "raw"
+    spaced = list(spacing) if spacing and files else None
     return {"inputs": "volumes", "input_depth": images.shape[2], "intensity": intensity,
             "spacing": spaced}  # fmt: skip

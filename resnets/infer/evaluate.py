@@ -202,7 +202,7 @@ def run_split_loader(
     loader = parts[0] if split != "all" else Chain([p for p in parts if p is not None])
     loader.classes, loader.data = splits.classes, opts.data
     tensors = next((splits.tensors(s) for s in names if splits.tensors(s) is not None), None)
-    loader.masks = bool(tensors is not None and tensors.labels.ndim == 3)
+    loader.masks = bool(tensors is not None and tensors.labels.ndim >= 3)
     return loader
 
 

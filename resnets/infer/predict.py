@@ -271,6 +271,9 @@ def _open(weights, images, device: str, backend: str, batch_size: int) -> tuple[
     batch = max(1, min(len(files) or 16, batch_size, 16))  # what --backend auto probes at
     loaded = open_source(weights, device, backend, batch=batch)
     check_inputs(loaded.meta, "predict")
+    if loaded.meta.inputs != "images" and get_task(loaded.meta.task).masks:
+        raise UsageError("predict does not write 3D masks yet; `resnets evaluate RUN` scores "
+                         "the run; its predictions/ holds the test masks (.npy)")  # fmt: skip
     if loaded.meta.inputs != "images":
         return loaded, expand_cases(images, loaded.meta.inputs)
     if error is not None:

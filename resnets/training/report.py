@@ -63,7 +63,8 @@ def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
 
 @torch.no_grad()
 def save_test_masks(run: Run, model: nn.Module) -> Path:
-    """The test split's predicted masks as PNG, numbered in the split's order."""
+    """The test split's predicted masks as PNG (volumes: .npy), numbered in the split's
+    order."""
     folder = run.folder.path / "predictions"
     model.eval()
     n = 0
