@@ -41,14 +41,16 @@ class DropPath(nn.Module):
 class ZeroPadShortcut(nn.Module):
     """Paper option A: subsample by striding and pad the new channels with zeros.
 
-    The padding is split evenly before and after the existing channels, as in the widely
-    used CIFAR reference implementation, so its trained weights stay interchangeable.
+    In 2D the padding is split evenly before and after the existing channels, as in the widely
+    used CIFAR reference implementation; in 3D (`after`) it all follows them, as in MedicalNet
+    and Hara et al.'s 3D ResNets (MONAI's shortcut_type "A"): either way their trained weights
+    stay interchangeable.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int | Size) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int | Size, after: bool = False) -> None:
         super().__init__()
         self.stride = stride
-        self.pad_before = (out_ch - in_ch) // 2
+        self.pad_before = 0 if after else (out_ch - in_ch) // 2
         self.pad_after = out_ch - in_ch - self.pad_before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +77,7 @@ def make_shortcut(
         return nn.Identity()
     steps = ops.stride(stride)
     if kind == "A":
-        return ZeroPadShortcut(in_ch, out_ch, steps)
+        return ZeroPadShortcut(in_ch, out_ch, steps, after=ops.dims == 3)
     parts: OrderedDict[str, nn.Module] = OrderedDict()
     if avg_down and stride > 1:
         parts["pool"] = ops.avg_pool(steps)

@@ -74,6 +74,21 @@ def test_monai_weights_load_by_key_mapping_and_give_the_same_outputs(depth, bias
             load_state(create_model(f"resnet{depth}_3d"), reference.state_dict(), None, "MONAI")
 
 
+def test_shortcut_a_pads_after_the_channels_in_3d_as_medicalnet_does():
+    """MedicalNet's resnet18/34 weights use shortcut A, whose zeros follow the channels."""
+    nets = pytest.importorskip("monai.networks.nets")
+    torch.manual_seed(0)
+    reference = nets.resnet18(spatial_dims=3, n_input_channels=1, conv1_t_stride=2,
+                              shortcut_type="A", bias_downsample=False)  # fmt: skip
+    reference = randomize_bn(reference).eval()
+    ours = create_model("resnet18_3d", in_chans=1, shortcut="A").eval()
+    assert n_params(ours) == n_params(reference)
+    load_state(ours, reference.state_dict(), None, "MONAI")
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours(x), reference(x))
+
+
 @pytest.mark.parametrize(
     "changes",
     [
