@@ -9,6 +9,7 @@ for the final, single evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from . import imagefolder as imf
 from .augment import MixUpCutMix
 from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
+from .filecache import cached
 from .loaders import (
     ONE_PROCESS,
     GlobalBatches,
@@ -131,9 +133,8 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
 
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
     notes: list[str] = []
-    if name == "segfolder" and holds_volumes((path or Path("data")) / "images"):
-        window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
-        (train, notes), test = load_volume_segfolder(path, opts.image_size, window, spacing), None
+    if name in ("volumes", "video") or (name == "segfolder" and holds_volumes(path / "images")):
+        (train, notes), test = _read_3d_folder(name, path, opts), None
     elif name == "segfolder":
         size = opts.image_size or 128
         train, notes = load_segfolder(
@@ -142,14 +143,6 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         test = None
         if not opts.image_size:
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")
-    elif name == "volumes":
-        train, notes = load_volume_folder(
-            path, opts.image_size, parse_window(opts.window), parse_spacing(opts.spacing)
-        )
-        test = None
-    elif name == "video":
-        train, notes = load_video_folder(path, opts.image_size, opts.frames)
-        test = None
     elif name == "npz":
         (train, notes), test = load_npz(path), None
     else:
@@ -189,6 +182,20 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         notes=notes,
         reading=reading,
     )
+
+
+def _read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ds.ImageTensors, list]:
+    """A folder of volumes, clips, or volumes with masks, decoded once and kept in the disk
+    cache for the next run with the same files and options (filecache.py)."""
+    window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
+    if name == "video":
+        options: tuple = (name, opts.image_size, opts.frames)
+        load = partial(load_video_folder, path, opts.image_size, opts.frames)
+    else:
+        options = (name, opts.image_size, window, spacing)
+        reader = load_volume_folder if name == "volumes" else load_volume_segfolder
+        load = partial(reader, path, opts.image_size, window, spacing)
+    return cached(path, options, opts.cache, load)
 
 
 def _memory_sets(name: str, path: Path | None, opts: DataOptions):
