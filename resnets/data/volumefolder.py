@@ -168,17 +168,34 @@ def _dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float] 
 
 def read_case(
     path: Path, intensity: str, shape: tuple[int, int, int], spacing: list[float] | None = None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, tuple]:
     """One new volume as (1, D, H, W) uint8, read as a model's training volumes were
-    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing)."""
+    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing),
+    and its geometry (its own shape and spacing) for `to_file_voxels`."""
     volume, kind, found = read_volume(path)
     target = tuple(spacing) if spacing else None
+    geometry = (tuple(volume.shape), found)
     if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz
         scale = 255.0 if volume.max() <= 1 else 1.0
         x = resample(torch.from_numpy(volume * scale / 255), shape, found, target)
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8), geometry
     window = parse_window(intensity.removeprefix("window ")) if intensity != "auto" else None
-    return to_uint8(volume, kind, window, shape, found, target)
+    return to_uint8(volume, kind, window, shape, found, target), geometry
+
+
+def to_file_voxels(labels: torch.Tensor, geometry: tuple, spacing: list[float] | None):
+    """A label volume (D', H', W') at the model's shape, back onto the file's own voxels
+    (nearest): `resample` undone. Where the cube had cut the scan, the labels are 0."""
+    shape, found = geometry
+    x = labels[None, None].float()
+    if spacing:
+        sized = _spaced_shape(shape, found, tuple(spacing))
+        pads = []
+        for cube, spaced in zip(reversed(labels.shape), reversed(sized), strict=True):
+            before = (cube - spaced) // 2
+            pads += [-before, -(cube - spaced - before)]
+        x = F.pad(x, pads)
+    return F.interpolate(x, size=shape, mode="nearest-exact")[0, 0].to(labels.dtype)
 
 
 def to_uint8(
@@ -198,7 +215,7 @@ def to_uint8(
 def resample(x: torch.Tensor, shape, found, target, mode: str = "trilinear") -> torch.Tensor:
     """(D, H, W) in [0, 1] -> (1, *shape): stretched onto the shape, or (with a `target`
     spacing) resampled from its own spacing (`found`, else 1 mm) and centre-cropped or padded
-    with 0 to the shape. `mode` "nearest" for label volumes."""
+    with 0 to the shape. `mode` "nearest-exact" for label volumes."""
     if target is None:
         return F.interpolate(x[None, None], size=shape, mode=mode)[0]
     sized = _spaced_shape(x.shape, found, target)

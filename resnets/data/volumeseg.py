@@ -51,7 +51,9 @@ def load_volume_segfolder(
             raise DataError(f"mask {mask} holds values that are not class indices (0, 1, ...)")
         images.append(to_uint8(volume, kind, window, cube, found, spacing))
         target = tuple(spacing) if spacing else None
-        masks.append(resample(torch.from_numpy(labels), cube, found, target, mode="nearest")[0])
+        masks.append(
+            resample(torch.from_numpy(labels), cube, found, target, mode="nearest-exact")[0]
+        )
         values |= set(np.unique(labels).astype(int).tolist())
     order = sorted(values)
     lookup = torch.full((max(order) + 1,), -1, dtype=torch.long)

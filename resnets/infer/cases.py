@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.augment import match_channels, normalize
+from ..data.external import need
 from ..data.videofolder import is_clip, read_clip
-from ..data.volumefolder import is_case, read_case
+from ..data.volumefolder import is_case, read_case, to_file_voxels
 from ..errors import UsageError
 from ..models.weights import WeightsMeta
 
@@ -67,23 +69,72 @@ def _search(folder: Path, one: Callable[[Path], bool]) -> list[Path]:
 
 def prepare_cases(
     files: list[Path], meta: WeightsMeta, channels: int
-) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
-    """(normalized batch or None, the names in it, {unreadable input: why}): each input read
-    at the weights' shape, so that a bad file costs only itself."""
+) -> tuple[torch.Tensor | None, list[str], dict[str, str], list[tuple]]:
+    """(normalized batch or None, the names in it, {unreadable input: why}, each volume's
+    geometry for `save_mask_volumes`): each input read at the weights' shape, so that a bad
+    file costs only itself."""
     side, depth = meta.input_size, meta.input_depth
-    inputs, names, failed = [], [], {}
+    inputs, names, failed, geometries = [], [], {}, []
     for f in files:
         try:
             if meta.inputs == "volumes":
-                x = read_case(f, meta.intensity or "raw", (depth, side, side), meta.spacing)
+                x, geometry = read_case(f, meta.intensity or "raw", (depth, side, side),
+                                        meta.spacing)  # fmt: skip
             else:
-                x = read_clip(f, depth, side)
+                x, geometry = read_clip(f, depth, side), None
         except Exception as e:  # the readers name the file; keep the reason
             failed[str(f)] = str(e).splitlines()[0] if str(e) else type(e).__name__
             continue
         inputs.append(match_channels(x[None], channels)[0])
         names.append(str(f))
+        geometries.append(geometry)
     if not inputs:
-        return None, names, failed
+        return None, names, failed, geometries
     mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
-    return normalize(torch.stack(inputs), mean, std), names, failed
+    return normalize(torch.stack(inputs), mean, std), names, failed, geometries
+
+
+def mask_suffix(path: Path) -> str:
+    """A predicted mask volume's file type: NIfTI beside NIfTI inputs (with their affine, so
+    that viewers overlay it), else a NumPy array (D, H, W) of class indices."""
+    return ".nii.gz" if path.name.lower().endswith((".nii", ".nii.gz")) else ".npy"
+
+
+def save_mask_volumes(
+    logits: torch.Tensor,
+    names: list[str],
+    geometries: list[tuple],
+    paths: dict[str, Path],
+    owners: dict[str, str],
+    meta: WeightsMeta,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Each volume's predicted classes on its own voxels (see `to_file_voxels`), written
+    where `paths` says, never over a file `owners` gives to another input. Returns
+    ([(input, its mask file)], {input: why})."""
+    out, failed = [], {}
+    for name, geometry, mask in zip(names, geometries, logits.argmax(1).cpu(), strict=True):
+        source = os.path.abspath(name)
+        path = paths[source]
+        owner = owners.setdefault(os.path.abspath(path), source)
+        if owner != source:
+            failed[name] = f"its mask {path} would overwrite {owner}; choose another masks folder"
+            continue
+        labels = to_file_voxels(mask.to(torch.uint8), geometry, meta.spacing)
+        try:
+            _write_volume(labels, Path(name), path)
+        except OSError as e:
+            failed[name] = f"cannot write its mask {path} ({e})"
+            continue
+        out.append((name, str(path)))
+    return out, failed
+
+
+def _write_volume(labels: torch.Tensor, source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = labels.numpy()
+    if path.name.endswith(".nii.gz"):
+        nibabel = need("nibabel", "NIfTI")
+        image = nibabel.load(str(source))  # its affine: the mask lies where the scan lies
+        nibabel.save(nibabel.Nifti1Image(array.T.copy(), image.affine), str(path))
+    else:
+        np.save(path, array)

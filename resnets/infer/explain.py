@@ -125,7 +125,7 @@ def explain(
     for start in range(0, len(files), BATCH_SIZE):
         batch = files[start : start + BATCH_SIZE]
         if three_d:
-            x, names, failed = prepare_cases(batch, meta, channels)
+            x, names, failed, _ = prepare_cases(batch, meta, channels)
             sizes = [None] * len(names)
         else:
             x, names, sizes, failed = _prepare(batch, meta, channels, meta.resize_size, start)

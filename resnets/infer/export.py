@@ -258,7 +258,7 @@ def _check_inputs(
     """Up to 16 real images (given files, else the run's test split), else random inputs."""
     if images and meta.inputs != "images":
         files = expand_cases(images, meta.inputs)[:16]
-        x, _, failed = prepare_cases(files, meta, model.config.in_chans)
+        x, _, failed, _ = prepare_cases(files, meta, model.config.in_chans)
     elif images:
         x, _, failed = prepare_images(expand_images(images)[:16], meta, model.config.in_chans)
         if x is None:

@@ -27,7 +27,7 @@ from ..errors import DataError, UsageError
 from ..files import atomic_write_text
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
-from .cases import check_inputs, expand_cases, prepare_cases
+from .cases import check_inputs, expand_cases, mask_suffix, prepare_cases, save_mask_volumes
 from .sources import Loaded, open_source
 
 
@@ -160,13 +160,13 @@ def _prepare(
     return normalize(torch.stack(images), mean, std), names, sizes, failed
 
 
-def mask_paths(files: list[Path], folder: Path) -> dict[str, Path]:
+def mask_paths(files: list[Path], folder: Path, suffix=lambda f: ".png") -> dict[str, Path]:
     """Where each input's mask goes: its path relative to the inputs' common folder, mirrored
-    under `folder`, with ".png" added to the whole name (`a/x.png`, `b/x.jpg` ->
-    `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask."""
+    under `folder`, with ".png" (`suffix(file)`) added to the whole name (`a/x.png`, `b/x.jpg`
+    -> `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask."""
     absolute = [os.path.abspath(f) for f in files]
     root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-    return {a: folder / (os.path.relpath(a, root) + ".png") for a in absolute}
+    return {a: folder / (os.path.relpath(a, root) + suffix(Path(a))) for a in absolute}
 
 
 def _save_masks(
@@ -229,36 +229,46 @@ def predict(
     result = PredictResult([])
     if segmentation and not all(isinstance(f, Path) for f in files):
         raise UsageError("segmentation predicts masks for image files; give paths")
-    masks, owners = _mask_targets(files, Path(masks_out), overwrite) if segmentation else ({}, {})
+    masks, owners = (_mask_targets(files, Path(masks_out), overwrite, three_d) if segmentation
+                     else ({}, {}))  # fmt: skip
     resize = None if segmentation else meta.resize_size
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
         if three_d:
-            (x, names, failed), sizes = prepare_cases(batch, meta, loaded.channels), []
+            x, names, failed, sizes = prepare_cases(batch, meta, loaded.channels)
         else:
             x, names, sizes, failed = _prepare(batch, meta, loaded.channels, resize, start)
         result.failed |= failed
         if x is None:
             continue
-        if segmentation:
-            preds, failed = _save_masks(infer(x.to(dev)), names, sizes, masks, owners, classes)
-            result.predictions += preds
-            result.failed |= failed
-            continue
-        if meta.task == "multilabel":
-            result.predictions += labels_above(infer(x.to(dev)), names, classes, meta.thresholds)
-            continue
-        top = infer(x.to(dev)).softmax(1).topk(k, dim=1)
-        for name, values, index in zip(
-            names, top.values.tolist(), top.indices.tolist(), strict=True
-        ):
-            result.predictions.append(
-                Prediction(name, [(classes[i], v) for i, v in zip(index, values, strict=True)])
-            )
+        preds, failed = _read_out(infer(x.to(dev)), names, sizes, meta, classes, k, masks, owners)
+        result.predictions += preds
+        result.failed |= failed
     if out is not None:
         result.save(out)
     return result
+
+
+def _read_out(
+    logits: torch.Tensor, names: list[str], sizes: list, meta: WeightsMeta, classes: list[str],
+    k: int, masks: dict[str, Path], owners: dict[str, str],
+) -> tuple[list[Prediction], dict[str, str]]:  # fmt: skip
+    """One batch's predictions: masks written (PNG; volumes: see `save_mask_volumes`), the
+    labels above their thresholds (multi-label), or the top `k` classes."""
+    if get_task(meta.task).masks and meta.inputs != "images":
+        saved, failed = save_mask_volumes(logits, names, sizes, masks, owners, meta)
+        return [Prediction(name, [], mask) for name, mask in saved], failed
+    if get_task(meta.task).masks:
+        return _save_masks(logits, names, sizes, masks, owners, classes)
+    if meta.task == "multilabel":
+        return labels_above(logits, names, classes, meta.thresholds), {}
+    top = logits.softmax(1).topk(k, dim=1)
+    ranked = zip(names, top.values.tolist(), top.indices.tolist(), strict=True)
+    return [
+        Prediction(name, [(classes[i], v) for i, v in zip(index, values, strict=True)])
+        for name, values, index in ranked
+    ], {}
 
 
 def _open(weights, images, device: str, backend: str, batch_size: int) -> tuple[Loaded, list]:
@@ -271,9 +281,6 @@ def _open(weights, images, device: str, backend: str, batch_size: int) -> tuple[
     batch = max(1, min(len(files) or 16, batch_size, 16))  # what --backend auto probes at
     loaded = open_source(weights, device, backend, batch=batch)
     check_inputs(loaded.meta, "predict")
-    if loaded.meta.inputs != "images" and get_task(loaded.meta.task).masks:
-        raise UsageError("predict does not write 3D masks yet; `resnets evaluate RUN` scores "
-                         "the run; its predictions/ holds the test masks (.npy)")  # fmt: skip
     if loaded.meta.inputs != "images":
         return loaded, expand_cases(images, loaded.meta.inputs)
     if error is not None:
@@ -295,11 +302,11 @@ def check_results_file(out: str | Path | None, overwrite: bool) -> None:
 
 
 def _mask_targets(
-    files: list[Path], folder: Path, overwrite: bool
+    files: list[Path], folder: Path, overwrite: bool, three_d: bool = False
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """(each input's mask path, the owner of each path that may not be written over): the
     inputs themselves and, without `overwrite`, files that were there before this call."""
-    masks = mask_paths(files, folder)
+    masks = mask_paths(files, folder, mask_suffix) if three_d else mask_paths(files, folder)
     owners = {os.path.abspath(f): os.path.abspath(f) for f in masks}  # written files' inputs
     if not overwrite:
         existing = "an existing file (pass --overwrite to replace it)"

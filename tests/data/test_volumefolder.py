@@ -141,7 +141,7 @@ def test_spacing_resamples_each_volume_to_millimetres_then_fits_the_cube(tmp_pat
     assert (big == 255).all()  # 20 mm wide, cut to the centre 8 mm
     assert "1x1x1 mm voxels" in notes[0] and "1 reached past the cube and were cut" in notes[0]
     for i, label in enumerate(("big", "thick", "thin")):  # predict reads a file the same way
-        again = read_case(tmp_path / label / "a.nii.gz", "window 100,200", (8, 8, 8), [1, 1, 1])
+        again, _ = read_case(tmp_path / label / "a.nii.gz", "window 100,200", (8, 8, 8), [1, 1, 1])
         assert torch.equal(again, data.images[i])
 
 
@@ -165,3 +165,17 @@ def test_a_bad_spacing_is_refused_in_one_line(text):
 
     with pytest.raises(DataError, match="--spacing takes millimetres"):
         parse_spacing(text)
+
+
+def test_labels_at_the_cube_go_back_onto_the_files_own_voxels():
+    from resnets.data.volumefolder import resample, to_file_voxels
+
+    labels = torch.zeros(4, 8, 8)
+    labels[1:3, 2:6, 3:5] = 1  # (z, y, x) on the file's own voxels, 2 mm slices
+    geometry, target = ((4, 8, 8), (2.0, 1.0, 1.0)), [1.0, 1.0, 1.0]
+    cube = resample(labels, (6, 6, 6), geometry[1], tuple(target), mode="nearest-exact")[0]
+    back = to_file_voxels(cube, geometry, target)  # 8 mm deep, 6 kept: slices 0 and 3 cut
+    assert back.shape == (4, 8, 8) and torch.equal(back[1:3, 1:7, 1:7], labels[1:3, 1:7, 1:7])
+    stretched = resample(labels, (6, 6, 6), None, None, mode="nearest-exact")[0]
+    again = to_file_voxels(stretched, geometry, None)  # nearest both ways: edges may move
+    assert again.shape == (4, 8, 8) and (again * labels).sum() >= 0.5 * labels.sum()

@@ -1,9 +1,11 @@
 """segfolder:DIR of volumes: NIfTI or .npy volumes with mask volumes, trained in 3D."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from resnets import evaluate, train
+from resnets import evaluate, predict, train
 from resnets.data.volumeseg import load_volume_segfolder
 from resnets.errors import DataError
 
@@ -67,3 +69,14 @@ def test_a_3d_unet_learns_to_segment_balls_and_evaluate_agrees(tmp_path):
     report = evaluate(tmp_path / "run")
     assert report.dice == pytest.approx(summary["test_dice"], abs=0.01)
     assert set(np.unique(np.load(saved[0])).tolist()) <= {0, 1}  # class indices
+    new = tmp_path / "new"
+    write_set(new, 2, np.random.default_rng(9))
+    result = predict(tmp_path / "run", new / "images", masks_out=tmp_path / "masks")
+    assert len(result.predictions) == 2 and not result.failed
+    for p in result.predictions:  # a NIfTI mask over its scan, at the scan's own shape
+        assert p.mask.endswith(".nii.gz")
+        mask = nibabel.load(p.mask)
+        truth = np.load(new / "masks" / (Path(p.path).name.removesuffix(".nii.gz") + "_seg.npy"))
+        assert np.allclose(mask.affine, nibabel.load(p.path).affine)
+        got = np.asarray(mask.dataobj).T  # back to (z, y, x)
+        assert 2 * (got * truth).sum() / (got.sum() + truth.sum()) >= 0.6  # Dice on the file
