@@ -165,7 +165,11 @@ def _inference_commands(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")
     p.add_argument("--out", help="write the predictions to a .csv or .json file, not the screen")
-    p.add_argument("--masks-out", default="masks", help="segmentation: folder for mask PNGs")
+    p.add_argument(
+        "--masks-out",
+        default="masks",
+        help="segmentation: folder for the masks (PNG; volumes: NIfTI or .npy)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")

@@ -9,7 +9,6 @@ for the final, single evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from . import imagefolder as imf
 from .augment import MixUpCutMix
 from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
-from .filecache import cached
+from .folders3d import check_3d_options, read_3d_folder
 from .loaders import (
     ONE_PROCESS,
     GlobalBatches,
@@ -38,10 +37,9 @@ from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
-from .videofolder import load_video_folder
-from .volumefolder import load_volume_folder, parse_spacing, parse_window
+from .volumefolder import parse_spacing
 from .volumes import load_npz, make_shapes3d, reading_3d
-from .volumeseg import holds_volumes, load_volume_segfolder
+from .volumeseg import holds_volumes
 
 SEGMENTATION = ("shapes", "segfolder")
 SAMPLERS = ("uniform", "balanced")
@@ -133,8 +131,9 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
 
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
     notes: list[str] = []
+    check_3d_options(name, path, opts)
     if name in ("volumes", "video") or (name == "segfolder" and holds_volumes(path / "images")):
-        (train, notes), test = _read_3d_folder(name, path, opts), None
+        (train, notes), test = read_3d_folder(name, path, opts), None
     elif name == "segfolder":
         size = opts.image_size or 128
         train, notes = load_segfolder(
@@ -182,20 +181,6 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         notes=notes,
         reading=reading,
     )
-
-
-def _read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ds.ImageTensors, list]:
-    """A folder of volumes, clips, or volumes with masks, decoded once and kept in the disk
-    cache for the next run with the same files and options (filecache.py)."""
-    window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
-    if name == "video":
-        options: tuple = (name, opts.image_size, opts.frames)
-        load = partial(load_video_folder, path, opts.image_size, opts.frames)
-    else:
-        options = (name, opts.image_size, window, spacing)
-        reader = load_volume_folder if name == "volumes" else load_volume_segfolder
-        load = partial(reader, path, opts.image_size, window, spacing)
-    return cached(path, options, opts.cache, load)
 
 
 def _memory_sets(name: str, path: Path | None, opts: DataOptions):

@@ -49,11 +49,13 @@ def cached(root: Path, options: tuple, mode: str, load: Callable[[], Loaded]) ->
         except Exception as e:  # a damaged cache file is rebuilt, never trusted
             log.warning("the disk cache %s is unreadable (%s); reading the files again", path, e)
     data, notes = load()
-    _store(path, data, notes)
+    if _store(path, data, notes):
+        notes = [*notes, f"decoded once and kept in the disk cache {path} for the next run on "
+                 "these files (--cache none: not kept)"]  # fmt: skip
     return data, notes
 
 
-def _store(path: Path, data: ImageTensors, notes: list[str]) -> None:
+def _store(path: Path, data: ImageTensors, notes: list[str]) -> bool:
     """Written to a temporary name, then renamed: a half-written cache is never read. A cache
     that cannot be written (a full or read-only disk) only costs the next run the reading."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt")
@@ -63,7 +65,9 @@ def _store(path: Path, data: ImageTensors, notes: list[str]) -> None:
                  "notes": notes}  # fmt: skip
         torch.save(state, tmp)
         tmp.replace(path)
+        return True
     except OSError as e:
         log.warning("could not write the disk cache %s (%s); the files will be read again", path, e)
+        return False
     finally:
         tmp.unlink(missing_ok=True)

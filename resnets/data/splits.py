@@ -63,8 +63,9 @@ class Splits:
         if dims == self.spatial_dims:
             return
         if dims == 2:
+            what = "clips" if self.name == "video" else "volumes"
             raise UsageError(
-                f"{self.name} holds 3D volumes and {model} is a 2D model; choose a 3D one: "
+                f"{self.name} holds 3D {what} and {model} is a 2D model; choose a 3D one: "
                 "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
             )
         raise UsageError(f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "

@@ -14,6 +14,7 @@ Training shifts clips in time and space and flips them on the device (`CropFlip`
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,42 +24,43 @@ import torch.nn.functional as F
 from ..errors import DataError
 from .datasets import ImageTensors
 from .decode import IMAGE_EXTENSIONS, decode
-from .external import guarded, need
+from .external import class_cases, guarded, need, read_each, skipped_notes
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112
 
 
 def load_video_folder(
-    root: Path, side: int | None, frames: int | None
+    root: Path, side: int | None, frames: int | None, strict: bool = False
 ) -> tuple[ImageTensors, list[str]]:
     """Every clip under `root`'s class folders, as one ImageTensors (N, 3, T, S, S), and
-    notes on what was sampled."""
+    notes on what was sampled. A clip that cannot be read is left out and said (`strict`:
+    refused)."""
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --data video:DIR takes class folders of clips")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    clips = [(c, k) for k, c in enumerate(classes) for c in _clips(root / c)]
-    if not clips:
-        raise DataError(f"{root} has no clips: put video files ({', '.join(VIDEO_SUFFIXES[:5])}, "
-                        "...) or folders of frames in one folder per class")  # fmt: skip
+    hint = f"video files ({', '.join(VIDEO_SUFFIXES[:5])}, ...) or folders of frames"
+    classes, clips = class_cases(root, _clips, "clips", hint)
     count = frames or DEFAULT_FRAMES
-    shorter = min(guarded(_frame_size, p, "clip") for p, _ in clips)
-    target = side or min(DEFAULT_SIDE, shorter)
-    lengths, images = [], []
-    for path, _ in clips:
-        clip, length = guarded(lambda p: _read(p, count, target), path, "clip")
-        images.append(clip)
-        lengths.append(length)
-    labels = torch.tensor([label for _, label in clips])
+    sizes, _, _ = read_each(clips, partial(guarded, _frame_size, what="clip"), strict, "clips")
+    target = side or min(DEFAULT_SIDE, min(sizes))
+    read, labels, skipped = read_each(
+        clips,
+        partial(guarded, lambda p: _read(p, count, target), what="clip"),
+        strict,
+        "clips",
+        classes,
+    )
+    images, lengths = [clip for clip, _ in read], [length for _, length in read]
     short = sum(n < count for n in lengths)
     notes = [
-        f"{len(clips)} clips in {len(classes)} classes; {count} frames each, spread evenly over "
+        f"{len(images)} clips in {len(classes)} classes; {count} frames each, spread evenly over "
         f"the clip" + ("" if frames else " (--frames)") + f"; frames resized to {target} px on "
         "the shorter side and centre-cropped" + ("" if side else " (--image-size)"),
         f"clip lengths {min(lengths)}..{max(lengths)} frames"
         + (f"; {short} clips shorter than {count} frames repeat some" if short else ""),
+        *skipped_notes(skipped, "clips"),
     ]
-    return ImageTensors(torch.stack(images), labels, classes), notes
+    return ImageTensors(torch.stack(images), torch.tensor(labels), classes), notes
 
 
 def _clips(folder: Path) -> list[Path]:
@@ -104,6 +106,9 @@ def picks(total: int, count: int) -> list[int]:
 
 def _read(path: Path, count: int, side: int) -> tuple[torch.Tensor, int]:
     """((3, count, side, side) uint8, the clip's length in frames)."""
+    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise DataError(f"{path} is not a clip (video files {', '.join(VIDEO_SUFFIXES)} or "
+                        "folders of frames are)")  # fmt: skip
     if path.is_dir():
         files = _frame_files(path)
         chosen = [_fit(decode(files[i], 3), side) for i in picks(len(files), count)]

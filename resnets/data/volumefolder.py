@@ -16,6 +16,7 @@ NIfTI arrays are (x, y, z); they are read as (z, y, x), so depth runs along the 
 from __future__ import annotations
 
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from .datasets import ImageTensors
-from .external import guarded, need
+from .external import class_cases, guarded, need, read_each, skipped_notes
 
 SUFFIXES = (".nii", ".nii.gz", ".npy", ".npz")
 DEFAULT_SIDE = 64
@@ -35,30 +36,34 @@ def load_volume_folder(
     side: int | None,
     window: tuple[float, float] | None,
     spacing: tuple[float, float, float] | None = None,
+    strict: bool = False,
 ) -> tuple[ImageTensors, list[str]]:
     """Every volume under `root`'s class folders, as one ImageTensors, and notes. With
     `spacing` (mm, depth-height-width), each is resampled to it from its header's spacing,
-    then centre-cropped or padded to the cube."""
+    then centre-cropped or padded to the cube. A file that cannot be read is left out and
+    said (`strict`: refused)."""
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; --data volumes:DIR takes class folders")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    cases = [(c, k) for k, c in enumerate(classes) for c in _cases(root / c)]
-    if not cases:
-        raise DataError(f"{root} has no volumes: put {', '.join(SUFFIXES)} files or DICOM "
-                        "series folders in one folder per class")  # fmt: skip
+    hint = f"{', '.join(SUFFIXES)} files or DICOM series folders"
+    classes, cases = class_cases(root, _cases, "volumes", hint)
     # the side from the headers, so that each volume is read once and kept only as uint8
     if spacing:
         target = side or DEFAULT_SIDE
     else:
-        target = side or min(DEFAULT_SIDE, min(max(guarded(_shape, p, "volume")) for p, _ in cases))
-    images, kinds, unspaced, cropped = [], set(), 0, 0
-    for path, _ in cases:
+        shapes, _, _ = read_each(cases, partial(guarded, _shape, what="volume"), strict, "volumes")
+        target = side or min(DEFAULT_SIDE, min(max(s) for s in shapes))
+
+    def one(path: Path) -> tuple[torch.Tensor, str, bool, bool]:  # kept only as uint8
         volume, kind, found = read_volume(path)
-        images.append(to_uint8(volume, kind, window, (target,) * 3, found, spacing))
-        kinds.add(kind)
-        unspaced += found is None
-        cropped += bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
-    labels = torch.tensor([label for _, label in cases])
+        cut = bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
+        return to_uint8(volume, kind, window, (target,) * 3, found, spacing), kind, found, cut
+
+    read, labels, skipped = read_each(cases, one, strict, "volumes", classes)
+    images = [image for image, _, _, _ in read]
+    kinds = {kind for _, kind, _, _ in read}
+    unspaced = sum(found is None for _, _, found, _ in read)
+    cropped = sum(cut for _, _, _, cut in read)
+    labels = torch.tensor(labels)
     size = "" if side else " (--image-size sets the side)"
     if spacing:
         mm = "x".join(f"{v:g}" for v in reversed(spacing))
@@ -70,8 +75,9 @@ def load_volume_folder(
     else:
         shape = f"resampled to {target}^3 voxels{size}; voxel spacing not used (--spacing)"
     notes = [
-        f"{len(cases)} volumes in {len(classes)} classes, {shape}",
-        "intensities: " + ", ".join(sorted(_said(k, window) for k in kinds)),
+        f"{len(images)} volumes in {len(classes)} classes, {shape}",
+        "intensities: " + ", ".join(sorted(said(k, window) for k in kinds)),
+        *skipped_notes(skipped, "volumes"),
     ]
     return ImageTensors(torch.stack(images), labels, classes), notes
 
@@ -132,6 +138,9 @@ def _load(path: Path) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
         return image.get_fdata(dtype=np.float32).T, "mr", zooms
     if name.endswith(".npy"):
         return np.load(path, allow_pickle=False), "mr", None
+    if not name.endswith(".npz"):
+        raise DataError(f"{path} is not a volume ({', '.join(SUFFIXES)} files or DICOM series "
+                        "folders are)")  # fmt: skip
     with np.load(path, allow_pickle=False) as arrays:
         if len(arrays.files) != 1:
             raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume file holds one")
@@ -236,7 +245,8 @@ def _spaced_larger(shape, found, target, side: int) -> bool:
     return max(_spaced_shape(shape, found, target)) > side
 
 
-def _said(kind: str, window) -> str:
+def said(kind: str, window) -> str:
+    """How a volume of `kind` ("ct" or "mr") was mapped onto 0..255, in words."""
     if window is not None:
         return f"window centre {window[0]:g}, width {window[1]:g} (--window)"
     if kind == "ct":

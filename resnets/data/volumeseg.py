@@ -17,7 +17,7 @@ import torch
 from ..errors import DataError
 from .datasets import ImageTensors
 from .masks import MASK_SUFFIXES
-from .volumefolder import DEFAULT_SIDE, SUFFIXES, read_volume, resample, to_uint8
+from .volumefolder import DEFAULT_SIDE, SUFFIXES, read_volume, resample, said, to_uint8
 
 
 def volume_stem(path: Path) -> str:
@@ -40,7 +40,7 @@ def load_volume_segfolder(
     pairs, missing = _pairs(root / "images", root / "masks")
     side = side or DEFAULT_SIDE
     cube = (side,) * 3
-    images, masks, values = [], [], set()
+    images, masks, values, kinds = [], [], set(), set()
     for image, mask in pairs:
         volume, kind, found = read_volume(image)
         labels, _, _ = read_volume(mask)
@@ -50,6 +50,7 @@ def load_volume_segfolder(
         if (labels != np.round(labels)).any() or labels.min() < 0:
             raise DataError(f"mask {mask} holds values that are not class indices (0, 1, ...)")
         images.append(to_uint8(volume, kind, window, cube, found, spacing))
+        kinds.add(kind)
         target = tuple(spacing) if spacing else None
         masks.append(
             resample(torch.from_numpy(labels), cube, found, target, mode="nearest-exact")[0]
@@ -60,14 +61,22 @@ def load_volume_segfolder(
     lookup[order] = torch.arange(len(order))
     labels = lookup[torch.stack(masks).long()]
     notes = [
-        f"{len(pairs)} volumes with masks, at {side}^3 voxels"
+        f"{len(pairs)} volumes with masks (paired by name: {_pairing(pairs)}), at {side}^3 voxels"
         + (" (--spacing, then cropped or padded)" if spacing else " (--image-size)"),
         f"segmentation classes: the mask values {', '.join(map(str, order))}"
         + ("" if order == list(range(len(order))) else " (numbered in that order)"),
     ]
+    notes.append("intensities: " + ", ".join(sorted(said(k, window) for k in kinds)))
     if missing:
-        notes.append(f"{len(missing)} volumes without a mask left out, e.g. {missing[0].name}")
+        notes.append(f"{len(missing)} of the volumes had no mask and were left out, e.g. "
+                     f"{missing[0].name}")  # fmt: skip
     return ImageTensors(torch.stack(images), labels, [str(v) for v in order]), notes
+
+
+def _pairing(pairs: list[tuple[Path, Path]]) -> str:
+    """How the masks were named, as found: "same name" or "+_seg"."""
+    added = {volume_stem(m)[len(volume_stem(i)) :] for i, m in pairs}
+    return ", ".join(sorted(f"+{s}" if s else "same name" for s in added))
 
 
 def _pairs(images_dir: Path, masks_dir: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:

@@ -26,6 +26,7 @@ def test_a_second_run_reads_the_decoded_folder_from_the_disk_cache(tmp_path):
     second = load_splits(opts, seed=0)
     assert any("read from the disk cache" in n for n in second.notes)
     assert not any("read from the disk cache" in n for n in first.notes)
+    assert any("kept in the disk cache" in n for n in first.notes)  # written: said too
     for split in ("train", "val", "test"):
         assert torch.equal(getattr(first, split).images, getattr(second, split).images)
     assert first.notes[0] == second.notes[0]  # what was read is still said
@@ -38,7 +39,7 @@ def test_a_changed_file_or_option_reads_the_files_again(tmp_path):
     os.utime(changed, ns=(1, 1))  # another modification time: another cache entry
     again = load_splits(DataOptions(data=f"volumes:{root}", image_size=8), seed=0)
     other = load_splits(DataOptions(data=f"volumes:{root}", image_size=6), seed=0)
-    assert not any("disk cache" in n for n in again.notes + other.notes)
+    assert not any("read from the disk cache" in n for n in again.notes + other.notes)
     assert len(list(cache_dir().glob("folder-*.pt"))) == 3
 
 
@@ -50,5 +51,5 @@ def test_cache_none_writes_nothing_and_a_damaged_cache_is_rebuilt(tmp_path):
     (entry,) = cache_dir().glob("folder-*.pt")
     entry.write_bytes(b"damaged")
     rebuilt = load_splits(DataOptions(data=f"volumes:{root}", image_size=8), seed=0)
-    assert not any("disk cache" in n for n in rebuilt.notes)
+    assert not any("read from the disk cache" in n for n in rebuilt.notes)
     assert torch.load(entry, weights_only=True)["images"].shape == (12, 1, 8, 8, 8)

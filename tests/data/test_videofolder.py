@@ -91,7 +91,7 @@ def test_a_malformed_clip_is_refused_in_one_line_naming_it(tmp_path, name, conte
 def test_a_folder_without_clips_says_what_it_wants(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "notes.txt").write_text("no clips here")
-    with pytest.raises(DataError, match="has no clips: put video files"):
+    with pytest.raises(DataError, match=r"has no clips \(video files"):
         load_video_folder(tmp_path, side=None, frames=None)
 
 
@@ -108,3 +108,27 @@ def test_a_3d_model_learns_which_way_a_square_moves_from_video_files(tmp_path):
                     progress=False, tensorboard=False)  # fmt: skip
     assert summary["input_shape"] == [8, 24, 24]
     assert summary["test_acc1"] >= 90.0, summary
+
+
+def test_an_unreadable_clip_is_left_out_and_named_unless_strict(tmp_path):
+    rng = np.random.default_rng(6)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        write_clip(tmp_path / label / "ok.mp4", moving_square(label == "a", rng))
+    (tmp_path / "a" / "broken.mp4").write_bytes(b"not a video")
+    data, notes = load_video_folder(tmp_path, side=16, frames=4)
+    assert len(data) == 2 and any("1 unreadable clips left out" in n and "broken.mp4" in n
+                                  for n in notes)  # fmt: skip
+    with pytest.raises(DataError, match=r"broken\.mp4 is not a readable clip"):
+        load_video_folder(tmp_path, side=16, frames=4, strict=True)
+
+
+def test_flags_for_other_data_are_refused_not_ignored(tmp_path):
+    from resnets.data.build import load_splits
+    from resnets.errors import UsageError
+    from resnets.options import DataOptions
+
+    with pytest.raises(UsageError, match="--spacing applies to volumes:DIR"):
+        load_splits(DataOptions(data=f"video:{tmp_path}", spacing="1.5"), seed=0)
+    with pytest.raises(UsageError, match="--frames applies to video:DIR"):
+        load_splits(DataOptions(data="digits", frames=8), seed=0)

@@ -78,8 +78,23 @@ def test_a_malformed_volume_is_refused_in_one_line_naming_it(tmp_path, name, con
     else:
         (tmp_path / "a" / name).write_bytes(content)
     with pytest.raises(DataError, match=message) as caught:
-        load_volume_folder(tmp_path, side=4, window=None)
+        load_volume_folder(tmp_path, side=4, window=None, strict=True)
     assert "\n" not in str(caught.value) and name in str(caught.value)
+    np.save(tmp_path / "a" / "fine.npy", np.ones((4, 4, 4), np.float32))
+    data, notes = load_volume_folder(tmp_path, side=4, window=None)  # not strict: left out
+    assert len(data) == 2 and "1 unreadable volumes left out (--strict stops instead)" in (
+        notes[2]) and name in notes[2]  # fmt: skip
+    (tmp_path / "a" / "fine.npy").unlink()
+    with pytest.raises(DataError, match="class a has no readable volumes"):
+        load_volume_folder(tmp_path, side=4, window=None)
+
+
+def test_an_empty_class_folder_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "a" / "ok.npy", np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(DataError, match=r"class folder .*b has no volumes"):
+        load_volume_folder(tmp_path, side=4, window=None)
 
 
 def test_a_bad_window_is_refused():

@@ -1,0 +1,43 @@
+"""The 3D folder sources, `volumes:DIR`, `video:DIR` and `segfolder:DIR` of volumes: their
+reading options checked against the data, and each folder decoded once and kept in the disk
+cache (filecache.py) for the next run on the same files with the same options."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from ..errors import UsageError
+from ..options import DataOptions
+from .datasets import ImageTensors
+from .filecache import cached
+from .videofolder import load_video_folder
+from .volumefolder import load_volume_folder, parse_spacing, parse_window
+from .volumeseg import holds_volumes, load_volume_segfolder
+
+
+def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTensors, list]:
+    """A folder of volumes, clips, or volumes with masks, decoded once and kept in the disk
+    cache for the next run with the same files and options (filecache.py)."""
+    window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
+    if name == "video":
+        options: tuple = (name, opts.image_size, opts.frames, opts.strict)
+        load = partial(load_video_folder, path, opts.image_size, opts.frames, opts.strict)
+    elif name == "volumes":
+        options = (name, opts.image_size, window, spacing, opts.strict)
+        load = partial(load_volume_folder, path, opts.image_size, window, spacing, opts.strict)
+    else:
+        options = (name, opts.image_size, window, spacing)
+        load = partial(load_volume_segfolder, path, opts.image_size, window, spacing)
+    return cached(path, options, opts.cache, load)
+
+
+def check_3d_options(name: str, path: Path | None, opts: DataOptions) -> None:
+    """--window and --spacing read volumes, --frames clips: given for other data, refused."""
+    volumes = name == "volumes" or (name == "segfolder" and holds_volumes(path / "images"))
+    for flag, value, applies in (("--window", opts.window, volumes),
+                                 ("--spacing", opts.spacing, volumes),
+                                 ("--frames", opts.frames, name == "video")):  # fmt: skip
+        if value is not None and not applies:
+            what = "video:DIR" if flag == "--frames" else "volumes:DIR and segfolder:DIR of volumes"
+            raise UsageError(f"{flag} applies to {what}, not to --data {opts.data}")
