@@ -7,7 +7,7 @@ Each row: a Conv3d and an input shape, the trials whose bf16 autocast weight gra
 NaN or inf, and those whose finite bf16 gradient was more than 5 % (of the largest entry) from
 fp32's. The failures come where the input is thinner in depth than the kernel: resnet10_3d's
 stem (7x7x7, stride 2) on a 4-frame clip, and its first stage (depth 2) on an 8-frame clip.
-Training that net on 8-frame clips (tests/data/test_videofolder.py) went NaN at step 10 in
+Training that net on 8-frame clips (tests/data/volumes/test_video.py) went NaN at step 10 in
 bf16 and reached 100 % test top-1 in fp32. Rows of zeros on another machine or torch release
 are the signal to let the probe decide again (resnets/precision.py: choose_amp).
 """

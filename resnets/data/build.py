@@ -20,7 +20,6 @@ from . import imagefolder as imf
 from .augment import MixUpCutMix
 from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
-from .folders3d import check_3d_options, read_3d_folder
 from .loaders import (
     ONE_PROCESS,
     GlobalBatches,
@@ -37,9 +36,10 @@ from .segfolder import load_segfolder
 from .sizing import ModelSize
 from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
 from .stream import FolderEvalLoader, FolderTrainLoader
-from .volumefolder import parse_spacing
-from .volumes import load_npz, make_shapes3d, reading_3d
-from .volumeseg import holds_volumes
+from .volumes.arrays import load_npz, make_shapes3d, reading_3d
+from .volumes.folder import parse_spacing
+from .volumes.segfolder import holds_volumes
+from .volumes.sources import check_3d_options, read_3d_folder
 
 SEGMENTATION = ("shapes", "segfolder")
 SAMPLERS = ("uniform", "balanced")

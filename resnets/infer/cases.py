@@ -14,8 +14,8 @@ import torch
 
 from ..data.augment import match_channels, normalize
 from ..data.external import need
-from ..data.videofolder import is_clip, read_clip
-from ..data.volumefolder import is_case, read_case, to_file_voxels
+from ..data.volumes.folder import is_case, read_case, to_file_voxels
+from ..data.volumes.video import is_clip, read_clip
 from ..errors import UsageError
 from ..models.weights import WeightsMeta
 

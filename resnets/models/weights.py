@@ -64,7 +64,7 @@ class WeightsMeta:
     thresholds: list[float] | None = None  # multilabel: per label, chosen on validation
     # 3D: "volumes" or "clips", their depth (slices or frames), and how a volume's values
     # became 0..255: "raw" (given so), "auto" (a DICOM series' CT window 40/400, else a
-    # z-score per volume) or "window C,W" (data/volumefolder.py)
+    # z-score per volume) or "window C,W" (data/volumes/folder.py)
     inputs: str = "images"
     input_depth: int | None = None
     intensity: str | None = None

@@ -10,7 +10,7 @@ from resnets.errors import UsageError
 from resnets.infer.export import export
 from resnets.models.weights import WeightsMeta, read_weights
 
-from ..data.test_volumefolder import _nifti, _volume
+from ..data.volumes.test_folder import _nifti, _volume
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -82,7 +82,7 @@ def test_an_onnx_export_of_a_3d_run_passes_parity_and_predicts_the_same(volume_r
 
 def test_clips_predict_with_the_frames_they_were_trained_on(tmp_path):
     av = pytest.importorskip("av")  # noqa: F841
-    from ..data.test_videofolder import moving_square, write_clip
+    from ..data.volumes.test_video import moving_square, write_clip
 
     rng = np.random.default_rng(4)
     for label in ("down", "up"):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from resnets import evaluate, train
 from resnets.data.augment import CropFlip
-from resnets.data.volumes import SHAPES3D, load_npz, make_shapes3d
+from resnets.data.volumes.arrays import SHAPES3D, load_npz, make_shapes3d
 from resnets.errors import DataError, UsageError
 
 

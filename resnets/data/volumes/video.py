@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
-from .datasets import ImageTensors
-from .decode import IMAGE_EXTENSIONS, decode
-from .external import class_cases, guarded, need, read_each, skipped_notes
+from ...errors import DataError
+from ..datasets import ImageTensors
+from ..decode import IMAGE_EXTENSIONS, decode
+from ..external import class_cases, guarded, need, read_each, skipped_notes
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112

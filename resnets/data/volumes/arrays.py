@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .datasets import ImageTensors
+from ...errors import DataError
+from ..datasets import ImageTensors
 
 SHAPES3D = ["sphere", "cube", "torus"]
 

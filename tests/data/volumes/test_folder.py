@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from resnets import train
-from resnets.data.volumefolder import load_volume_folder, parse_window, read_case
+from resnets.data.volumes.folder import load_volume_folder, parse_window, read_case
 from resnets.errors import DataError
 
-from .test_dicom import write_dicom
+from ..test_dicom import write_dicom
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -163,7 +163,7 @@ def test_spacing_resamples_each_volume_to_millimetres_then_fits_the_cube(tmp_pat
 def test_a_dicom_series_spacing_comes_from_positions_and_pixel_spacing(tmp_path):
     import pydicom
 
-    from resnets.data.volumefolder import _dicom_series
+    from resnets.data.volumes.folder import _dicom_series
 
     for z in range(4):
         f = write_dicom(tmp_path / f"{z}.dcm", np.full((6, 6), 1000, dtype=np.uint16))
@@ -176,14 +176,14 @@ def test_a_dicom_series_spacing_comes_from_positions_and_pixel_spacing(tmp_path)
 
 @pytest.mark.parametrize("text", ["0", "1,2", "a", "-1,1,1"])
 def test_a_bad_spacing_is_refused_in_one_line(text):
-    from resnets.data.volumefolder import parse_spacing
+    from resnets.data.volumes.folder import parse_spacing
 
     with pytest.raises(DataError, match="--spacing takes millimetres"):
         parse_spacing(text)
 
 
 def test_labels_at_the_cube_go_back_onto_the_files_own_voxels():
-    from resnets.data.volumefolder import resample, to_file_voxels
+    from resnets.data.volumes.folder import resample, to_file_voxels
 
     labels = torch.zeros(4, 8, 8)
     labels[1:3, 2:6, 3:5] = 1  # (z, y, x) on the file's own voxels, 2 mm slices

@@ -1,24 +1,24 @@
 """The 3D folder sources, `volumes:DIR`, `video:DIR` and `segfolder:DIR` of volumes: their
 reading options checked against the data, and each folder decoded once and kept in the disk
-cache (filecache.py) for the next run on the same files with the same options."""
+cache (cache.py) for the next run on the same files with the same options."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 
-from ..errors import UsageError
-from ..options import DataOptions
-from .datasets import ImageTensors
-from .filecache import cached
-from .videofolder import load_video_folder
-from .volumefolder import load_volume_folder, parse_spacing, parse_window
-from .volumeseg import holds_volumes, load_volume_segfolder
+from ...errors import UsageError
+from ...options import DataOptions
+from ..datasets import ImageTensors
+from .cache import cached
+from .folder import load_volume_folder, parse_spacing, parse_window
+from .segfolder import holds_volumes, load_volume_segfolder
+from .video import load_video_folder
 
 
 def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTensors, list]:
     """A folder of volumes, clips, or volumes with masks, decoded once and kept in the disk
-    cache for the next run with the same files and options (filecache.py)."""
+    cache for the next run with the same files and options (cache.py)."""
     window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
     if name == "video":
         options: tuple = (name, opts.image_size, opts.frames, opts.strict)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
-from .datasets import ImageTensors
-from .external import class_cases, guarded, need, read_each, skipped_notes
+from ...errors import DataError
+from ..datasets import ImageTensors
+from ..external import class_cases, guarded, need, read_each, skipped_notes
 
 SUFFIXES = (".nii", ".nii.gz", ".npy", ".npz")
 DEFAULT_SIDE = 64

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnets import evaluate, predict, train
-from resnets.data.volumeseg import load_volume_segfolder
+from resnets.data.volumes.segfolder import load_volume_segfolder
 from resnets.errors import DataError
 
 nibabel = pytest.importorskip("nibabel")

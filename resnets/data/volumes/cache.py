@@ -2,7 +2,7 @@
 
 Reading NIfTI, DICOM series or video and resampling them is the slow part of a 3D run; its
 result (uint8 volumes, labels, classes and the notes on what was read) depends only on the
-files and on the reading options. So it is stored once under the cache folder (cache.py's
+files and on the reading options. So it is stored once under the cache folder (data/cache.py's
 `cache_dir`), keyed by every file's path, size and modification time and by the options, and
 read back by later runs with the same files and options. `--cache none` or `memory` skips it.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .cache import cache_dir
-from .datasets import ImageTensors
+from ..cache import cache_dir
+from ..datasets import ImageTensors
 
 FORMAT = 1  # bump when what a loader produces changes
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .datasets import ImageTensors
-from .masks import MASK_SUFFIXES
-from .volumefolder import DEFAULT_SIDE, SUFFIXES, read_volume, resample, said, to_uint8
+from ...errors import DataError
+from ..datasets import ImageTensors
+from ..masks import MASK_SUFFIXES
+from .folder import DEFAULT_SIDE, SUFFIXES, read_volume, resample, said, to_uint8
 
 
 def volume_stem(path: Path) -> str:

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from resnets import train
-from resnets.data.videofolder import load_video_folder, picks
+from resnets.data.volumes.video import load_video_folder, picks
 from resnets.errors import DataError
 
 av = pytest.importorskip("av")
