@@ -34,7 +34,7 @@ from .provenance import NAMES, fingerprint, read_record, same_data
 from .python import PYTHON, PythonData, python_splits
 from .segfolder import load_segfolder
 from .sizing import ModelSize
-from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split
+from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split, unit
 from .stream import FolderEvalLoader, FolderTrainLoader
 from .volumes.arrays import load_npz, make_shapes3d, reading_3d
 from .volumes.folder import parse_spacing
@@ -156,9 +156,11 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     if test is None:
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
-        notes.append(f"test split: {len(test)} images held out from {name} (fixed seed)")
+        notes.append(
+            f"test split: {len(test)} {unit(test, name)} held out from {name} (fixed seed)"
+        )
     if given_val is None:
-        train, val = carve_val(train, opts.val_split, notes)
+        train, val = carve_val(train, opts.val_split, notes, name)
     else:
         val = given_val
         notes.append(f"validation split: the file's own, {len(val)} images")

@@ -101,14 +101,23 @@ def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tenso
     return torch.cat(keep).sort().values, torch.cat(take).sort().values
 
 
-def carve_val(train, fraction: float | None, notes: list[str]):
+def carve_val(train, fraction: float | None, notes: list[str], name: str = ""):
     fraction = 0.1 if fraction is None else fraction
     if fraction == 0:
         notes.append("no validation set (--val-split 0): the last epoch's weights are kept")
         return train, None
     kept, held = stratified_split(strata(train), fraction)
-    notes.append(f"validation split: {len(held)} of {len(train.labels)} training images")
+    what = unit(train, name)
+    notes.append(f"validation split: {len(held)} of {len(train.labels)} training {what}")
     return train.subset(kept), train.subset(held)
+
+
+def unit(data, name: str = "") -> str:
+    """What one sample of `data` (from the set called `name`) is, in the notes: images, or
+    3D volumes or clips."""
+    if getattr(data, "images", None) is None or data.images.ndim != 5:
+        return "images"
+    return "clips" if name == "video" else "volumes"
 
 
 def strata(data) -> torch.Tensor:

@@ -79,7 +79,9 @@ class ExplainResult:
         for e in self.explanations:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
             where = f" -> {e.png}" if e.png else ""
-            lines.append(f"{e.path}: {self.method} of {e.target} (top: {best}){where}")
+            flat = "; the map is flat (too small an input for the last stage)" if (
+                float(e.map.max() - e.map.min()) < 1e-6) else ""  # fmt: skip
+            lines.append(f"{e.path}: {self.method} of {e.target} (top: {best}{flat}){where}")
         lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
         return "\n".join(lines)
 

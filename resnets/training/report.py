@@ -48,6 +48,7 @@ def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
         "input_size": run.splits.input_size,
         "input_shape": list(run.splits.extent),  # spatial: (H, W) or a volume's (D, H, W)
         "inputs": run.splits.reading.get("inputs", "images"),
+        "classes": len(run.splits.classes),
         **unreadable_images(run.loaders, run.splits.unreadable),
         "notes": run.splits.notes,
     }
@@ -104,7 +105,8 @@ def summary_text(s: dict[str, Any]) -> str:
     def pct(v):
         return "n/a" if v is None else f"{v:.2f} %"
 
-    speed = f", {s['images_per_second']:,.0f} images/s" if s.get("images_per_second") else ""
+    unit = s.get("inputs", "images")  # images, or a 3D run's volumes or clips
+    speed = f", {s['images_per_second']:,.0f} {unit}/s" if s.get("images_per_second") else ""
     procs = f" x {s['world_size']}" if s["world_size"] > 1 else ""
     lines = [
         f"resnets train: {s['model']} on {s['data']}, {s['epochs']} epoch{'s' * (s['epochs'] != 1)}"
@@ -115,20 +117,22 @@ def summary_text(s: dict[str, Any]) -> str:
         lines += [
             f"  best validation Dice   {pct(s['best_val_dice'])}  (epoch {s['best_epoch']})",
             f"  test Dice / IoU        {pct(s['test_dice'])} / {pct(s['test_iou'])}"
-            f"  ({s['test_images']} images, evaluated once)",
+            f"  ({s['test_images']} {unit}, evaluated once)",
             f"  predicted masks        {s.get('predictions')}",
         ]
     elif s["task"] == "multilabel":
         lines += [
             f"  best validation AUC    {pct(s['best_val_auc'])}  (epoch {s['best_epoch']})",
             f"  test AUC / mAP / F1    {pct(s['test_auc'])} / {pct(s['test_map'])} / "
-            f"{pct(s['test_f1'])}  ({s['test_images']} images, evaluated once)",
+            f"{pct(s['test_f1'])}  ({s['test_images']} {unit}, evaluated once)",
         ]
     else:
+        top5 = s.get("classes", 6) > 5  # with 5 classes or fewer, top-5 is always 100 %
+        tops = (f"test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}" if top5
+                else f"test top-1             {pct(s['test_acc1'])}")  # fmt: skip
         lines += [
             f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
-            f"  test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
-            f"  ({s['test_images']} images, evaluated once)",
+            f"  {tops}  ({s['test_images']} {unit}, evaluated once)",
         ]
     lines.append(f"  run folder             {s['run']}")
     if s.get("skipped_images"):
