@@ -8,6 +8,7 @@ from PIL import Image
 from resnets import train
 from resnets.data.volumes.video import load_video_folder, picks
 from resnets.errors import DataError
+from resnets.training.report import summary_text
 
 av = pytest.importorskip("av")
 
@@ -108,6 +109,10 @@ def test_a_3d_model_learns_which_way_a_square_moves_from_video_files(tmp_path):
                     progress=False, tensorboard=False)  # fmt: skip
     assert summary["input_shape"] == [8, 24, 24]
     assert summary["test_acc1"] >= 90.0, summary
+    text = summary_text(summary)  # clips counted as clips; no top-5 of two classes
+    assert f"({summary['test_images']} clips, evaluated once)" in text and "top-5" not in text
+    assert any(n.startswith("validation split:") and n.endswith("training clips")
+               for n in summary["notes"])  # fmt: skip
 
 
 def test_an_unreadable_clip_is_left_out_and_named_unless_strict(tmp_path):
