@@ -14,7 +14,7 @@ import torch
 
 from ..data.augment import match_channels, normalize
 from ..data.external import need
-from ..data.volumes.folder import is_case, read_case, to_file_voxels
+from ..data.volumes.folder import SUFFIXES, is_case, read_case, to_file_voxels
 from ..data.volumes.video import is_clip, read_clip
 from ..errors import UsageError
 from ..models.weights import WeightsMeta
@@ -94,10 +94,13 @@ def prepare_cases(
     return normalize(torch.stack(inputs), mean, std), names, failed, geometries
 
 
-def mask_suffix(path: Path) -> str:
-    """A predicted mask volume's file type: NIfTI beside NIfTI inputs (with their affine, so
-    that viewers overlay it), else a NumPy array (D, H, W) of class indices."""
-    return ".nii.gz" if path.name.lower().endswith((".nii", ".nii.gz")) else ".npy"
+def mask_volume_name(relative: str) -> str:
+    """A predicted mask volume's name: the input's with `_mask`, as NIfTI beside NIfTI inputs
+    (with their affine, so that viewers overlay it), else a NumPy array (D, H, W) of class
+    indices (`scans/a.nii.gz` -> `scans/a_mask.nii.gz`; a DICOM series `b/` -> `b_mask.npy`)."""
+    nifti = relative.lower().endswith((".nii", ".nii.gz"))
+    stem = next((relative[: -len(s)] for s in SUFFIXES if relative.lower().endswith(s)), relative)
+    return stem + ("_mask.nii.gz" if nifti else "_mask.npy")
 
 
 def save_mask_volumes(

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,13 @@ from ..errors import DataError, UsageError
 from ..files import atomic_write_text
 from ..models.weights import WeightsMeta
 from ..tasks import get_task, write_mask
-from .cases import check_inputs, expand_cases, mask_suffix, prepare_cases, save_mask_volumes
+from .cases import (
+    check_inputs,
+    expand_cases,
+    mask_volume_name,
+    prepare_cases,
+    save_mask_volumes,
+)
 from .sources import Loaded, open_source
 
 
@@ -160,13 +166,16 @@ def _prepare(
     return normalize(torch.stack(images), mean, std), names, sizes, failed
 
 
-def mask_paths(files: list[Path], folder: Path, suffix=lambda f: ".png") -> dict[str, Path]:
+def mask_paths(
+    files: list[Path], folder: Path, rename: Callable[[str], str] = lambda rel: rel + ".png"
+) -> dict[str, Path]:
     """Where each input's mask goes: its path relative to the inputs' common folder, mirrored
-    under `folder`, with ".png" (`suffix(file)`) added to the whole name (`a/x.png`, `b/x.jpg`
-    -> `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask."""
+    under `folder`, with ".png" added to the whole name (`a/x.png`, `b/x.jpg` ->
+    `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask
+    (`rename`: another rule for the relative path)."""
     absolute = [os.path.abspath(f) for f in files]
     root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-    return {a: folder / (os.path.relpath(a, root) + suffix(Path(a))) for a in absolute}
+    return {a: folder / rename(os.path.relpath(a, root)) for a in absolute}
 
 
 def _save_masks(
@@ -306,7 +315,7 @@ def _mask_targets(
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """(each input's mask path, the owner of each path that may not be written over): the
     inputs themselves and, without `overwrite`, files that were there before this call."""
-    masks = mask_paths(files, folder, mask_suffix) if three_d else mask_paths(files, folder)
+    masks = mask_paths(files, folder, mask_volume_name) if three_d else mask_paths(files, folder)
     owners = {os.path.abspath(f): os.path.abspath(f) for f in masks}  # written files' inputs
     if not overwrite:
         existing = "an existing file (pass --overwrite to replace it)"

@@ -74,7 +74,7 @@ def test_a_3d_unet_learns_to_segment_balls_and_evaluate_agrees(tmp_path):
     result = predict(tmp_path / "run", new / "images", masks_out=tmp_path / "masks")
     assert len(result.predictions) == 2 and not result.failed
     for p in result.predictions:  # a NIfTI mask over its scan, at the scan's own shape
-        assert p.mask.endswith(".nii.gz")
+        assert p.mask.endswith(Path(p.path).name.removesuffix(".nii.gz") + "_mask.nii.gz")
         mask = nibabel.load(p.mask)
         truth = np.load(new / "masks" / (Path(p.path).name.removesuffix(".nii.gz") + "_seg.npy"))
         assert np.allclose(mask.affine, nibabel.load(p.path).affine)
