@@ -71,7 +71,7 @@ def prepare_cases(
     files: list[Path], meta: WeightsMeta, channels: int
 ) -> tuple[torch.Tensor | None, list[str], dict[str, str], list[tuple]]:
     """(normalized batch or None, the names in it, {unreadable input: why}, each volume's
-    geometry for `save_mask_volumes`): each input read at the weights' shape, so that a bad
+    geometry for `write_mask_volume`): each input read at the weights' shape, so that a bad
     file costs only itself."""
     side, depth = meta.input_size, meta.input_depth
     inputs, names, failed, geometries = [], [], {}, []
@@ -103,38 +103,13 @@ def mask_volume_name(relative: str) -> str:
     return stem + ("_mask.nii.gz" if nifti else "_mask.npy")
 
 
-def save_mask_volumes(
-    logits: torch.Tensor,
-    names: list[str],
-    geometries: list[tuple],
-    paths: dict[str, Path],
-    owners: dict[str, str],
-    meta: WeightsMeta,
-) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Each volume's predicted classes on its own voxels (see `to_file_voxels`), written
-    where `paths` says, never over a file `owners` gives to another input. Returns
-    ([(input, its mask file)], {input: why})."""
-    out, failed = [], {}
-    for name, geometry, mask in zip(names, geometries, logits.argmax(1).cpu(), strict=True):
-        source = os.path.abspath(name)
-        path = paths[source]
-        owner = owners.setdefault(os.path.abspath(path), source)
-        if owner != source:
-            failed[name] = f"its mask {path} would overwrite {owner}; choose another masks folder"
-            continue
-        labels = to_file_voxels(mask.to(torch.uint8), geometry, meta.spacing)
-        try:
-            _write_volume(labels, Path(name), path)
-        except OSError as e:
-            failed[name] = f"cannot write its mask {path} ({e})"
-            continue
-        out.append((name, str(path)))
-    return out, failed
-
-
-def _write_volume(labels: torch.Tensor, source: Path, path: Path) -> None:
+def write_mask_volume(
+    mask: torch.Tensor, geometry: tuple, source: Path, path: Path, spacing: list[float] | None
+) -> None:
+    """A volume's predicted classes on its own voxels (see `to_file_voxels`), at `path`:
+    NIfTI with the source's affine, or .npy (see `mask_volume_name`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = labels.numpy()
+    array = to_file_voxels(mask.to(torch.uint8), geometry, spacing).numpy()
     if path.name.endswith(".nii.gz"):
         nibabel = need("nibabel", "NIfTI")
         image = nibabel.load(str(source))  # its affine: the mask lies where the scan lies

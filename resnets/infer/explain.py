@@ -135,7 +135,8 @@ def explain(
         if x is None:
             continue
         found = _explain_batch(model, x.to(dev), names, sizes, explainer, wanted, topk, classes)
-        for e, xi in zip(found, x, strict=True):
+        shown = _shown(x, meta) if out is not None and three_d else x
+        for e, xi in zip(found, shown, strict=True):
             if out is not None and three_d:
                 e.png = str(_write_montage(e, xi, pngs[e.path], method, meta))
             elif out is not None:
@@ -219,19 +220,18 @@ def to_original(cam: torch.Tensor, size: tuple[int, int] | None, meta: WeightsMe
     width) through the resize and centre crop that made the input, then scaled to [0, 1].
     A volume's or clip's map (size None) stays at the input's shape, only scaled."""
     if size is None:
-        full = cam.clamp(min=0)
-        return (full / full.max() if full.max() > 0 else full).numpy().astype(np.float32)
-    h, w = size
-    if meta.resize_size is None:  # straight to S x S: the map stretches back over it all
-        canvas = cam
+        full = cam
+    elif meta.resize_size is None:  # straight to S x S: the map stretches back over it all
+        full = resize_maps(cam[None, None], size)[0, 0]
     else:
+        h, w = size
         rh, rw = resized_size(h, w, meta.resize_size)
         s = cam.shape[-1]
         top, left = _crop_start(rh, s), _crop_start(rw, s)
         y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + s, rh), min(left + s, rw)
         canvas = cam.new_zeros(rh, rw)
         canvas[y0:y1, x0:x1] = cam[y0 - top : y1 - top, x0 - left : x1 - left]
-    full = resize_maps(canvas[None, None], (h, w))[0, 0]
+        full = resize_maps(canvas[None, None], size)[0, 0]
     full = torch.nan_to_num(full, nan=0.0).clamp(min=0)
     peak = float(full.max())
     return (full / peak if peak > 0 else full).numpy().astype(np.float32)
@@ -288,13 +288,18 @@ def _write_png(
     return _save(fig, path)
 
 
+def _shown(x: torch.Tensor, meta: WeightsMeta) -> torch.Tensor:
+    """Normalized model inputs [N, C, ...] back to the uint8 pixels they were made from."""
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    mean, std = (torch.tensor(v, device=x.device).view(shape) for v in (meta.mean, meta.std))
+    return ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
 def _write_montage(
-    e: Explanation, x: torch.Tensor, path: Path, method: str, meta: WeightsMeta
+    e: Explanation, volume: torch.Tensor, path: Path, method: str, meta: WeightsMeta
 ) -> Path:
-    """A volume's or clip's map as slices (see montage.py), the input shown as prepared."""
-    shape = (-1,) + (1,) * (x.ndim - 1)
-    mean, std = (torch.tensor(v).view(shape) for v in (meta.mean, meta.std))
-    volume = ((x.cpu() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    """A volume's or clip's map (`volume`: uint8 [C, D, H, W], as prepared) as slices (see
+    montage.py)."""
     volume = volume if volume.shape[0] in (1, 3) else volume[:1]
     top = "top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
     unit = "frame" if meta.inputs == "clips" else "slice"
@@ -325,18 +330,16 @@ def explain_mistakes(
         seen += len(x)
     x = torch.stack([picked[i] for i in chosen]).contiguous()
     meta: WeightsMeta = model.weights_meta
-    shape = (-1,) + (1,) * (x.ndim - 2)
-    mean, std = (torch.tensor(v, device=x.device).view(shape) for v in (meta.mean, meta.std))
-    shown = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+    shown = _shown(x, meta)
     names = [f"#{i}: true {classes[int(labels[i])]}" for i in chosen]
     size = [tuple(x.shape[-2:]) if x.ndim == 4 else None] * len(chosen)
     as_input = dataclasses.replace(meta, resize_size=None)  # maps stay at the input's size
     found = _explain_batch(model, x, names, size, gradcam, None, 3, classes, as_input)
     rows = []
-    for i, e, image, xi in zip(chosen, found, shown, x, strict=True):
+    for i, e, image in zip(chosen, found, shown, strict=True):
         path = folder / f"{len(rows) + 1:03d}-image{i}.png"
         if x.ndim == 5:
-            e.png = str(_write_montage(e, xi, path, "gradcam", meta))
+            e.png = str(_write_montage(e, image, path, "gradcam", meta))
         else:
             e.png = str(_write_png(e, image, path, "gradcam", model.config.in_chans, meta))
         rows.append({"index": i, "true": classes[int(labels[i])], "predicted": e.target,

@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.volumes.video import picks
 from ..plots import _pyplot, _save
 
 SLICES = 8
 
 
 def slice_indices(depth: int, count: int = SLICES) -> list[int]:
-    """`count` slices spread over `depth` (the middle of each of `count` equal parts)."""
-    count = min(count, depth)
-    return [int((i + 0.5) * depth / count) for i in range(count)]
+    """`count` slices spread over `depth` (the middle of each of `count` equal parts, as clips'
+    frames are picked), each once."""
+    return picks(depth, min(count, depth))
 
 
 def write_montage(

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from .cases import (
     expand_cases,
     mask_volume_name,
     prepare_cases,
-    save_mask_volumes,
+    write_mask_volume,
 )
 from .sources import Loaded, open_source
 
@@ -181,31 +182,38 @@ def mask_paths(
 def _save_masks(
     logits: torch.Tensor,
     names: list[str],
-    sizes: list[tuple[int, int]],
+    sizes: list,
     paths: dict[str, Path],
     owners: dict[str, str],
-    classes: list[str],
+    write: Callable[[torch.Tensor, Any, Path, Path], None],
 ) -> tuple[list[Prediction], dict[str, str]]:
-    """Each image's predicted mask as PNG, resized (nearest) back to the image's own size.
+    """Each input's predicted mask, written by `write(mask, its size, input, path)`: a PNG
+    back at the image's own size (`_write_png_mask`), or a volume's on its own voxels
+    (`cases.write_mask_volume`).
 
     `owners` maps each file written in this call (and each input) to its input: a mask is never
     written over another input's mask, nor over an input. Returns (predictions, {file: why})."""
     out, failed = [], {}
-    for name, (h, w), mask in zip(names, sizes, logits.argmax(1).cpu(), strict=True):
+    for name, size, mask in zip(names, sizes, logits.argmax(1).cpu(), strict=True):
         source = os.path.abspath(name)
         path = paths[source]
         owner = owners.setdefault(os.path.abspath(path), source)
         if owner != source:
             failed[name] = f"its mask {path} would overwrite {owner}; choose another masks folder"
             continue
-        mask = F.interpolate(mask[None, None].float(), size=(h, w), mode="nearest-exact")[0, 0]
         try:
-            write_mask(mask, path, len(classes))
+            write(mask, size, Path(name), path)
         except OSError as e:
             failed[name] = f"cannot write its mask {path} ({e})"
             continue
         out.append(Prediction(name, [], str(path)))
     return out, failed
+
+
+def _write_png_mask(mask: torch.Tensor, size, source: Path, path: Path, classes: int) -> None:
+    """An image's mask resized (nearest) back to the image's own (height, width), as PNG."""
+    mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0]
+    write_mask(mask, path, classes)
 
 
 def predict(
@@ -265,11 +273,12 @@ def _read_out(
 ) -> tuple[list[Prediction], dict[str, str]]:  # fmt: skip
     """One batch's predictions: masks written (PNG; volumes: see `save_mask_volumes`), the
     labels above their thresholds (multi-label), or the top `k` classes."""
-    if get_task(meta.task).masks and meta.inputs != "images":
-        saved, failed = save_mask_volumes(logits, names, sizes, masks, owners, meta)
-        return [Prediction(name, [], mask) for name, mask in saved], failed
     if get_task(meta.task).masks:
-        return _save_masks(logits, names, sizes, masks, owners, classes)
+        if meta.inputs == "images":
+            write = partial(_write_png_mask, classes=len(classes))
+        else:
+            write = partial(write_mask_volume, spacing=meta.spacing)
+        return _save_masks(logits, names, sizes, masks, owners, write)
     if meta.task == "multilabel":
         return labels_above(logits, names, classes, meta.thresholds), {}
     top = logits.softmax(1).topk(k, dim=1)

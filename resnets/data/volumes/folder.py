@@ -185,10 +185,9 @@ def read_case(
     target = tuple(spacing) if spacing else None
     geometry = (tuple(volume.shape), found)
     if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz
-        scale = 255.0 if volume.max() <= 1 else 1.0
-        x = resample(torch.from_numpy(volume * scale / 255), shape, found, target)
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8), geometry
-    window = parse_window(intensity.removeprefix("window ")) if intensity != "auto" else None
+        volume, kind = volume * (1.0 if volume.max() <= 1 else 1 / 255), "raw"
+    given = intensity.startswith("window ")
+    window = parse_window(intensity.removeprefix("window ")) if given else None
     return to_uint8(volume, kind, window, shape, found, target), geometry
 
 
@@ -197,26 +196,22 @@ def to_file_voxels(labels: torch.Tensor, geometry: tuple, spacing: list[float] |
     (nearest): `resample` undone. Where the cube had cut the scan, the labels are 0."""
     shape, found = geometry
     x = labels[None, None].float()
-    if spacing:
+    if spacing:  # the centre crop or padding taken back
         sized = _spaced_shape(shape, found, tuple(spacing))
-        pads = []
-        for cube, spaced in zip(reversed(labels.shape), reversed(sized), strict=True):
-            before = (cube - spaced) // 2
-            pads += [-before, -(cube - spaced - before)]
-        x = F.pad(x, pads)
+        x = F.pad(x, [-p for p in _centre_pads(sized, labels.shape)])
     return F.interpolate(x, size=shape, mode="nearest-exact")[0, 0].to(labels.dtype)
 
 
 def to_uint8(
     volume: np.ndarray, kind: str, window, shape: tuple[int, ...], found=None, target=None
 ) -> torch.Tensor:
-    """Intensities onto 0..1 (a window, or a z-score over +-3 sigma), then to `shape`
-    (through `target` spacing when given), as uint8 (1, D, H, W)."""
+    """Intensities onto 0..1 (a window, a z-score over +-3 sigma, or `kind` "raw": already
+    there), then to `shape` (through `target` spacing when given), as uint8 (1, D, H, W)."""
     x = torch.from_numpy(volume)
     if window is not None or kind == "ct":
         centre, width = window or (40.0, 400.0)  # a soft-tissue window unless told
         x = (x - (centre - width / 2)) / width
-    else:  # MRI: no absolute scale; a z-score per volume
+    elif kind != "raw":  # MRI: no absolute scale; a z-score per volume
         x = ((x - x.mean()) / x.std().clamp_min(1e-6) + 3) / 6
     return (resample(x.clamp(0, 1), shape, found, target) * 255).round().to(torch.uint8)
 
@@ -229,11 +224,15 @@ def resample(x: torch.Tensor, shape, found, target, mode: str = "trilinear") -> 
         return F.interpolate(x[None, None], size=shape, mode=mode)[0]
     sized = _spaced_shape(x.shape, found, target)
     x = F.interpolate(x[None, None], size=sized, mode=mode)[0]
+    return F.pad(x, _centre_pads(sized, shape))  # negative pads crop
+
+
+def _centre_pads(have, want) -> list[int]:
+    """F.pad's amounts (last axis first) that centre a `have`-shaped volume in `want`."""
     pads = []
-    for have, want in zip(reversed(sized), reversed(shape), strict=True):  # F.pad: last axis first
-        before = (want - have) // 2
-        pads += [before, want - have - before]
-    return F.pad(x, pads)  # negative pads crop
+    for h, w in zip(reversed(have), reversed(want), strict=True):
+        pads += [(w - h) // 2, w - h - (w - h) // 2]
+    return pads
 
 
 def _spaced_shape(shape, found, target) -> tuple[int, ...]:
