@@ -206,12 +206,14 @@ def evaluate(run: Run, loader) -> dict[str, float]:
 
 
 @torch.no_grad()
-def measure(run: Run, loader):
+def measure(run: Run, loader, full_precision: bool = False):
     """The task's meter over a split, reduced over processes (multi-label: with every
-    output, and F1 at the chosen thresholds once there are some)."""
+    output, and F1 at the chosen thresholds once there are some). `full_precision`: without
+    autocast, as `evaluate` and `predict` compute the saved weights."""
     model = run.model.selected
     model.eval()
-    meter, amp, loss = run.meter(keep=True), autocast(run), run.task.criterion()  # unweighted
+    meter, loss = run.meter(keep=True), run.task.criterion()  # unweighted
+    amp = contextlib.nullcontext() if full_precision else autocast(run)
     if run.meta.thresholds is not None:
         meter.thresholds = torch.tensor(run.meta.thresholds)
     for x, y in loader:

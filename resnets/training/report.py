@@ -18,16 +18,22 @@ from .saving import save_best_weights
 from .setup import Run
 
 
-def finish(run: Run, measure: Callable[[Run, Any], Any]) -> dict[str, Any]:
-    """Evaluate the selected weights once on the test set; write summary and plots.
-    Multi-label: per-label thresholds are chosen on validation first."""
+def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
+    """Evaluate the selected weights once on the test set, in full precision (as `evaluate`
+    and `predict` will compute them, whatever --amp trained in); write summary and plots.
+    Multi-label: per-label thresholds are chosen on validation first, also in full precision."""
     p, task = run.progress, run.task
     target = run.model.selected
     if run.best_state is not None:
         target.load_state_dict(run.best_state)
     if task.multilabel:
         choose_thresholds(run, measure)
-    test = measure(run, run.loaders.test).read() if run.loaders.test is not None else {}
+    test = measure(run, run.loaders.test, True).read() if run.loaders.test is not None else {}
+    if run.cfg.amp != "none":
+        run.note(
+            f"validation ran under {run.cfg.amp} autocast during training; the test score is "
+            "the selected weights in fp32, as evaluate and predict compute them"
+        )
     seen = p.step * run.cfg.batch_size
     images = len(run.splits.test or []) if task.masks else test.get("count")
     summary = {
@@ -76,7 +82,7 @@ def save_test_masks(run: Run, model: nn.Module) -> Path:
     return folder
 
 
-def choose_thresholds(run: Run, measure: Callable[[Run, Any], Any]) -> None:
+def choose_thresholds(run: Run, measure: Callable[..., Any]) -> None:
     """Each label's decision threshold: the one with the best F1 on validation (0.5 with no
     validation split); stored with the weights, which predict uses."""
     labels = len(run.splits.classes)
@@ -84,7 +90,7 @@ def choose_thresholds(run: Run, measure: Callable[[Run, Any], Any]) -> None:
         run.meta.thresholds = [0.5] * labels
         run.note("multi-label thresholds: 0.5 for every label (no validation split to choose on)")
         return
-    chosen = best_thresholds(*measure(run, run.loaders.val).outputs())
+    chosen = best_thresholds(*measure(run, run.loaders.val, True).outputs())
     run.meta.thresholds = [round(float(t), 6) for t in chosen]
     shown = ", ".join(f"{c} {t:.2f}" for c, t in zip(run.splits.classes, chosen, strict=True))
     run.note(f"multi-label thresholds (best F1 on validation): {shown}")

@@ -25,6 +25,7 @@ def seg_run(tmp_path_factory):
         batch_size=32,
         epochs=10,
         warmup_epochs=1,
+        amp="bf16",  # trained in bf16, the test Dice is still the fp32 weights' (evaluate's)
         **opts,
         **QUIET,
     )
