@@ -4,7 +4,7 @@ what a reader takes in at once (STYLE.md). Read from the source, nothing is impo
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "resnets"
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "resnets"
 MAX_FILE_LINES = 350
 MAX_FUNCTION_LINES = 60
 

@@ -50,6 +50,23 @@ def test_console_script_runs_as_a_module():
     assert "Traceback" not in done.stderr
 
 
+def test_the_module_runs_from_the_folder_that_holds_a_clone(tmp_path):
+    """A clone named resnets/ in the current folder must not shadow the installed package
+    (python puts the current folder first on the path): the src layout keeps the package
+    one level down."""
+    clone = tmp_path / "resnets"
+    (clone / "src").mkdir(parents=True)
+    (clone / "pyproject.toml").write_text("[project]\nname = 'resnets'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "resnets", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("resnets ") and "unknown" not in done.stdout
+
+
 def test_train_prints_a_one_screen_summary(tmp_path, capsys):
     out = tmp_path / "run"
     assert (
