@@ -9,7 +9,7 @@ import torch
 from resnets.data import DataOptions, Shard, load_splits, make_loaders
 from resnets.data import cache as cache_module
 from resnets.data.build import eval_loader
-from resnets.errors import UsageError
+from resnets.errors import DataError, UsageError
 
 from ..conftest import write_image_folder
 
@@ -89,3 +89,53 @@ def test_dataset_normalization_is_measured_and_imagenet_is_on_request(tmp_path):
     assert streamed.mean == pytest.approx(own.mean, abs=1e-5)  # all 17 images in the sample
     imagenet = load_splits(folder_opts(root, normalize="imagenet"), seed=0)
     assert imagenet.mean == pytest.approx([0.449], abs=1e-3)
+
+
+def _truncated_pngs(folder, n):
+    """PNGs whose header opens but whose pixels are cut off: they fail only when decoded."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, "PNG")
+    for i in range(n):
+        (folder / f"-cut{i:03d}.png").write_bytes(buffer.getvalue()[:60])
+
+
+@pytest.mark.parametrize("kind", ["not-images", "truncated"])
+def test_a_class_folder_with_nothing_readable_is_refused_in_one_line(tmp_path, kind):
+    root = write_image_folder(tmp_path / "shapes", per_class=12)
+    if kind == "not-images":
+        (root / "broken").mkdir()
+        for i in range(12):
+            (root / "broken" / f"{i}.png").write_bytes(b"not an image" * (i + 1))
+    else:
+        _truncated_pngs(root / "broken", 12)
+    with pytest.raises(DataError) as e:
+        load_splits(folder_opts(root), seed=0)
+    text = str(e.value)
+    assert "\n" not in text and "broken" in text
+    assert ("none of its 12 files opens" if kind == "not-images" else "could be decoded") in text
+
+
+def test_a_decoding_batch_of_only_unreadable_files_is_left_out_not_a_traceback(tmp_path):
+    root = write_image_folder(tmp_path / "shapes", per_class=12)
+    _truncated_pngs(root / "circle", 400)  # "-" sorts first: the first batch of 256 is all bad
+    splits = load_splits(folder_opts(root, cache="memory"), seed=0)
+    assert len(splits.unreadable) == 400
+    assert sum(len(splits.tensors(n)) for n in ("train", "val", "test")) == 24
+
+
+def test_a_streamed_class_that_never_decodes_stops_the_run(tmp_path):
+    root = write_image_folder(tmp_path / "shapes", per_class=12)
+    _truncated_pngs(root / "broken", 12)
+    splits = load_splits(folder_opts(root, cache="none"), seed=0)
+    loaders = make_loaders(splits, batch_size=4, shard=Shard(), device=CPU, seed=0, num_workers=0)
+    with pytest.raises(DataError, match="could be decoded"):
+        for epoch in range(3):
+            for _ in loaders.train.epoch(epoch):
+                pass

@@ -124,7 +124,8 @@ def decode_into(
     with _progress(len(data), f"decoding {what}") as bar, worker_errors():
         for index, (x, _, bad) in zip(batches, loader, strict=True):
             unreadable = set(bad)
-            images[[i for i in index if i not in unreadable]] = x
+            if len(bad) < len(index):  # a batch of unreadable files only gives no images
+                images[[i for i in index if i not in unreadable]] = x
             kept[bad] = False
             bar.update(len(index))
     return kept
@@ -208,6 +209,8 @@ def decode_once(splits: Splits, mode: str, names: tuple[str, ...], workers: int)
     for name in present:
         data = getattr(splits, name)
         done = decode_split(data, splits.classes, splits.input_size, name, workers, how == "disk")
+        if name == "train":
+            check_classes_decoded(data, done, splits.classes)
         splits.decoded[name] = done.tensors
         splits.unreadable += done.skipped
         seconds, decoded = seconds + done.seconds, decoded + (len(data) if done.seconds else 0)
@@ -218,6 +221,26 @@ def decode_once(splits: Splits, mode: str, names: tuple[str, ...], workers: int)
     if splits.unreadable:
         splits.notes.append(
             f"{len(splits.unreadable)} unreadable images left out, e.g. {splits.unreadable[0]}"
+        )
+
+
+def check_classes_decoded(data: ImageFolderDataset, done: Decoded, classes: list[str]) -> None:
+    """Refuse a training split in which a class kept no image: every one of its files failed
+    to decode (their headers opened, so the scan let them through)."""
+    if data.labels.ndim != 1:
+        return
+    kept = torch.bincount(done.tensors.labels, minlength=len(classes))
+    had = torch.bincount(data.labels, minlength=len(classes))
+    skipped = set(done.skipped)
+    for c in ((kept == 0) & (had > 0)).nonzero().flatten().tolist():
+        example = next(
+            str(f)
+            for f, y in zip(data.files, data.labels.tolist(), strict=True)
+            if y == c and str(f) in skipped
+        )
+        raise DataError(
+            f"class {classes[c]}: none of its {int(had[c])} training images could be decoded "
+            f"(e.g. {example}); replace them with readable images or remove the class"
         )
 
 

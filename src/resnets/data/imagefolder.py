@@ -21,7 +21,7 @@ from .augment import mix_seed
 from .csvlabels import as_labels, read_table
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .device_decode import read_bytes
-from .sizing import ModelSize, choose_size
+from .sizing import ModelSize, choose_size, header_size
 from .splits import Splits, carve_val, strata, stratified_split
 
 LOADER_TIMEOUT = 300  # seconds without a batch from the workers before giving up
@@ -46,9 +46,21 @@ def scan(root: Path) -> tuple[list[Path], torch.Tensor, list[str]]:
                 f"class folder {root / name} has no images "
                 f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
             )
+        check_some_readable(root / name, found)
         files += found
         labels += [label] * len(found)
     return files, torch.tensor(labels, dtype=torch.long), classes
+
+
+def check_some_readable(folder: Path, files: list[Path]) -> None:
+    """Refuse a class folder none of whose files opens as an image (headers only, stopping at
+    the first that does): its class would train on nothing, and the run would still report."""
+    if any(header_size(f) is not None for f in files):
+        return
+    raise DataError(
+        f"class folder {folder}: none of its {len(files)} files opens as an image (e.g. "
+        f"{files[0].name}); replace them with readable images or remove the folder"
+    )
 
 
 def train_transform(size: int, crop: str, hflip: bool) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -34,20 +34,25 @@ def even_sample(n: int, sample: int = SAMPLE) -> list[int]:
 
 def header_sizes(files: list[Path], sample: int = SAMPLE) -> Counter[tuple[int, int]]:
     """(width, height) counts over an even sample of the files, from headers only."""
-    from PIL import Image
-
     sizes: Counter[tuple[int, int]] = Counter()
     for f in (files[i] for i in even_sample(len(files), sample)):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(f) as im:
-                    sizes[im.size] += 1
-        except Exception:  # DICOM, or unreadable: decoding will skip it, or fail with --strict
-            size = dicom_size(f) if is_dicom(f) else None
-            if size:
-                sizes[size] += 1
+        if size := header_size(f):
+            sizes[size] += 1
     return sizes
+
+
+def header_size(file: Path) -> tuple[int, int] | None:
+    """(width, height) from an image's or a DICOM file's header; None when neither opens it
+    (decoding will then skip the file, or fail with --strict)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as im:
+                return im.size
+    except Exception:
+        return dicom_size(file) if is_dicom(file) else None
 
 
 def choose_size(files: list[Path], model: ModelSize | None, given: int | None) -> tuple[int, str]:

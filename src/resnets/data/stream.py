@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import DataError
 from .augment import CropFlip, MixUpCutMix, mix_seed, normalize
 from .device_decode import DeviceDecoder
 from .imagefolder import LOADER_TIMEOUT, ImageFolderDataset, collate, worker_errors
@@ -95,6 +96,23 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
         self.sampler.epoch, self.sampler.start = epoch, start_step
         with worker_errors():
             yield from self._epoch(epoch, start_step)
+        self._check_classes()
+
+    def _check_classes(self) -> None:
+        """Refuse to go on once every training file of a class has failed to decode (their
+        headers opened, so the scan let them through): that class would train on nothing."""
+        labels = self.dataset.labels
+        if labels.ndim != 1 or not self.indices:
+            return
+        bad = torch.zeros(len(labels), dtype=torch.bool)
+        bad[sorted(self.indices)] = True
+        for c in labels.unique().tolist():
+            if bad[labels == c].all():
+                first = self.dataset.files[int((labels == c).nonzero()[0])]
+                raise DataError(
+                    f"none of the {int((labels == c).sum())} training images of class #{c} "
+                    f"could be decoded (e.g. {first}); replace them or remove the class"
+                )
 
     def _epoch(self, epoch: int, start_step: int) -> Iterator[list[Batch]]:
         gen = torch.Generator(device=self.device)
