@@ -80,3 +80,23 @@ def test_masks_named_otherwise_are_found_by_a_pattern(tmp_path):
         load(root)
     s = load(root, mask_pattern="label-{stem}.png")
     assert s.classes == ["background", "foreground"]
+
+
+def test_a_changed_folder_keeps_the_runs_split_by_file_name(tmp_path):
+    """--allow-changed-data scores the run's own test images, found by name, not a re-split
+    of the changed folder (which would move training images into the test split)."""
+    from resnets import evaluate, train
+
+    root = write_set(tmp_path / "set", n=24)
+    s = train(data=f"segfolder:{root}", task="segmentation", model="resnet20", image_size=48,
+              batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
+              tensorboard=False, amp="none")  # fmt: skip
+    extra = write_set(tmp_path / "more", n=30)
+    for i in range(24, 30):  # six new pairs: a re-split would move others into the test split
+        (extra / "images" / f"im{i}.jpg").rename(root / "images" / f"im{i}.jpg")
+        (extra / "masks" / f"im{i}.png").rename(root / "masks" / f"im{i}.png")
+    with pytest.raises(DataError, match="changed since the run was made"):
+        evaluate(tmp_path / "run")
+    report = evaluate(tmp_path / "run", allow_changed_data=True)
+    assert report.count == s["test_images"]
+    assert report.dice == pytest.approx(s["test_dice"], abs=1e-6)

@@ -42,6 +42,7 @@ from .volumes.segfolder import holds_volumes
 from .volumes.sources import check_3d_options, read_3d_folder
 
 SEGMENTATION = ("shapes", "segfolder")
+FILE_SOURCES = ("segfolder", "volumes", "video")  # held in memory, each item from a file
 SAMPLERS = ("uniform", "balanced")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -182,6 +183,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         else name in ("cifar10", "cifar100", "fashion-mnist", "shapes", "shapes3d", "video"),
         notes=notes,
         reading=reading,
+        root=path if name in FILE_SOURCES else None,
     )
 
 

@@ -162,7 +162,8 @@ def decode_split(
     skipped = [str(data.files[i]) for i in (~kept).nonzero().flatten().tolist()]
     if skipped:
         images = images[kept]  # a copy: unreadable files are rare
-    return Decoded(ImageTensors(images, data.labels[kept], classes), skipped, seconds)
+    files = [f for f, k in zip(data.files, kept.tolist(), strict=True) if k]
+    return Decoded(ImageTensors(images, data.labels[kept], classes, files), skipped, seconds)
 
 
 def _report(what: str, n: int, start: float) -> float:

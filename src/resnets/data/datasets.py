@@ -25,17 +25,22 @@ from .colours import IGNORE_INDEX
 
 @dataclass
 class ImageTensors:
-    """Images [N, C, H, W] uint8, labels [N] int64, and the class names."""
+    """Images [N, C, H, W] uint8 (volumes and clips [N, C, D, H, W]), labels [N] int64 (or a
+    mask per image), the class names and, for data read from files, the file each item came
+    from (what a run's record and its predicted masks name them by)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
+    files: list[Path] | None = None
 
     def __post_init__(self) -> None:
         if len(self.images) == 0:
             raise DataError("the dataset is empty")
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.files is not None and len(self.files) != len(self.images):
+            raise DataError(f"{len(self.images)} images but {len(self.files)} file names")
         if self.labels.ndim == 2:  # multi-label: a 0/1 row per image, a column per class
             if (
                 self.labels.shape[1] != len(self.classes)
@@ -58,7 +63,8 @@ class ImageTensors:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> ImageTensors:
-        return ImageTensors(self.images[index], self.labels[index], self.classes)
+        files = None if self.files is None else [self.files[i] for i in index.tolist()]
+        return ImageTensors(self.images[index], self.labels[index], self.classes, files)
 
     @property
     def channels(self) -> int:
@@ -88,7 +94,7 @@ def resize(data: ImageTensors, size: int) -> ImageTensors:
     if data.is_segmentation:
         labels = F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")
         labels = labels[:, 0].to(data.labels.dtype)
-    return ImageTensors(torch.cat(out), labels, data.classes)
+    return ImageTensors(torch.cat(out), labels, data.classes, data.files)
 
 
 def load_digits() -> ImageTensors:

@@ -60,11 +60,11 @@ def class_cases(
 def read_each(
     cases: list[tuple[Path, int]], read: Callable[[Path], T], strict: bool, what: str,
     classes: list[str] | None = None,
-) -> tuple[list[T], list[int], list[str]]:  # fmt: skip
-    """(`read(file)` of each case, their class indices, why each left-out file failed): a
-    file that cannot be read is left out and said, or with `strict` stops everything. With
+) -> tuple[list[T], list[tuple[Path, int]], list[str]]:  # fmt: skip
+    """(`read(file)` of each case, the cases read, why each left-out file failed): a file
+    that cannot be read is left out and said, or with `strict` stops everything. With
     `classes`, a class left with nothing readable is refused."""
-    out, labels, skipped = [], [], []
+    out, kept, skipped = [], [], []
     for path, label in cases:
         try:
             out.append(read(path))
@@ -73,13 +73,14 @@ def read_each(
                 raise
             skipped.append(str(e))
             continue
-        labels.append(label)
+        kept.append((path, label))
     if not out:
         raise DataError(f"none of the {len(cases)} {what} could be read, e.g. {skipped[0]}")
-    empty = [c for k, c in enumerate(classes or []) if k not in set(labels)]
+    labels = {label for _, label in kept}
+    empty = [c for k, c in enumerate(classes or []) if k not in labels]
     if empty:
         raise DataError(f"class {empty[0]} has no readable {what} (e.g. {skipped[0]})")
-    return out, labels, skipped
+    return out, kept, skipped
 
 
 def skipped_notes(skipped: list[str], what: str) -> list[str]:

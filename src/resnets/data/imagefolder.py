@@ -266,6 +266,7 @@ def folder_splits(
         resize_size=resize,
         in_memory=False,
         notes=notes,
+        root=root.parent if kind == "csv" else root,
         decode=dict(size=size, channels=channels, seed=seed, rrc=crop == "random-resized",
                     resize=resize, hflip=flip) if opts.gpu_decode else None,
     )  # fmt: skip

@@ -230,6 +230,5 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def to_channels(data: ImageTensors, channels: int) -> ImageTensors:
     if data.channels == channels:
         return data
-    return ImageTensors(
-        match_channels(data.images, channels).contiguous(), data.labels, data.classes
-    )
+    images = match_channels(data.images, channels).contiguous()
+    return ImageTensors(images, data.labels, data.classes, data.files)

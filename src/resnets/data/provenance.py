@@ -1,11 +1,12 @@
 """What data a run was made from, and whether it is still the same.
 
 A run records its splits in `splits.json.gz`: the fingerprint of all three splits and, for
-image folders, each split's files (path relative to the folder, and size). `--resume` and
-`evaluate` rebuild the splits from the options and compare: if the data changed, re-splitting
-could move test images into training, so they refuse and say what changed, unless the user
-accepts the change. Then an image folder keeps the run's own split by file name: a file stays
-in the split it was in, removed files drop out, and new files are left out.
+data read from files (image folders and tables, segmentation folders, volumes, clips), each
+split's files (path relative to the data's folder, and size). `--resume` and `evaluate`
+rebuild the splits from the options and compare: if the data changed, re-splitting could move
+test images into training, so they refuse and say what changed, unless the user accepts the
+change. Then the run's own split is kept by file name: a file stays in the split it was in,
+removed files drop out, and new files are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import DataError
+from .datasets import ImageTensors
 from .imagefolder import ImageFolderDataset
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def fingerprint(splits: Splits) -> str:
         data = getattr(splits, name)
         h.update(name.encode())
         if isinstance(data, ImageFolderDataset):
-            for rel, size in _files(data, _root(splits)).items():
+            for rel, size in _files(data, splits.root).items():
                 h.update(f"{rel}:{size}\n".encode())
         elif data is not None:
             h.update(data.images.contiguous().numpy().tobytes())
@@ -48,10 +50,15 @@ def record(splits: Splits) -> dict[str, Any]:
     out: dict[str, Any] = {"data": splits.name, "fingerprint": splits.fingerprint}
     out["classes"] = list(splits.classes)
     out["counts"] = {n: len(getattr(splits, n)) if getattr(splits, n) else 0 for n in NAMES}
-    if not splits.in_memory:
-        root = _root(splits)
-        out["files"] = {n: _files(getattr(splits, n), root) for n in NAMES if getattr(splits, n)}
+    if named(splits):
+        out["files"] = {n: _files(d, splits.root) for n in NAMES if (d := getattr(splits, n))}
     return out
+
+
+def named(splits: Splits) -> bool:
+    """Whether every split's items came from files, so that they can be kept by name."""
+    present = [getattr(splits, n) for n in NAMES if getattr(splits, n) is not None]
+    return splits.root is not None and all(d.files is not None for d in present)
 
 
 def write_record(folder: Path, splits: Splits) -> None:
@@ -92,18 +99,17 @@ def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool)
             "test images into training. Pass --allow-changed-data to keep the run's split by "
             "file name, or start a new run"
         )
-    if splits.in_memory:
+    if not named(splits) or "files" not in saved:
         splits.notes.append(f"data changed ({what}); accepted, split by position as before")
         return splits
-    root = _root(splits)
-    pool: dict[str, tuple[Path, int, ImageFolderDataset]] = {}
+    pool: dict[str, tuple[ImageFolderDataset | ImageTensors, int]] = {}
     for name in NAMES:
         data = getattr(splits, name)
         for i, f in enumerate(data.files if data is not None else []):
-            pool[_name(f, root)] = (f, int(data.labels[i]), data)
+            pool[_name(f, splits.root)] = (data, i)
     for name in NAMES:
-        rels = [r for r in saved.get("files", {}).get(name, {}) if r in pool]
-        setattr(splits, name, _subset(rels, pool) if rels else None)
+        rels = [r for r in saved["files"].get(name, {}) if r in pool]
+        setattr(splits, name, _gather([pool[r] for r in rels]) if rels else None)
     counts = ", ".join(f"{n} {len(getattr(splits, n) or [])}" for n in NAMES)
     splits.notes = [n for n in splits.notes if not n.startswith(("test split", "validation"))]
     splits.notes.append(
@@ -113,24 +119,30 @@ def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool)
     return splits
 
 
-def _subset(rels: list[str], pool: dict) -> ImageFolderDataset:
-    like = pool[rels[0]][2]
-    files = [pool[r][0] for r in rels]
-    labels = torch.tensor([pool[r][1] for r in rels], dtype=torch.long)
-    return ImageFolderDataset(files, labels, like.transform, like.channels, like.seed, like.strict)
+def _gather(items: list[tuple[ImageFolderDataset | ImageTensors, int]]):
+    """One split of the (split, index) items, in their order: a folder dataset of their files,
+    or their decoded tensors."""
+    like = items[0][0]
+    files = [data.files[i] for data, i in items]
+    labels = torch.stack([data.labels[i] for data, i in items])
+    if isinstance(like, ImageFolderDataset):
+        return ImageFolderDataset(
+            files, labels, like.transform, like.channels, like.seed, like.strict
+        )
+    images = torch.stack([data.images[i] for data, i in items])
+    return ImageTensors(images, labels, like.classes, files)
 
 
 def _changes(splits: Splits, saved: dict[str, Any]) -> str:
     """A short account of what differs: files added, removed, resized; or counts."""
-    if splits.in_memory or "files" not in saved:
+    if not named(splits) or "files" not in saved:
         now = record(splits)["counts"]
         return f"images differ; split sizes then {saved.get('counts')}, now {now}"
     before = {r: s for files in saved["files"].values() for r, s in files.items()}
-    root = _root(splits)
     after: dict[str, int] = {}
     for name in NAMES:
         if getattr(splits, name) is not None:
-            after |= _files(getattr(splits, name), root)
+            after |= _files(getattr(splits, name), splits.root)
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     resized = sorted(r for r in set(before) & set(after) if before[r] != after[r])
@@ -141,14 +153,15 @@ def _changes(splits: Splits, saved: dict[str, Any]) -> str:
     return "; ".join(parts) or "the same files, split differently"
 
 
-def _root(splits: Splits) -> Path:
-    """The folder file names are relative to: the image folder, or the label table's."""
-    path = Path(splits.name.split(":", 1)[1]).expanduser()
-    return path.parent if path.is_file() else path
+def _files(data: ImageFolderDataset | ImageTensors, root: Path) -> dict[str, int]:
+    """Each file's name and size (a DICOM series or a folder of frames: its files' sizes)."""
+    return {_name(f, root): _size(f) for f in data.files}
 
 
-def _files(data: ImageFolderDataset, root: Path) -> dict[str, int]:
-    return {_name(f, root): f.stat().st_size for f in data.files}
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def _name(file: Path, root: Path) -> str:

@@ -60,4 +60,5 @@ def load_segfolder(
         xs.append(x[0])
         ys.append(F.interpolate(y.float()[None, None], size=(size, size), mode="nearest")[0, 0])
     images = torch.stack(xs).round().clamp(0, 255).to(torch.uint8)
-    return ImageTensors(images, torch.stack(ys).long(), list(scheme.classes)), notes
+    files = [image for image, _ in pairs]
+    return ImageTensors(images, torch.stack(ys).long(), list(scheme.classes), files), notes

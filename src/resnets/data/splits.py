@@ -4,6 +4,7 @@ data, and a test split where the data has none, stratified and with a fixed seed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -43,6 +44,7 @@ class Splits:
     reading: dict = field(default_factory=dict)  # 3D: WeightsMeta's inputs, input_depth, intensity
     rotate: float = 0.0  # training: random rotation bound in degrees (--rotate)
     scale: float = 0.0  # training: random zoom bound, a fraction (--scale)
+    root: Path | None = None  # the folder the data's file names are relative to, if files
 
     @property
     def spatial_dims(self) -> int:

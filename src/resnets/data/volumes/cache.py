@@ -20,7 +20,7 @@ import torch
 from ..cache import cache_dir
 from ..datasets import ImageTensors
 
-FORMAT = 1  # bump when what a loader produces changes
+FORMAT = 2  # bump when what a loader produces changes (2: the files each item came from)
 log = logging.getLogger(__name__)
 Loaded = tuple[ImageTensors, list[str]]
 
@@ -44,25 +44,31 @@ def cached(root: Path, options: tuple, mode: str, load: Callable[[], Loaded]) ->
     if path.is_file():
         try:
             saved = torch.load(path, weights_only=True)
-            data = ImageTensors(saved["images"], saved["labels"], list(saved["classes"]))
+            files = [root / f for f in saved["files"]] if saved.get("files") else None
+            data = ImageTensors(saved["images"], saved["labels"], list(saved["classes"]), files)
             return data, [*saved["notes"], f"decoded tensors read from the disk cache {path}"]
         except Exception as e:  # a damaged cache file is rebuilt, never trusted
             log.warning("the disk cache %s is unreadable (%s); reading the files again", path, e)
     data, notes = load()
-    if _store(path, data, notes):
+    if _store(path, root, data, notes):
         notes = [*notes, f"decoded once and kept in the disk cache {path} for the next run on "
                  "these files (--cache none: not kept)"]  # fmt: skip
     return data, notes
 
 
-def _store(path: Path, data: ImageTensors, notes: list[str]) -> bool:
+def _store(path: Path, root: Path, data: ImageTensors, notes: list[str]) -> bool:
     """Written to a temporary name, then renamed: a half-written cache is never read. A cache
     that cannot be written (a full or read-only disk) only costs the next run the reading."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"images": data.images, "labels": data.labels, "classes": data.classes,
-                 "notes": notes}  # fmt: skip
+        state = {
+            "images": data.images,
+            "labels": data.labels,
+            "classes": data.classes,
+            "files": [str(f.relative_to(root)) for f in data.files or []],
+            "notes": notes,
+        }
         torch.save(state, tmp)
         tmp.replace(path)
         return True

@@ -58,12 +58,12 @@ def load_volume_folder(
         cut = bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
         return to_uint8(volume, kind, window, (target,) * 3, found, spacing), kind, found, cut
 
-    read, labels, skipped = read_each(cases, one, strict, "volumes", classes)
+    read, kept, skipped = read_each(cases, one, strict, "volumes", classes)
     images = [image for image, _, _, _ in read]
     kinds = {kind for _, kind, _, _ in read}
     unspaced = sum(found is None for _, _, found, _ in read)
     cropped = sum(cut for _, _, _, cut in read)
-    labels = torch.tensor(labels)
+    labels = torch.tensor([label for _, label in kept])
     size = "" if side else " (--image-size sets the side)"
     if spacing:
         mm = "x".join(f"{v:g}" for v in reversed(spacing))
@@ -79,7 +79,8 @@ def load_volume_folder(
         "intensities: " + ", ".join(sorted(said(k, window) for k in kinds)),
         *skipped_notes(skipped, "volumes"),
     ]
-    return ImageTensors(torch.stack(images), labels, classes), notes
+    files = [path for path, _ in kept]
+    return ImageTensors(torch.stack(images), labels, classes, files), notes
 
 
 def _cases(folder: Path) -> list[Path]:

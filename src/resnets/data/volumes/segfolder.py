@@ -70,7 +70,8 @@ def load_volume_segfolder(
     if missing:
         notes.append(f"{len(missing)} of the volumes had no mask and were left out, e.g. "
                      f"{missing[0].name}")  # fmt: skip
-    return ImageTensors(torch.stack(images), labels, [str(v) for v in order]), notes
+    files = [image for image, _ in pairs]
+    return ImageTensors(torch.stack(images), labels, [str(v) for v in order], files), notes
 
 
 def _pairing(pairs: list[tuple[Path, Path]]) -> str:

@@ -43,7 +43,7 @@ def load_video_folder(
     count = frames or DEFAULT_FRAMES
     sizes, _, _ = read_each(clips, partial(guarded, _frame_size, what="clip"), strict, "clips")
     target = side or min(DEFAULT_SIDE, min(sizes))
-    read, labels, skipped = read_each(
+    read, kept, skipped = read_each(
         clips,
         partial(guarded, lambda p: _read(p, count, target), what="clip"),
         strict,
@@ -60,7 +60,8 @@ def load_video_folder(
         + (f"; {short} clips shorter than {count} frames repeat some" if short else ""),
         *skipped_notes(skipped, "clips"),
     ]
-    return ImageTensors(torch.stack(images), torch.tensor(labels), classes), notes
+    labels, files = torch.tensor([label for _, label in kept]), [path for path, _ in kept]
+    return ImageTensors(torch.stack(images), labels, classes, files), notes
 
 
 def _clips(folder: Path) -> list[Path]:
