@@ -198,3 +198,30 @@ def test_a_stack_of_four_greyscale_images_is_a_batch():
 
     assert len(expand_images(np.zeros((4, 16, 16), np.uint8))) == 4
     assert len(expand_images(torch.zeros(3, 16, 16))) == 1  # one RGB image
+
+
+def test_evaluate_on_the_training_objects_scores_only_their_held_out_part(tmp_path, caplog):
+    """The same arrays given again: the items used in training and validation are left out
+    and said, so the score is the run's test score, not one over its own training images."""
+    import logging
+
+    from resnets import evaluate
+    from resnets.data.provenance import item_digests, read_record
+    from resnets.training.report import summary_text
+
+    images, labels = digits_in_class_order()
+    data = (images, labels)
+    summary = train(data=data, out=str(tmp_path / "run"), amp="none", **QUICK)
+    with caplog.at_level(logging.INFO, logger="resnets"):
+        report = evaluate(tmp_path / "run", data=data)
+    assert report.count == summary["test_images"] and report.split == "test"
+    assert report.acc1 == pytest.approx(summary["test_acc1"], abs=1e-9)
+    held = len(labels) - summary["test_images"]
+    assert f"{held} of the {len(labels)} items given were used to train" in caplog.text
+    trained = set(read_record(tmp_path / "run")["items"]["train"])
+    seen = [i for i, d in enumerate(item_digests(images)) if d in trained][:20]
+    with pytest.raises(UsageError, match="all 20 items given were used to train or validate"):
+        evaluate(tmp_path / "run", data=(images[seen], labels[seen]))
+    nxt = summary_text(summary).split("next:")[1]
+    assert f'resnets.evaluate("{tmp_path / "run"}", data=...)' in nxt
+    assert "resnets evaluate " not in nxt

@@ -10,8 +10,10 @@ exactly as in training: the weights' input size and normalization.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
+from ..data.datasets import ImageTensors
 from ..data.items import Undo, class_indices
 from ..data.loaders import InMemoryEvalLoader
+from ..data.provenance import item_digests, read_record
 from ..data.python import PYTHON, is_spec, read_items, to_tensors
 from ..errors import UsageError
 from ..files import atomic_write_json
@@ -35,6 +39,8 @@ from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, classification_report, write_report
 from .sources import is_onnx, open_source, resolve_source
+
+log = logging.getLogger("resnets")
 
 
 @dataclass
@@ -98,7 +104,7 @@ def evaluate(
             run, meta, channels, split, batch_size, data, dev, allow_changed_data
         )
     else:
-        loader, split, data = objects_loader(data, meta, channels, batch_size, dev)
+        loader, split, data = objects_loader(data, meta, channels, batch_size, dev, run)
     task = get_task(meta.task)
     if task.masks != loader.masks:
         need = "segmentation data (shapes or segfolder:PATH)" if task.masks else "class labels"
@@ -224,9 +230,12 @@ class Chain:
         return sum(getattr(loader, "skipped", 0) for loader in self.loaders)
 
 
-def objects_loader(data: Any, meta: WeightsMeta, channels: int, batch_size: int, device):
-    """Every item of Python objects, prepared as the weights were trained: (loader, the
-    report's split name, the name of its folder)."""
+def objects_loader(
+    data: Any, meta: WeightsMeta, channels: int, batch_size: int, device, run: Path | None
+):
+    """Every item of Python objects, prepared as the weights were trained, less the items
+    `run` trained or validated on (see `held_out`): (loader, the report's split name, the name
+    of its folder)."""
     undo = Undo(*map(tuple, meta.item_normalize)) if meta.item_normalize else None
     images, raw, items = read_items(data, "evaluation data", channels, undo)
     known = meta.classes or [str(i) for i in range(meta.config.num_classes)]
@@ -234,10 +243,49 @@ def objects_loader(data: Any, meta: WeightsMeta, channels: int, batch_size: int,
         items.classes = known  # numbered labels are the weights' outputs
     labels, classes, _ = class_indices(raw, items.classes, None, "evaluation data")
     tensors = to_tensors(images, labels, classes, meta.input_size, channels, meta.resize_size)
+    tensors, split = held_out(tensors, run)
     mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
     loader = InMemoryEvalLoader(tensors, batch_size, device, mean, std)
     loader.classes, loader.data, loader.masks = classes, PYTHON, False
-    return loader, "data", PYTHON
+    return loader, split, PYTHON
+
+
+def held_out(tensors: ImageTensors, run: Path | None) -> tuple[ImageTensors, str]:
+    """The items of `tensors` that `run` neither trained nor validated on, by their digests in
+    its record, and the report's split name: "test" when they are exactly the run's test
+    split, else "data". Scoring training items would report a number that looks like a test
+    score and is not; what is left out is said."""
+    saved = read_record(run) if run is not None else None
+    if not saved or "items" not in saved:
+        return tensors, "data"
+    used = {d for n in ("train", "val") for d in saved["items"].get(n, [])}
+    test = Counter(saved["items"].get("test", []))
+    digests, left = item_digests(tensors.images), Counter(test)
+    keep = []
+    for d in digests:  # a test item's image may also stand in training (duplicates): kept
+        keep.append(left[d] > 0 or d not in used)
+        left[d] -= 1
+    n, kept = len(digests), sum(keep)
+    if kept == 0:
+        raise UsageError(
+            f"all {n} items given were used to train or validate {run}; scoring them would not "
+            "be a test: give held-out data (or the same data: its held-out part is scored)"
+        )
+    scored = Counter(d for d, k in zip(digests, keep, strict=True) if k)
+    own_test = scored == test
+    if kept == n:
+        return tensors, "test" if own_test else "data"
+    what = "the run's test split" if own_test else "the rest"
+    log.info(
+        "note: evaluate: %d of the %d items given were used to train or validate this run and "
+        "are left out; %s (%d items) is scored",
+        n - kept,
+        n,
+        what,
+        kept,
+    )
+    index = torch.tensor(keep).nonzero().flatten()
+    return tensors.subset(index), "test" if own_test else "data"
 
 
 def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> DataOptions:

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data import Loaders
 from ..data.build import eval_loader
+from ..data.python import PYTHON
 from ..metrics import best_thresholds
 from ..tasks import get_task, write_mask
 from .saving import save_best_weights
@@ -144,7 +145,14 @@ def summary_text(s: dict[str, Any]) -> str:
     if s.get("skipped_images"):
         lines.append(f"  skipped                {s['skipped_images']} unreadable images")
     lines += [f"  note: {n}" for n in s.get("notes", [])]
-    lines += ["next:", f"  resnets evaluate {s['run']}"]
+    if s["data"] == PYTHON:  # the command cannot be given Python objects: the call can
+        lines += [
+            "next:",
+            f'  resnets.evaluate("{s["run"]}", data=...)  # the same objects: '
+            "only the items held out for testing are scored",
+        ]
+    else:
+        lines += ["next:", f"  resnets evaluate {s['run']}"]
     shown = {"volumes": "VOLUME...", "clips": "CLIP..."}.get(s.get("inputs", ""), "IMAGE...")
     lines.append(f"  resnets predict {s['run']} {shown}")
     return "\n".join(lines)
