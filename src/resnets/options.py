@@ -156,7 +156,10 @@ class DataOptions:
         "40,400 for DICOM series)",
     )
     mask_pattern: str | None = option(
-        None, "segfolder: mask file name from the image's, e.g. '{stem}_mask.png' (* allowed)"
+        None,
+        "segfolder: how an image names its mask: a name in masks/, e.g. '{stem}_mask.png', or "
+        "IMAGES=MASKS inside the folder, e.g. 'images/{id}_training.tif=1st_manual/"
+        "{id}_manual1.gif' (* matches any text)",
     )
     mask_colours: str | None = option(
         None, "segfolder: JSON or CSV file mapping mask colours 'r,g,b' to class names"

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,8 +7,9 @@ import torch
 from PIL import Image
 
 from resnets.data.colours import IGNORE_INDEX, load_colours
-from resnets.data.masks import apply, check_same_size, infer_scheme, pair_masks, read_mask
-from resnets.errors import DataError
+from resnets.data.masks import apply, check_same_size, infer_scheme, read_mask
+from resnets.data.pairing import pair_masks
+from resnets.errors import DataError, UsageError
 
 H, W = 48, 64
 
@@ -126,6 +128,10 @@ def test_noise_masks_are_refused_naming_the_file(tmp_path, channels, what):
         infer_scheme([clean, path])
 
 
+def _is_file(path):
+    return path.is_file() and path.suffix != ".txt"
+
+
 def test_masks_pair_by_stem_with_suffixes_and_other_extensions(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
@@ -133,22 +139,63 @@ def test_masks_pair_by_stem_with_suffixes_and_other_extensions(tmp_path):
         (images / name).touch()
     for name in ("img1_mask.png", "IMG2_Segmentation.PNG", "img4.tif", "notes.txt"):
         (masks / name).touch()
-    pairs, missing = pair_masks(sorted(images.iterdir()), masks)
+    pairs, missing, note = pair_masks(tmp_path, None, _is_file)
     assert [(i.name, m.name) for i, m in pairs] == [
         ("img1.jpg", "img1_mask.png"),
         ("img2.png", "IMG2_Segmentation.PNG"),
         ("img4.png", "img4.tif"),
     ]
-    assert [p.name for p in missing] == ["img3.png"]
+    assert [(p.name, looked) for p, looked in missing] == [
+        ("img3.png", "masks/img3[_mask, _seg, ...].*")
+    ]
+    assert "the same name" in note and "+_mask" in note
     (masks / "img3_gt.png").touch()
-    pairs, missing = pair_masks([images / "img3.png"], masks, pattern="{stem}_gt.*")
-    assert [m.name for _, m in pairs] == ["img3_gt.png"] and not missing
+    pairs, missing, _ = pair_masks(tmp_path, "{stem}_gt.*", _is_file)
+    assert [(i.name, m.name) for i, m in pairs] == [("img3.png", "img3_gt.png")]
 
 
 def test_two_candidate_masks_are_refused_naming_both(tmp_path):
-    (tmp_path / "a.png").touch(), (tmp_path / "a_mask.png").touch()
+    (tmp_path / "images").mkdir(), (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.jpg").touch()
+    (tmp_path / "masks" / "a.png").touch(), (tmp_path / "masks" / "a_mask.png").touch()
     with pytest.raises(DataError, match=r"a\.png and .*a_mask\.png"):
-        pair_masks([tmp_path / "images" / "a.jpg"], tmp_path)
+        pair_masks(tmp_path, None, _is_file)
+
+
+def test_the_drive_layout_pairs_by_a_field_of_the_image_name(tmp_path):
+    """DRIVE: training/images/21_training.tif with training/1st_manual/21_manual1.gif."""
+    (tmp_path / "images").mkdir(), (tmp_path / "1st_manual").mkdir()
+    for n in (21, 22, 23):
+        (tmp_path / "images" / f"{n}_training.tif").touch()
+    for n in (21, 22):
+        (tmp_path / "1st_manual" / f"{n}_manual1.gif").touch()
+    rule = "images/{id}_training.tif=1st_manual/{id}_manual1.gif"
+    pairs, missing, note = pair_masks(tmp_path, rule, _is_file)
+    assert [(i.name, m.name) for i, m in pairs] == [
+        ("21_training.tif", "21_manual1.gif"),
+        ("22_training.tif", "22_manual1.gif"),
+    ]
+    assert [(p.name, looked) for p, looked in missing] == [
+        ("23_training.tif", "1st_manual/23_manual1.gif")
+    ]
+    assert "images/ with 1st_manual/" in note
+    with pytest.raises(DataError, match=r"for 21_training\.tif it looked for 1st_manual/21_x\.png"):
+        pair_masks(tmp_path, "images/{id}_training.tif=1st_manual/{id}_x.png", _is_file)
+
+
+@pytest.mark.parametrize(
+    "rule,message",
+    [
+        ("masks/{stem}.png", "takes no folder"),
+        ("{name}_mask.png", "must be made of {stem}"),
+        ("images/a.tif=masks/{id}.png", "needs a {field}"),
+        ("images/{id}.tif=masks/{other}.png", "must be made of {id}"),
+        ("{id}.tif=masks/{id}.png", "FOLDER/NAME"),
+    ],
+)
+def test_a_pattern_that_cannot_pair_is_refused_in_one_line(tmp_path, rule, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        pair_masks(tmp_path, rule, _is_file)
 
 
 def test_colour_tables_load_from_json_and_csv(tmp_path):

@@ -133,7 +133,9 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
 def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
     notes: list[str] = []
     check_3d_options(name, path, opts)
-    if name in ("volumes", "video") or (name == "segfolder" and holds_volumes(path / "images")):
+    if name in ("volumes", "video") or (
+        name == "segfolder" and holds_volumes(path, opts.mask_pattern)
+    ):
         (train, notes), test = read_3d_folder(name, path, opts), None
     elif name == "segfolder":
         size = opts.image_size or 128

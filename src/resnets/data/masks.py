@@ -1,5 +1,5 @@
-"""Segmentation masks as data sets ship them: pair each image with its mask file, read the mask
-as stored, and decide once per set how raw values become classes (`infer_scheme`, `apply`).
+"""Segmentation masks as data sets ship them: read each mask as stored, and decide once per set
+how raw values become classes (`infer_scheme`, `apply`); pairing.py finds each image's mask.
 
 Class per pixel is int64; IGNORE_INDEX (-100, F.cross_entropy's default ignore_index) marks
 pixels no loss or metric should count, such as VOC's void border (palette index 255).
@@ -7,7 +7,6 @@ pixels no loss or metric should count, such as VOC's void border (palette index 
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -18,62 +17,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from .colours import IGNORE_INDEX, parse_table
-from .decode import IMAGE_EXTENSIONS, check_size
+from .decode import check_size
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 MAX_CLASSES = 32  # more distinct values than this is not one value per class
 SAMPLE = 200  # masks read to decide the scheme
-MASK_SUFFIXES = ("", *"_mask -mask _masks _segmentation _seg _label _labels _gt _anno".split())
 LOSSY_FORMATS = {"JPEG", "MPO"}
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _HINT = "pass --mask-colours FILE mapping colours to classes, or save one value per class"
-
-
-def pair_masks(
-    images: list[Path], masks_dir: Path, pattern: str | None = None
-) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Match each image to its mask by stem (plain or with a usual suffix such as `_mask`, any
-    image extension, any case) or by `pattern` like '{stem}_mask.png' (`*` allowed); also
-    return the images left without a mask."""
-    if not masks_dir.is_dir():
-        raise DataError(f"{masks_dir} is not a folder; put the mask files there")
-    index = _index_masks(masks_dir, pattern)
-    suffixes = MASK_SUFFIXES if pattern is None else ("",)
-    pairs, missing = [], []
-    for image in images:
-        found = [m for s in suffixes for m in index.get((image.stem + s).lower(), [])]
-        if len(found) > 1:
-            raise DataError(
-                f"{image} matches both {found[0]} and {found[1]}; remove one or pass a mask "
-                "name pattern such as '{stem}_mask.png'"
-            )
-        if found:
-            pairs.append((image, found[0]))
-        else:
-            missing.append(image)
-    return pairs, missing
-
-
-def _index_masks(masks_dir: Path, pattern: str | None) -> dict[str, list[Path]]:
-    """Mask files by the lower-case stem they belong to (their own stem, or `pattern`'s)."""
-    if pattern is not None and pattern.count("{stem}") != 1:
-        raise UsageError(f"mask pattern {pattern!r} needs one {{stem}}, like '{{stem}}_mask.png'")
-    if pattern is not None:
-        head, tail = (re.escape(x).replace(r"\*", ".*") for x in pattern.lower().split("{stem}"))
-        regex = re.compile(f"{head}(.+){tail}")
-    index: dict[str, list[Path]] = {}
-    for f in sorted(masks_dir.iterdir()):
-        if f.suffix.lower() not in IMAGE_EXTENSIONS or f.name.startswith(".") or not f.is_file():
-            continue
-        if pattern is None:
-            index.setdefault(f.stem.lower(), []).append(f)
-        elif m := regex.fullmatch(f.name.lower()):
-            index.setdefault(m.group(1), []).append(f)
-    return index
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Segmentation folders: PATH/images/ with their masks in PATH/masks/, as data sets ship them.
 
-Masks are paired to images by name (masks.py: a usual suffix such as `_mask`, another
-extension), and the whole set's mask kind decides how values become classes: 0/255 or a few
-exact values, JPEG masks thresholded, palette indices, or colours through a table
-(`--mask-colours FILE`). Each decision is a note the run prints.
+Masks are paired to images by name (pairing.py: a usual suffix such as `_mask`, another
+extension, or `--mask-pattern`), and the whole set's mask kind decides how values become
+classes: 0/255 or a few exact values, JPEG masks thresholded, palette indices, or colours
+through a table (`--mask-colours FILE`). Each decision is a note the run prints.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from ..errors import DataError
 from .colours import load_colours
 from .datasets import ImageTensors
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
-from .masks import apply, infer_scheme, pair_masks, read_mask
+from .masks import apply, infer_scheme, read_mask
+from .pairing import pair_masks
 
 
 def load_segfolder(
@@ -28,25 +29,15 @@ def load_segfolder(
     pattern: str | None = None,
 ) -> tuple[ImageTensors, list[str]]:
     """The set's images and masks at `size` px, and notes on how the masks were read."""
-    images_dir, masks_dir = root / "images", root / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise DataError(f"{root} needs images/ and masks/ sub-folders (masks named like images)")
-    files = sorted(
-        p
-        for p in images_dir.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    )
-    pairs, missing = pair_masks(files, masks_dir, pattern)
-    if not pairs:
-        how = f"named by --mask-pattern {pattern!r}" if pattern else "of the same name"
-        raise DataError(
-            f"no image in {images_dir} has a mask {how} in {masks_dir}; name the masks like "
-            "the images (a suffix such as _mask is fine) or pass --mask-pattern '{stem}_x.png'"
-        )
+    pairs, missing, paired = pair_masks(root, pattern, _is_image)
     scheme = infer_scheme([m for _, m in pairs], load_colours(Path(colours)) if colours else None)
-    notes = [scheme.note, f"segmentation classes: {', '.join(scheme.classes)}"]
+    notes = [paired, scheme.note, f"segmentation classes: {', '.join(scheme.classes)}"]
     if missing:
-        notes.append(f"{len(missing)} images without a mask left out, e.g. {missing[0].name}")
+        image, looked = missing[0]
+        notes.append(
+            f"{len(missing)} images without a mask left out, e.g. {image.name} (looked for "
+            f"{looked})"
+        )
     channels = channels or detect_channels([p for p, _ in pairs])
     xs, ys = [], []
     for image, mask in pairs:
@@ -62,3 +53,7 @@ def load_segfolder(
     images = torch.stack(xs).round().clamp(0, 255).to(torch.uint8)
     files = [image for image, _ in pairs]
     return ImageTensors(images, torch.stack(ys).long(), list(scheme.classes), files), notes
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()

@@ -27,14 +27,16 @@ def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTenso
         options = (name, opts.image_size, window, spacing, opts.strict)
         load = partial(load_volume_folder, path, opts.image_size, window, spacing, opts.strict)
     else:
-        options = (name, opts.image_size, window, spacing)
-        load = partial(load_volume_segfolder, path, opts.image_size, window, spacing)
+        options = (name, opts.image_size, window, spacing, opts.mask_pattern)
+        load = partial(
+            load_volume_segfolder, path, opts.image_size, window, spacing, opts.mask_pattern
+        )
     return cached(path, options, opts.cache, load)
 
 
 def check_3d_options(name: str, path: Path | None, opts: DataOptions) -> None:
     """--window and --spacing read volumes, --frames clips: given for other data, refused."""
-    volumes = name == "volumes" or (name == "segfolder" and holds_volumes(path / "images"))
+    volumes = name == "volumes" or (name == "segfolder" and holds_volumes(path, opts.mask_pattern))
     for flag, value, applies in (("--window", opts.window, volumes),
                                  ("--spacing", opts.spacing, volumes),
                                  ("--frames", opts.frames, name == "video")):  # fmt: skip
