@@ -155,6 +155,11 @@ class DataOptions:
         "volumes: CT window 'CENTRE,WIDTH' in HU, e.g. 40,400 (default: z-score, or "
         "40,400 for DICOM series)",
     )
+    volume_index: int | None = option(
+        None,
+        "volumes: which volume of a 4D file to read (a NIfTI's 4th axis, an array's first; from 0)",
+        "[0, inf)",
+    )
     mask_pattern: str | None = option(
         None,
         "segfolder: how an image names its mask: a name in masks/, e.g. '{stem}_mask.png', or "

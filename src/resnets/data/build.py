@@ -120,7 +120,7 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
     train = splits.tensors("train")
     if train is not None:
         mean, std = channel_stats(train.images)
-        where = f"all {len(train)} training images"
+        where = f"all {len(train)} training {unit(train, splits.name)}"
     else:
         sample = sample_images(splits.train, splits.input_size, workers)
         mean, std = channel_stats(sample)
@@ -160,7 +160,7 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
         notes.append(
-            f"test split: {len(test)} {unit(test, name)} held out from {name} (fixed seed)"
+            f"test split: {len(test)} {unit(test, name)} held out from {path or name} (fixed seed)"
         )
     if given_val is None:
         train, val = carve_val(train, opts.val_split, notes, name)
@@ -168,7 +168,8 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
         val = given_val
         notes.append(f"validation split: the file's own, {len(val)} images")
     size = train.images.shape[-1]
-    reading = reading_3d(name, train.images, opts.window, parse_spacing(opts.spacing), notes)
+    spacing = parse_spacing(opts.spacing)
+    reading = reading_3d(name, train.images, opts.window, spacing, notes, opts.volume_index)
     return Splits(
         name=name,
         train=train,

@@ -35,12 +35,13 @@ class ImageTensors:
     files: list[Path] | None = None
 
     def __post_init__(self) -> None:
+        what = "images" if self.images.ndim <= 4 else "volumes or clips"
         if len(self.images) == 0:
-            raise DataError("the dataset is empty")
+            raise DataError(f"the dataset is empty: it holds no {what}")
         if len(self.images) != len(self.labels):
-            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+            raise DataError(f"{len(self.images)} {what} but {len(self.labels)} labels")
         if self.files is not None and len(self.files) != len(self.images):
-            raise DataError(f"{len(self.images)} images but {len(self.files)} file names")
+            raise DataError(f"{len(self.images)} {what} but {len(self.files)} file names")
         if self.labels.ndim == 2:  # multi-label: a 0/1 row per image, a column per class
             if (
                 self.labels.shape[1] != len(self.classes)

@@ -78,8 +78,9 @@ def prepare_cases(
     for f in files:
         try:
             if meta.inputs == "volumes":
-                x, geometry = read_case(f, meta.intensity or "raw", (depth, side, side),
-                                        meta.spacing)  # fmt: skip
+                shape = (depth, side, side)
+                intensity = meta.intensity or "raw"
+                x, geometry = read_case(f, intensity, shape, meta.spacing, meta.volume_index)
             else:
                 x, geometry = read_clip(f, depth, side), None
         except Exception as e:  # the readers name the file; keep the reason

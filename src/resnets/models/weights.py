@@ -30,7 +30,13 @@ from .resnet import ResNet
 log = logging.getLogger("resnets")
 
 FORMAT_VERSION = 1
-THREE_D_DEFAULTS = {"inputs": "images", "input_depth": None, "intensity": None, "spacing": None}
+THREE_D_DEFAULTS = {
+    "inputs": "images",
+    "input_depth": None,
+    "intensity": None,
+    "spacing": None,
+    "volume_index": None,
+}
 
 # torchvision's builder for each name that has a counterpart there (same weights, same outputs).
 TORCHVISION_NAMES: dict[str, str] = {
@@ -69,6 +75,7 @@ class WeightsMeta:
     input_depth: int | None = None
     intensity: str | None = None
     spacing: list[float] | None = None  # volumes: the --spacing (mm, depth-height-width)
+    volume_index: int | None = None  # 4D files: which volume was read (--volume-index)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

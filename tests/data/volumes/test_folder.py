@@ -89,6 +89,27 @@ def test_a_malformed_volume_is_refused_in_one_line_naming_it(tmp_path, name, con
         load_volume_folder(tmp_path, side=4, window=None)
 
 
+def test_a_4d_nifti_names_its_shape_as_nibabel_does_and_one_volume_is_chosen(tmp_path):
+    rng = np.random.default_rng(3)
+    first, second = _volume(True, rng), _volume(False, rng)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        _nifti(tmp_path / c / "scan.nii.gz", np.stack([first, second], -1))  # (x, y, z, 2)
+    with pytest.raises(DataError) as caught:
+        load_volume_folder(tmp_path, side=8, window=None, strict=True)
+    text = str(caught.value)
+    assert "holds 2 volumes (shape (12, 10, 8, 2): x, y, z" in text
+    assert "--volume-index N (0..1)" in text and "\n" not in text
+    data, _ = load_volume_folder(tmp_path, side=8, window=None, index=1)
+    (tmp_path / "one").mkdir()
+    alone = read_case(_nifti(tmp_path / "one" / "v.nii.gz", second), "auto", (8, 8, 8))[0]
+    assert torch.equal(data.images[0], alone)
+    chosen = read_case(tmp_path / "a" / "scan.nii.gz", "auto", (8, 8, 8), None, 1)[0]
+    assert torch.equal(chosen, alone)
+    with pytest.raises(DataError, match="--volume-index 2 is past them"):
+        load_volume_folder(tmp_path, side=8, window=None, index=2, strict=True)
+
+
 def test_an_empty_class_folder_is_refused(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -117,10 +117,16 @@ def _labels(a: np.ndarray, where: str) -> torch.Tensor:
 
 
 def reading_3d(
-    name: str, images: torch.Tensor, window: str | None, spacing: tuple | None, notes: list[str]
+    name: str,
+    images: torch.Tensor,
+    window: str | None,
+    spacing: tuple | None,
+    notes: list[str],
+    index: int | None = None,
 ) -> dict:
     """For 3D data (N, C, D, H, W): what WeightsMeta must carry to read new files as these
-    were (inputs, input_depth, intensity, spacing), with a note on the shape; {} for 2D."""
+    were (inputs, input_depth, intensity, spacing, volume_index), with a note on the shape;
+    {} for 2D."""
     if images.ndim != 5:
         return {}
     shape = " x ".join(map(str, images.shape[2:]))
@@ -132,5 +138,12 @@ def reading_3d(
     files = name in ("volumes", "segfolder")
     intensity = (f"window {window}" if window else "auto") if files else "raw"
     spaced = list(spacing) if spacing and files else None
-    return {"inputs": "volumes", "input_depth": images.shape[2], "intensity": intensity,
-            "spacing": spaced}  # fmt: skip
+    if index is not None and files:
+        notes.append(f"4D files: volume {index} of each (--volume-index)")
+    return {
+        "inputs": "volumes",
+        "input_depth": images.shape[2],
+        "intensity": intensity,
+        "spacing": spaced,
+        "volume_index": index if files else None,
+    }

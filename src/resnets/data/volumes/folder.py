@@ -37,6 +37,7 @@ def load_volume_folder(
     window: tuple[float, float] | None,
     spacing: tuple[float, float, float] | None = None,
     strict: bool = False,
+    index: int | None = None,
 ) -> tuple[ImageTensors, list[str]]:
     """Every volume under `root`'s class folders, as one ImageTensors, and notes. With
     `spacing` (mm, depth-height-width), each is resampled to it from its header's spacing,
@@ -50,11 +51,14 @@ def load_volume_folder(
     if spacing:
         target = side or DEFAULT_SIDE
     else:
-        shapes, _, _ = read_each(cases, partial(guarded, _shape, what="volume"), strict, "volumes")
+        shape_of = partial(_shape, index=index)
+        shapes, _, _ = read_each(
+            cases, partial(guarded, shape_of, what="volume"), strict, "volumes"
+        )
         target = side or min(DEFAULT_SIDE, min(max(s) for s in shapes))
 
     def one(path: Path) -> tuple[torch.Tensor, str, bool, bool]:  # kept only as uint8
-        volume, kind, found = read_volume(path)
+        volume, kind, found = read_volume(path, index)
         cut = bool(spacing) and _spaced_larger(volume.shape, found, spacing, target)
         return to_uint8(volume, kind, window, (target,) * 3, found, spacing), kind, found, cut
 
@@ -95,29 +99,38 @@ def is_case(p: Path) -> bool:
     return p.name.lower().endswith(SUFFIXES)
 
 
-def _shape(path: Path) -> tuple[int, ...]:
-    """A case's volume shape from its header alone (without axes of length 1)."""
+def _shape(path: Path, index: int | None = None) -> tuple[int, ...]:
+    """A case's volume shape from its header alone (without axes of length 1); of a 4D file,
+    one volume's."""
     if path.is_dir():
         pydicom = need("pydicom", "DICOM series")
         first = pydicom.dcmread(sorted(path.glob("*.dcm"))[0], stop_before_pixels=True)
         shape = (len(list(path.glob("*.dcm"))), int(first.Rows), int(first.Columns))
     elif path.name.lower().endswith((".nii", ".nii.gz")):
         shape = need("nibabel", "NIfTI").load(str(path)).shape
+        if _one_of(path, shape, 3, index, "x, y, z") is not None:
+            shape = shape[:3]
     elif path.name.lower().endswith(".npy"):
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
     else:
         with zipfile.ZipFile(path) as archive, archive.open(archive.namelist()[0]) as f:
             major, _ = np.lib.format.read_magic(f)
-            header = np.lib.format.read_array_header_1_0 if major == 1 else (
-                np.lib.format.read_array_header_2_0)  # fmt: skip
+            header = np.lib.format.read_array_header_1_0
+            if major != 1:
+                header = np.lib.format.read_array_header_2_0
             shape = header(f)[0]
+    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    if not nifti and _one_of(path, shape, 0, index, "D, H, W") is not None:
+        shape = shape[1:]
     return tuple(n for n in shape if n != 1) or (1,)
 
 
-def read_volume(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
+def read_volume(
+    path: Path, index: int | None = None
+) -> tuple[np.ndarray, str, tuple[float, float, float] | None]:
     """(a float32 (D, H, W) array, "ct" or "mr", its voxel spacing in mm if the file says)
-    from one case; one line on failure."""
-    volume, kind, spacing = guarded(_load, path, "volume")
+    from one case; of a 4D file, volume `index` (--volume-index); one line on failure."""
+    volume, kind, spacing = guarded(partial(_load, index=index), path, "volume")
     volume = np.squeeze(np.asarray(volume, dtype=np.float32))
     if volume.ndim != 3 or min(volume.shape) < 2:
         raise DataError(f"{path} has shape {tuple(volume.shape)}; a volume is (D, H, W)")
@@ -128,7 +141,7 @@ def read_volume(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]
     return volume, kind, spacing
 
 
-def _load(path: Path) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
+def _load(path: Path, index: int | None = None) -> tuple[np.ndarray, str, tuple | None]:
     if path.is_dir():
         volume, spacing = _dicom_series(path)
         return volume, "ct", spacing
@@ -136,16 +149,47 @@ def _load(path: Path) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
     if name.endswith((".nii", ".nii.gz")):
         image = need("nibabel", "NIfTI").load(str(path))
         zooms = tuple(float(v) for v in image.header.get_zooms()[:3])[::-1]  # (z, y, x)
-        return image.get_fdata(dtype=np.float32).T, "mr", zooms
+        which = _one_of(path, image.shape, 3, index, "x, y, z")
+        if which is None:
+            return image.get_fdata(dtype=np.float32).T, "mr", zooms
+        return np.array(image.dataobj[..., which], dtype=np.float32).T, "mr", zooms
     if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False), "mr", None
-    if not name.endswith(".npz"):
-        raise DataError(f"{path} is not a volume ({', '.join(SUFFIXES)} files or DICOM series "
-                        "folders are)")  # fmt: skip
-    with np.load(path, allow_pickle=False) as arrays:
-        if len(arrays.files) != 1:
-            raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume file holds one")
-        return arrays[arrays.files[0]], "mr", None
+        array = np.load(path, allow_pickle=False)
+    elif name.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as arrays:
+            if len(arrays.files) != 1:
+                raise DataError(f"{path} holds {len(arrays.files)} arrays; a volume file holds one")
+            array = arrays[arrays.files[0]]
+    else:
+        raise DataError(
+            f"{path} is not a volume ({', '.join(SUFFIXES)} files or DICOM series folders are)"
+        )
+    which = _one_of(path, array.shape, 0, index, "D, H, W")
+    return (array if which is None else array[which]), "mr", None
+
+
+def _one_of(path: Path, shape: tuple, axis: int, index: int | None, spatial: str) -> int | None:
+    """Which volume of a 4D file to read along `axis` (None: the file holds one volume);
+    a 4D file without --volume-index, or an index past its end, refused naming its shape as
+    the file's reader gives it."""
+    full = tuple(shape)
+    shape = tuple(n for n in full if n != 1)
+    if len(shape) <= 3:
+        if index not in (None, 0):
+            raise DataError(f"{path} holds one volume {full}; --volume-index {index} is past it")
+        return None
+    count = full[axis] if len(full) == 4 else None
+    if count is None or len(shape) > 4:
+        raise DataError(f"{path} has shape {full}; a volume file holds (D, H, W) or 4D volumes")
+    where = "the 4th axis" if axis == 3 else "the first axis"
+    if index is None:
+        raise DataError(
+            f"{path} holds {count} volumes (shape {full}: {spatial} and {count} along {where}); "
+            f"choose one with --volume-index N (0..{count - 1})"
+        )
+    if index >= count:
+        raise DataError(f"{path} holds {count} volumes; --volume-index {index} is past them")
+    return index
 
 
 def _dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float] | None]:
@@ -177,12 +221,17 @@ def _dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float] 
 
 
 def read_case(
-    path: Path, intensity: str, shape: tuple[int, int, int], spacing: list[float] | None = None
+    path: Path,
+    intensity: str,
+    shape: tuple[int, int, int],
+    spacing: list[float] | None = None,
+    index: int | None = None,
 ) -> tuple[torch.Tensor, tuple]:
     """One new volume as (1, D, H, W) uint8, read as a model's training volumes were
-    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing),
-    and its geometry (its own shape and spacing) for `to_file_voxels`."""
-    volume, kind, found = read_volume(path)
+    (`intensity`: WeightsMeta's "raw", "auto" or "window C,W"; `spacing`: its --spacing;
+    `index`: its --volume-index), and its geometry (its own shape and spacing) for
+    `to_file_voxels`."""
+    volume, kind, found = read_volume(path, index)
     target = tuple(spacing) if spacing else None
     geometry = (tuple(volume.shape), found)
     if intensity == "raw":  # 0..255 as given; floats in [0, 1] scaled, as in an .npz

@@ -32,7 +32,12 @@ def holds_volumes(root: Path, pattern: str | None = None) -> bool:
 
 
 def load_volume_segfolder(
-    root: Path, side: int | None, window, spacing, pattern: str | None = None
+    root: Path,
+    side: int | None,
+    window,
+    spacing,
+    pattern: str | None = None,
+    index: int | None = None,
 ) -> tuple[ImageTensors, list[str]]:
     """The volumes and their masks as (N, 1, S, S, S) uint8 and (N, S, S, S) class indices,
     and notes on what was read (masks paired as in 2D: pairing.py)."""
@@ -41,7 +46,7 @@ def load_volume_segfolder(
     cube = (side,) * 3
     images, masks, values, kinds = [], [], set(), set()
     for image, mask in pairs:
-        volume, kind, found = read_volume(image)
+        volume, kind, found = read_volume(image, index)  # a 4D scan: one of its volumes
         labels, _, _ = read_volume(mask)
         if labels.shape != volume.shape:
             raise DataError(f"mask {mask} has shape {labels.shape} but its volume {image} has "

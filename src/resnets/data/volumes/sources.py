@@ -24,22 +24,41 @@ def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTenso
         options: tuple = (name, opts.image_size, opts.frames, opts.strict)
         load = partial(load_video_folder, path, opts.image_size, opts.frames, opts.strict)
     elif name == "volumes":
-        options = (name, opts.image_size, window, spacing, opts.strict)
-        load = partial(load_volume_folder, path, opts.image_size, window, spacing, opts.strict)
-    else:
-        options = (name, opts.image_size, window, spacing, opts.mask_pattern)
+        options = (name, opts.image_size, window, spacing, opts.strict, opts.volume_index)
         load = partial(
-            load_volume_segfolder, path, opts.image_size, window, spacing, opts.mask_pattern
+            load_volume_folder,
+            path,
+            opts.image_size,
+            window,
+            spacing,
+            opts.strict,
+            opts.volume_index,
+        )
+    else:
+        options = (name, opts.image_size, window, spacing, opts.mask_pattern, opts.volume_index)
+        load = partial(
+            load_volume_segfolder,
+            path,
+            opts.image_size,
+            window,
+            spacing,
+            opts.mask_pattern,
+            opts.volume_index,
         )
     return cached(path, options, opts.cache, load)
 
 
 def check_3d_options(name: str, path: Path | None, opts: DataOptions) -> None:
-    """--window and --spacing read volumes, --frames clips: given for other data, refused."""
+    """--window, --spacing and --volume-index read volumes, --frames clips: given for other
+    data, refused."""
     volumes = name == "volumes" or (name == "segfolder" and holds_volumes(path, opts.mask_pattern))
-    for flag, value, applies in (("--window", opts.window, volumes),
-                                 ("--spacing", opts.spacing, volumes),
-                                 ("--frames", opts.frames, name == "video")):  # fmt: skip
+    checks = (
+        ("--window", opts.window, volumes),
+        ("--spacing", opts.spacing, volumes),
+        ("--volume-index", opts.volume_index, volumes),
+        ("--frames", opts.frames, name == "video"),
+    )
+    for flag, value, applies in checks:
         if value is not None and not applies:
             what = "video:DIR" if flag == "--frames" else "volumes:DIR and segfolder:DIR of volumes"
             raise UsageError(f"{flag} applies to {what}, not to --data {opts.data}")
