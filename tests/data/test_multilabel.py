@@ -58,9 +58,17 @@ def corners_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("corners")
     table = write_corners(root)
     summary = train(
-        data=f"csv:{table}", model="resnet20", epochs=3, batch_size=32, progress=False,
-        tensorboard=False, out=str(root / "run"), num_workers=0, seed=0, amp="bf16",
-    )  # fmt: skip
+        data=f"csv:{table}",
+        model="resnet20",
+        epochs=3,
+        batch_size=32,
+        progress=False,
+        tensorboard=False,
+        out=str(root / "run"),
+        num_workers=0,
+        seed=0,
+        amp="bf16",
+    )
     return root, summary
 
 

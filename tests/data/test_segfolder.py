@@ -88,9 +88,18 @@ def test_a_changed_folder_keeps_the_runs_split_by_file_name(tmp_path):
     from resnets import evaluate, train
 
     root = write_set(tmp_path / "set", n=24)
-    s = train(data=f"segfolder:{root}", task="segmentation", model="resnet20", image_size=48,
-              batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
-              tensorboard=False, amp="none")  # fmt: skip
+    s = train(
+        data=f"segfolder:{root}",
+        task="segmentation",
+        model="resnet20",
+        image_size=48,
+        batch_size=8,
+        epochs=1,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+        amp="none",
+    )
     extra = write_set(tmp_path / "more", n=30)
     for i in range(24, 30):  # six new pairs: a re-split would move others into the test split
         (extra / "images" / f"im{i}.jpg").rename(root / "images" / f"im{i}.jpg")
@@ -100,3 +109,42 @@ def test_a_changed_folder_keeps_the_runs_split_by_file_name(tmp_path):
     report = evaluate(tmp_path / "run", allow_changed_data=True)
     assert report.count == s["test_images"]
     assert report.dice == pytest.approx(s["test_dice"], abs=1e-6)
+
+
+def test_test_masks_are_named_after_their_images_at_their_size_and_reports_are_files(
+    tmp_path, monkeypatch
+):
+    """The test split's masks in RUN/predictions are named after their images, at the images'
+    own size; evaluate writes eval-test.json; predict's default folder is the run's."""
+    import json
+
+    from resnets import evaluate, predict, train
+
+    root = write_set(tmp_path / "set", n=24)
+    s = train(
+        data=f"segfolder:{root}",
+        task="segmentation",
+        model="resnet20",
+        image_size=32,
+        batch_size=8,
+        epochs=1,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
+    masks = sorted((tmp_path / "run" / "predictions").iterdir())
+    assert len(masks) == s["test_images"] == 5
+    for mask in masks:
+        image = root / "images" / mask.name.removesuffix(".png")
+        assert image.is_file() and Image.open(mask).size == Image.open(image).size == (48, 48)
+    report = evaluate(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "eval" / "eval-test.json").read_text())
+    assert saved["dice"] == report.dice and saved["count"] == 5
+    assert report.files["report"] == str(tmp_path / "run" / "eval" / "eval-test.json")
+    evaluate(tmp_path / "run", out=tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "eval-test.json").is_file()
+    monkeypatch.chdir(tmp_path / "set")  # nothing may land in the current folder
+    before = sorted(p.name for p in (tmp_path / "set").iterdir())
+    result = predict(tmp_path / "run", [root / "images" / "im0.jpg"])
+    assert result.predictions[0].mask == str(tmp_path / "run" / "predictions" / "im0.jpg.png")
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == before

@@ -113,13 +113,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..infer.explain import explain
+    from ..infer.sources import output_folder
 
     positive("topk", args.topk)
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     result = explain(
-        args.weights, args.images, method=args.method, target=target, out=args.out,
-        topk=args.topk, device=args.device,
-    )  # fmt: skip
+        args.weights,
+        args.images,
+        method=args.method,
+        target=target,
+        out=args.out or output_folder(args.weights, "explanations"),
+        topk=args.topk,
+        device=args.device,
+    )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     return _unreadable(result.failed)
 

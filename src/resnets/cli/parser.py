@@ -167,8 +167,8 @@ def _inference_commands(sub) -> None:
     p.add_argument("--out", help="write the predictions to a .csv or .json file, not the screen")
     p.add_argument(
         "--masks-out",
-        default="masks",
-        help="segmentation: folder for the masks (PNG; volumes: NIfTI or .npy)",
+        help="segmentation: folder for the masks (PNG; volumes: NIfTI or .npy; default: "
+        "RUN/predictions, or WEIGHTS-predictions beside a weights file)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
@@ -191,7 +191,11 @@ def _explain_command(sub) -> None:
         "--method", default="gradcam", choices=options.EXPLAIN_METHODS, help="how the map is made"
     )
     p.add_argument("--target", help="class name or index to explain (default: each top-1)")
-    p.add_argument("--out", default="explanations", help="folder for one PNG per image")
+    p.add_argument(
+        "--out",
+        help="folder for one PNG per image (default: RUN/explanations, or "
+        "WEIGHTS-explanations beside a weights file)",
+    )
     p.add_argument("--topk", type=int, default=3, help="classes named on each picture")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

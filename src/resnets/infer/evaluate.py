@@ -14,7 +14,6 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from ..data.loaders import InMemoryEvalLoader
 from ..data.provenance import item_digests, read_record
 from ..data.python import PYTHON, is_spec, read_items, to_tensors
 from ..errors import UsageError
-from ..files import atomic_write_json
 from ..metrics import SegmentationMeter
 from ..models.weights import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS, absolute_data
@@ -37,38 +35,23 @@ from ..tasks import get_task
 from .backends import Predictor
 from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
-from .report import EvalReport, classification_report, write_report
-from .sources import is_onnx, open_source, resolve_source
+from .report import EvalReport, SegmentationReport, classification_report, write_report
+from .sources import is_onnx, open_source, output_folder, resolve_source
 
 log = logging.getLogger("resnets")
-
-
-@dataclass
-class SegmentationReport:
-    split: str
-    count: int
-    dice: float
-    iou: float
-    pixel_acc: float
-
-    def table(self) -> str:
-        return (
-            f"{self.split}: {self.count} images\nDice {self.dice:.2f} %   IoU {self.iou:.2f} %   "
-            f"pixel accuracy {self.pixel_acc:.2f} %"
-        )
 
 
 def _evaluate_masks(
     infer: Predictor, loader, split: str, classes: int, remap: torch.Tensor
 ) -> SegmentationReport:
     meter = SegmentationMeter(torch.device("cpu"), classes)
-    images = 0
+    count, unit = 0, "images"
     for x, y in loader:
         logits = infer(x).cpu()
         meter.update(torch.zeros(()), logits, remap[y.cpu()])
-        images += len(y)
+        count, unit = count + len(y), "images" if x.ndim == 4 else "volumes"
     r = meter.read()
-    return SegmentationReport(split, images, r["dice"], r["iou"], r["pixel_acc"])
+    return SegmentationReport(split, count, r["dice"], r["iou"], r["pixel_acc"], unit)
 
 
 def evaluate(
@@ -111,13 +94,14 @@ def evaluate(
         raise UsageError(f"{meta.task} weights need {need}; {loader.data} does not fit")
     classes, infer = loaded.classes, loaded.infer
     remap = class_map(loader.classes, classes, meta.classes is not None)
-    if task.masks:
-        return _evaluate_masks(infer, loader, split, len(classes), remap)
     folder = _report_folder(out, run, loaded.path, data)
+    if task.masks:
+        found = _evaluate_masks(infer, loader, split, len(classes), remap)
+        found.save(folder)
+        return found
     if task.multilabel:
         found = evaluate_labels(infer, loader, split, remap, meta.thresholds, tta_flip)
-        found.files = {"report": str(folder / f"eval-{split}.json")}
-        atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(found))
+        found.save(folder)
         return found
     logits, labels = _predict_all(infer, loader, tta_flip)
     if labels.ndim != 1:
@@ -146,8 +130,9 @@ def default_split(source: str | Path, data: Any) -> str:
 
 def _report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:
     """`out`, else the run's eval/ (an export's report in eval/EXPORT-NAME/, and a subfolder
-    named after other data: never over the run's own report), else eval/WEIGHTS-NAME."""
-    folder = Path(out) if out else (run / "eval" if run else Path("eval") / weights.stem)
+    named after other data: never over the run's own report), else WEIGHTS-NAME-eval/ beside
+    the weights file: never the current folder."""
+    folder = Path(out) if out else output_folder(weights, "eval")
     if run is not None and not out and is_onnx(weights):
         folder = folder / weights.name
     if data is not None and run is not None and not out:

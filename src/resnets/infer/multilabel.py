@@ -11,10 +11,11 @@ import torch
 from ..errors import UsageError
 from ..metrics import label_metrics, macro
 from .backends import Predictor
+from .report import Report
 
 
 @dataclass
-class MultiLabelReport:
+class MultiLabelReport(Report):
     split: str
     count: int
     auc: float  # macro means over the labels where each is defined, in %

@@ -35,7 +35,7 @@ from .cases import (
     prepare_cases,
     write_mask_volume,
 )
-from .sources import Loaded, open_source
+from .sources import Loaded, open_source, output_folder
 
 
 @dataclass
@@ -223,14 +223,16 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
     backend: str = "eager",
-    masks_out: str | Path = "masks",
+    masks_out: str | Path | None = None,
     overwrite: bool = False,
     out: str | Path | None = None,
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
-    Segmentation weights write one mask PNG per image under `masks_out` (see `mask_paths`),
-    at the image's own size, never over an input nor, without `overwrite`, an existing file.
+    Segmentation weights write one mask per image under `masks_out` (default: RUN/predictions,
+    or WEIGHTS-predictions beside a weights file; see `mask_paths`), at the image's own size
+    (a volume's: on its own voxels), never over an input nor, without `overwrite`, an
+    existing file.
     Their inputs are resized straight to the input size, as in training, so that the mask
     covers the whole image.
     `weights`: a run folder, a weights file or an .onnx export (run by ONNX Runtime, CPU).
@@ -246,8 +248,10 @@ def predict(
     result = PredictResult([])
     if segmentation and not all(isinstance(f, Path) for f in files):
         raise UsageError("segmentation predicts masks for image files; give paths")
-    masks, owners = (_mask_targets(files, Path(masks_out), overwrite, three_d) if segmentation
-                     else ({}, {}))  # fmt: skip
+    masks, owners = {}, {}
+    if segmentation:
+        folder = Path(masks_out) if masks_out else output_folder(loaded.path, "predictions")
+        masks, owners = _mask_targets(files, folder, overwrite, three_d)
     resize = None if segmentation else meta.resize_size
     k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):

@@ -28,8 +28,53 @@ ECE_BINS = 15  # equal-width bins of the top-1 probability, as in Guo et al. 201
 POSITIVE = 1  # two classes: the weights' output 1 is the positive class
 
 
+class Report:
+    """What every report of `evaluate` offers, whatever the task: its numbers as a dict, saved
+    as eval-SPLIT.json, and as the text the command prints."""
+
+    split: str
+    files: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, folder: Path) -> Path:
+        """eval-SPLIT.json in `folder`, written atomically; its path joins `files`."""
+        path = folder / f"eval-{self.split}.json"
+        self.files["report"] = str(path)
+        atomic_write_json(path, self.to_dict())
+        return path
+
+    def text(self) -> str:
+        return self.table()
+
+    def table(self) -> str:
+        raise NotImplementedError
+
+
 @dataclass
-class EvalReport:
+class SegmentationReport(Report):
+    """Dice, IoU (means over the classes present) and pixel accuracy, in %."""
+
+    split: str
+    count: int
+    dice: float
+    iou: float
+    pixel_acc: float
+    unit: str = "images"  # or volumes
+    files: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = [
+            f"{self.split}: {self.count} {self.unit}",
+            f"Dice {self.dice:.2f} %   IoU {self.iou:.2f} %   "
+            f"pixel accuracy {self.pixel_acc:.2f} %",
+        ]
+        return "\n".join(lines + [f"{k}: {v}" for k, v in self.files.items()])
+
+
+@dataclass
+class EvalReport(Report):
     """Accuracies and ECE in %; precision, recall, F1, AUC, sensitivity and specificity in
     [0, 1]; None where a metric is undefined (the AUC of a class absent from the split)."""
 
@@ -52,9 +97,10 @@ class EvalReport:
     files: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> str:
+        top5 = f"   top-5 {self.acc5:.2f} %" if len(self.classes) > 5 else ""  # else 100 %
         lines = [
             f"{self.split}: {self.count} images" + (" (flip TTA)" if self.tta_flip else ""),
-            f"top-1 {self.acc1:.2f} %   top-5 {self.acc5:.2f} %   macro F1 {self.macro_f1:.4f}",
+            f"top-1 {self.acc1:.2f} %{top5}   macro F1 {self.macro_f1:.4f}",
             f"balanced accuracy {self.balanced_acc:.2f} %   macro ROC-AUC "
             f"{_shown(self.macro_auc)}   ECE {self.ece:.2f} % "
             f"({self.calibration.get('bins', ECE_BINS)} confidence bins)",
@@ -187,12 +233,8 @@ def write_report(report: EvalReport, folder: Path) -> EvalReport:
     curve = reliability_diagram(
         bins["count"], bins["accuracy"], folder / f"reliability-{split}.png", title
     )
-    report.files = {
-        "confusion matrix": str(png),
-        "reliability diagram": str(curve),
-        "report": str(folder / f"eval-{split}.json"),
-    }
+    report.files = {"confusion matrix": str(png), "reliability diagram": str(curve)}
     if report.mistakes:
         report.files["most confident mistakes"] = str(Path(report.mistakes[0]["png"]).parent)
-    atomic_write_json(folder / f"eval-{split}.json", dataclasses.asdict(report))
+    report.save(folder)
     return report

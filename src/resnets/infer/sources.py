@@ -36,6 +36,13 @@ def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
     return path, None
 
 
+def output_folder(source: str | Path, name: str) -> Path:
+    """Where a command's files go by default: RUN/NAME for a run (or a file of one), else
+    WEIGHTS-NAME beside the weights file; never the current folder."""
+    weights, run = resolve_source(source)
+    return run / name if run is not None else weights.with_name(f"{weights.stem}-{name}")
+
+
 def is_onnx(path: Path) -> bool:
     return path.suffix.lower() == ".onnx"
 

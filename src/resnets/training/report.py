@@ -3,6 +3,7 @@ curves, best.safetensors and (segmentation) the test split's predicted masks."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from ..metrics import best_thresholds
 from ..tasks import get_task, write_mask
 from .saving import save_best_weights
 from .setup import Run
+
+log = logging.getLogger("resnets")
 
 
 def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
@@ -71,9 +74,21 @@ def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
 
 @torch.no_grad()
 def save_test_masks(run: Run, model: nn.Module) -> Path:
-    """The test split's predicted masks as PNG (volumes: .npy), numbered in the split's
-    order."""
+    """The test split's predicted masks in RUN/predictions. Read from files, each is named after
+    its image and lies on the image's own pixels (a volume's voxels), as `predict` writes
+    them; generated data has no files, so its masks are numbered in the split's order, at the
+    training size (PNG; volumes: .npy)."""
     folder = run.folder.path / "predictions"
+    files = getattr(run.splits.test, "files", None)
+    if files:
+        from ..infer.predict import predict  # the same reading and writing as for new images
+
+        result = predict(
+            run.folder.path, files, masks_out=folder, device=str(run.device), overwrite=True
+        )
+        for name, why in result.failed.items():
+            log.warning("no test mask for %s: %s", name, why)
+        return folder
     model.eval()
     n = 0
     for x, _ in eval_loader(run.splits, "test", 64, run.device):

@@ -64,11 +64,13 @@ def test_a_3d_unet_learns_to_segment_balls_and_evaluate_agrees(tmp_path):
                     image_size=16, epochs=10, batch_size=4, lr=0.05, out=str(tmp_path / "run"),
                     progress=False, tensorboard=False)  # fmt: skip
     assert summary["test_dice"] >= 75.0, summary  # measured 89.2
-    saved = sorted((tmp_path / "run" / "predictions").glob("*.npy"))
-    assert len(saved) == summary["test_images"] and np.load(saved[0]).shape == (16, 16, 16)
+    saved = sorted((tmp_path / "run" / "predictions").glob("*_mask.nii.gz"))  # as their scans
+    assert len(saved) == summary["test_images"]
+    assert (data / "images" / saved[0].name.replace("_mask", "")).is_file()
+    assert nibabel.load(saved[0]).shape == (16, 16, 16)
     report = evaluate(tmp_path / "run")
     assert report.dice == pytest.approx(summary["test_dice"], abs=0.01)
-    assert set(np.unique(np.load(saved[0])).tolist()) <= {0, 1}  # class indices
+    assert set(np.unique(np.asarray(nibabel.load(saved[0]).dataobj)).tolist()) <= {0, 1}
     new = tmp_path / "new"
     write_set(new, 2, np.random.default_rng(9))
     result = predict(tmp_path / "run", new / "images", masks_out=tmp_path / "masks")
