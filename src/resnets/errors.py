@@ -14,6 +14,7 @@ class ResnetsError(Exception):
     """A failure the user can act on (missing file, broken data, a run that diverged)."""
 
     exit_code = 1
+    prefix = "error: "  # what the CLI prints before the message
 
 
 class UsageError(ResnetsError, ValueError):

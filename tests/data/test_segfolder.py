@@ -148,3 +148,16 @@ def test_test_masks_are_named_after_their_images_at_their_size_and_reports_are_f
     result = predict(tmp_path / "run", [root / "images" / "im0.jpg"])
     assert result.predictions[0].mask == str(tmp_path / "run" / "predictions" / "im0.jpg.png")
     assert sorted(p.name for p in (tmp_path / "set").iterdir()) == before
+
+
+def test_the_notes_say_sizes_decoding_and_flips_and_a_broken_pair_is_left_out(tmp_path):
+    root = write_set(tmp_path / "set", n=12)
+    (root / "images" / "im3.jpg").write_bytes(b"not a jpeg")
+    s = load(root)
+    assert sum(len(getattr(s, n)) for n in ("train", "val", "test")) == 11
+    notes = "\n".join(s.notes)
+    assert "11 images of 48x48 kept" in notes and "decoded once in" in notes
+    assert "1 unreadable images or masks left out" in notes and "im3.jpg" in notes
+    assert "random horizontal flips: off" in notes and "masks paired by name" in notes
+    with pytest.raises(DataError, match=r"cannot read .*im3\.jpg"):
+        load(root, strict=True)

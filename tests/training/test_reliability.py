@@ -85,6 +85,7 @@ def test_sigterm_finishes_the_step_saves_and_says_how_to_resume(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert f"Resume with: resnets train --resume {folder}" in err
+    assert "error" not in err.splitlines()[-1]  # a stop asked for is not an error
     state = load_checkpoint(folder / "last.pt")
     assert 0 < state["progress"]["step"] < 20
     assert subprocess.run(command(folder, "--resume", str(folder)), timeout=600).returncode == 0

@@ -42,6 +42,6 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         code = args.handler(args)
     except ResnetsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{e.prefix}{e}", file=sys.stderr)
         return e.exit_code
     return int(code or 0)

@@ -140,11 +140,16 @@ def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: in
     elif name == "segfolder":
         size = opts.image_size or 128
         train, notes = load_segfolder(
-            path or Path("data"), size, None, opts.mask_colours, opts.mask_pattern
+            path or Path("data"), size, None, opts.mask_colours, opts.mask_pattern, opts.strict
         )
         test = None
         if not opts.image_size:
             notes.append("input size 128 px, the segmentation-folder default (--image-size)")
+        if opts.hflip is None:
+            notes.append(
+                "random horizontal flips: off (scans have a left and a right); --hflip flips "
+                "images and their masks together"
+            )
     elif name == "npz":
         (train, notes), test = load_npz(path), None
     else:

@@ -8,6 +8,8 @@ through a table (`--mask-colours FILE`). Each decision is a note the run prints.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ def load_segfolder(
     channels: int | None,
     colours: str | None = None,
     pattern: str | None = None,
+    strict: bool = False,
 ) -> tuple[ImageTensors, list[str]]:
     """The set's images and masks at `size` px, and notes on how the masks were read."""
     pairs, missing, paired = pair_masks(root, pattern, _is_image)
@@ -39,20 +42,48 @@ def load_segfolder(
             f"{looked})"
         )
     channels = channels or detect_channels([p for p, _ in pairs])
-    xs, ys = [], []
+    start = time.perf_counter()
+    images, masks, files, sizes, skipped = [], [], [], Counter(), []
     for image, mask in pairs:
-        x, y = decode(image, channels), apply(scheme, read_mask(mask))
+        try:
+            x, y = decode(image, channels), apply(scheme, read_mask(mask))
+        except Exception as e:  # a broken image or mask costs its pair, unless strict
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if strict:
+                raise DataError(f"cannot read {image} or its mask {mask} ({why})") from None
+            skipped.append(f"{image.name} ({why})")
+            continue
         if tuple(x.shape[-2:]) != tuple(y.shape):
             raise DataError(
                 f"mask {mask} is {y.shape[1]}x{y.shape[0]} but its image {image} is "
                 f"{x.shape[2]}x{x.shape[1]}; resize the mask (nearest neighbour) or fix the pair"
             )
+        sizes[(x.shape[2], x.shape[1])] += 1
         x = F.interpolate(x.float()[None], size=(size, size), mode="bilinear", antialias=True)
-        xs.append(x[0])
-        ys.append(F.interpolate(y.float()[None, None], size=(size, size), mode="nearest")[0, 0])
-    images = torch.stack(xs).round().clamp(0, 255).to(torch.uint8)
-    files = [image for image, _ in pairs]
-    return ImageTensors(images, torch.stack(ys).long(), list(scheme.classes), files), notes
+        images.append(x[0].round().clamp(0, 255).to(torch.uint8))
+        masks.append(F.interpolate(y.float()[None, None], size=(size, size), mode="nearest")[0, 0])
+        files.append(image)
+    if not images:
+        raise DataError(f"none of the {len(pairs)} images with masks could be read: {skipped[0]}")
+    notes.append(_size_note(sizes, size, len(images), time.perf_counter() - start))
+    if skipped:
+        notes.append(
+            f"{len(skipped)} unreadable images or masks left out (--strict stops instead), e.g. "
+            f"{skipped[0]}"
+        )
+    labels = torch.stack(masks).long()
+    return ImageTensors(torch.stack(images), labels, list(scheme.classes), files), notes
+
+
+def _size_note(sizes: Counter, size: int, count: int, seconds: float) -> str:
+    """What the images were and became: their sizes, the training size, the decoding time."""
+    (w0, h0), (w1, h1) = min(sizes), max(sizes)
+    shape = f"{w0}x{h0}" if len(sizes) == 1 else f"{w0}x{h0} to {w1}x{h1}"
+    how = "kept" if sizes.keys() == {(size, size)} else f"resized to {size}x{size}"
+    return (
+        f"{count} images of {shape} {how} (images bilinear, masks nearest); decoded once in "
+        f"{seconds:.1f} s ({count / max(seconds, 1e-9):.0f} images/s)"
+    )
 
 
 def _is_image(path: Path) -> bool:

@@ -17,9 +17,11 @@ from .setup import Run
 
 
 class Interrupted(TrainingError):
-    """Stopped by SIGINT/SIGTERM after saving; the message says how to resume."""
+    """Stopped by SIGINT/SIGTERM after saving; the message says how to resume. Asked for, so
+    not printed as an error."""
 
     exit_code = 130
+    prefix = ""
 
 
 def checkpoint_payload(run: Run, meter: Meter | None = None) -> dict[str, Any]:
