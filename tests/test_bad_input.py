@@ -60,7 +60,7 @@ def workspace(tmp_path_factory, digits_run) -> Path:
     (w / "truncated.safetensors").write_bytes((ws / "run" / "best.safetensors").read_bytes()[:100])
     with open(w / "evil.pth", "wb") as f:
         f.write(b"\x80\x02cposix\nsystem\nq\x00X\x05\x00\x00\x00touchq\x01\x85q\x02Rq\x03.")
-    for name, source in (("truncated", "best.pt"), ("foreign", None)):
+    for name, source in (("truncated", "last.pt"), ("foreign", None)):
         broken = ws / f"{name}_run"
         shutil.copytree(digits_run, broken)
         if source:

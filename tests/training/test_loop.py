@@ -43,9 +43,10 @@ def test_short_run_learns_and_fills_the_run_folder(tmp_path):
     assert len(rows) == 4
     assert float(rows[-1]["train_loss"]) < 0.6 * float(rows[0]["train_loss"])  # loss falls
     assert s["test_acc1"] > 60 and s["best_val_acc1"] is not None
-    files = ("config.yaml", "manifest.json", "curves.png", "last.pt", "best.pt", "best.safetensors")
+    files = ("config.yaml", "manifest.json", "curves.png", "last.pt", "best.safetensors")
     for name in files:
         assert (run / name).is_file(), name
+    assert not list(run.glob("best.pt")) and not list(run.glob(".best-previous*"))  # one state
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["versions"]["torch"] == torch.__version__ and manifest["dataset_fingerprint"]
@@ -88,6 +89,35 @@ def test_resume_mid_epoch_equals_the_uninterrupted_run(tmp_path, monkeypatch):
         assert full[key] == resumed[key]
     rows = [read_csv(tmp_path / r / "metrics.csv") for r in ("full", "cut")]
     assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]
+
+
+def test_the_best_weights_live_once_and_a_kill_between_their_writes_loses_nothing(
+    tmp_path, monkeypatch
+):
+    """last.pt holds no second copy of the weights: the selected ones are best.safetensors,
+    stamped. A kill after a new best.safetensors but before last.pt leaves the previous one
+    aside; the resumed run takes the one last.pt selected and ends as the uninterrupted run."""
+    from resnets.models import create_model
+    from resnets.models.weights import save_weights
+    from resnets.training.checkpoint import PREVIOUS_BEST, STAMP
+
+    opts = {**QUICK, "epochs": 3, "deterministic": True, "seed": 3}
+    full = train(out=str(tmp_path / "full"), **opts)
+    state = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert "best" not in state and not (tmp_path / "full" / "best.pt").exists()
+    monkeypatch.setattr(loop, "StopRequest", lambda: StopAtStep(13))
+    with pytest.raises(Interrupted):
+        train(out=str(tmp_path / "cut"), **opts)
+    cut = tmp_path / "cut"
+    (cut / "best.safetensors").rename(cut / PREVIOUS_BEST)  # as if killed between the writes:
+    save_weights(create_model("resnet20"), cut / "best.safetensors", extra={STAMP: "[9, 1, 0]"})
+    monkeypatch.setattr(loop, "StopRequest", StopRequest)
+    resumed = train(resume=str(cut), progress=False)
+    assert not (cut / PREVIOUS_BEST).exists()
+    a, b = load_file(tmp_path / "full" / "best.safetensors"), load_file(cut / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("test_acc1", "best_val_acc1", "best_epoch", "steps"):
+        assert full[key] == resumed[key]
 
 
 def test_deterministic_runs_are_bit_identical(tmp_path):

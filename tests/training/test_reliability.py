@@ -168,7 +168,7 @@ def test_newer_or_truncated_checkpoints_name_the_problem(finished_run):
     torch.save(state, finished_run / "last.pt")
     with pytest.raises(WeightsError, match="format 99; this resnets reads up to 1: upgrade"):
         train(resume=str(finished_run))
-    data = (finished_run / "best.pt").read_bytes()
+    data = (finished_run / "last.pt").read_bytes()
     (finished_run / "last.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="unreadable or truncated"):
         train(resume=str(finished_run))

@@ -323,11 +323,12 @@ def save_weights(
     path: str | Path,
     meta: WeightsMeta | None = None,
     state: StateDict | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Path:
     """Write the model's weights (or `state`, weights for it), atomically, with the metadata
     needed to use them: as safetensors (metadata inside) for a `.safetensors` name, else as a
     plain PyTorch state_dict that `torch.load(weights_only=True)` reads, with the metadata
-    beside it (`meta_beside`)."""
+    beside it (`meta_beside`). `extra`: more safetensors metadata (a run's stamp)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -341,7 +342,8 @@ def save_weights(
             torch.save(state, tmp)
         return path
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "resnets", "resnets": meta.to_json()})
+        metadata = {"format": "resnets", "resnets": meta.to_json(), **(extra or {})}
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

@@ -1,13 +1,17 @@
 """Training-state checkpoints: everything needed to continue a run exactly.
 
-A checkpoint holds only tensors and plain Python values, so it is read back with
+A checkpoint (last.pt) holds only tensors and plain Python values, so it is read back with
 `torch.load(weights_only=True)`; it is written atomically (temporary file, fsync, rename),
 so a crash during a save leaves the previous checkpoint intact. It carries the model name,
-config and a format version, checked on load.
+config and a format version, checked on load. The selected (best) weights are not in it: they
+are best.safetensors, stamped with the selection they are (`best_stamp`), which a resumed
+run reads back; the previous best file stays as .best-previous.safetensors until last.pt
+records the new selection, so a kill between the two writes loses neither.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 import warnings
@@ -22,6 +26,9 @@ from ..files import atomic_path
 
 FORMAT_VERSION = 1
 KIND = "resnets-train-state"
+BEST = "best.safetensors"
+PREVIOUS_BEST = ".best-previous.safetensors"
+STAMP = "resnets_selection"  # best.safetensors metadata: which selection its weights are
 
 
 @dataclass
@@ -107,3 +114,39 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]
 
 def progress_of(data: dict[str, Any]) -> Progress:
     return Progress(**data["progress"])
+
+
+def best_stamp(progress: Progress) -> str:
+    """The selection a best.safetensors holds: its epoch and the validation score and loss it
+    was selected by."""
+    return json.dumps([progress.best_epoch, progress.best_score, progress.best_loss])
+
+
+def load_best(folder: Path, data: dict[str, Any], main: bool) -> dict[str, torch.Tensor] | None:
+    """The selected weights a checkpoint refers to: best.safetensors (or, after a kill between
+    writing it and last.pt, the previous one, which process 0 then puts back as
+    best.safetensors) whose stamp matches; a checkpoint from before best weights left it
+    holds them itself."""
+    if "best" in data:
+        return data["best"]
+    progress = progress_of(data)
+    if progress.best_epoch < 0:
+        return None
+    from safetensors import safe_open
+
+    want = best_stamp(progress)
+    for name in (PREVIOUS_BEST, BEST):  # the previous first: it is renamed to BEST once kept
+        path = folder / name
+        if not path.is_file():
+            continue
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get(STAMP) != want:
+                continue
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        if main and name == PREVIOUS_BEST:  # the newer file belongs to no checkpoint
+            path.replace(folder / BEST)
+        return state
+    raise TrainingError(
+        f"{folder / BEST} does not hold the weights last.pt selected (epoch "
+        f"{progress.best_epoch}); the run cannot finish as it began: start it again"
+    )

@@ -6,8 +6,8 @@
     metrics.csv        one row per epoch
     tensorboard/       event files
     curves.png         loss and top-1, train and validation
-    last.pt, best.pt   full training state (see checkpoint.py); step-*.pt with --save-every-steps
-    best.safetensors   the selected weights with the metadata needed to predict
+    last.pt            the training state (see checkpoint.py); step-*.pt with --save-every-steps
+    best.safetensors   the selected weights with the metadata needed to predict (and to resume)
     summary.json       best_val_acc1, test_acc1, test_acc5, epochs, train_seconds, ...
     FAILED.json        the error that ended a run after its first checkpoint (cleared on resume)
 
@@ -133,8 +133,8 @@ class RunFolder:
         """Create the folder; prove it is writable and has room. With --overwrite, the old
         run is moved aside, and deleted only once this run has saved a checkpoint.
 
-        `checkpoint_bytes` is the size of one training checkpoint; a run keeps last.pt,
-        best.pt, best.safetensors and --keep-last step files, each written beside its
+        `checkpoint_bytes` is the size of one training checkpoint with its best weights; a run
+        keeps last.pt, best.safetensors and --keep-last step files, each written beside its
         predecessor before replacing it.
         """
         if not self.main:

@@ -1,5 +1,6 @@
-"""Checkpoints of a run in progress: after each epoch (last.pt, and best.pt with
-best.safetensors when validation improved), every N steps, and when asked to stop."""
+"""Checkpoints of a run in progress: after each epoch (last.pt, and best.safetensors first when
+validation improved), every N steps, and when asked to stop. One full training state is kept,
+not two: the best weights live in best.safetensors alone (see checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from ..errors import TrainingError
 from ..metrics import Meter
 from ..models.weights import save_weights
-from .checkpoint import save_checkpoint
+from .checkpoint import BEST, PREVIOUS_BEST, STAMP, best_stamp, save_checkpoint
 from .config import to_dict
 from .setup import Run
 
@@ -33,9 +34,27 @@ def checkpoint_payload(run: Run, meter: Meter | None = None) -> dict[str, Any]:
         "optimizer": run.opt.optimizer.state_dict(),
         "scaler": run.opt.scaler.state_dict(),
         "ema": run.model.ema.state_dict() if run.model.ema is not None else None,
-        "best": run.best_state,
         "partial_meter": meter.sums.cpu() if meter is not None else None,
     }
+
+
+def save_last(run: Run, meter: Meter | None = None) -> None:
+    """last.pt; when the selection changed since the last write, best.safetensors before it,
+    with the previous best kept aside until last.pt records the new one."""
+    folder = run.folder.path
+    if run.saves.best_pending:
+        best, previous = folder / BEST, folder / PREVIOUS_BEST
+        if best.is_file():
+            previous.unlink(missing_ok=True)
+            try:
+                os.link(best, previous)  # best.safetensors is replaced by a rename: this stays
+            except OSError:
+                shutil.copy2(best, previous)
+        save_best_weights(run)
+    save_checkpoint(folder / "last.pt", checkpoint_payload(run, meter), run.progress)
+    (folder / PREVIOUS_BEST).unlink(missing_ok=True)
+    run.saves.best_pending = False
+    run.folder.commit()
 
 
 SAVE_SHARE = 0.1  # epoch checkpoints may take at most about this share of the run's time
@@ -55,23 +74,17 @@ def save_epoch_checkpoints(run: Run, improved: bool, final: bool = False) -> Non
     due = clock.written_at is None or now - clock.written_at >= clock.seconds / SAVE_SHARE
     if not run.env.main or not (due or final):
         return
-    payload = checkpoint_payload(run)
-    if clock.best_pending:  # best before last: a kill in between re-runs and rewrites both
-        save_checkpoint(run.folder.path / "best.pt", payload, run.progress)
-        save_best_weights(run)
-    save_checkpoint(run.folder.path / "last.pt", payload, run.progress)
-    run.folder.commit()
-    clock.written_at, clock.best_pending = time.perf_counter(), False
+    save_last(run)
+    clock.written_at = time.perf_counter()
     clock.seconds = clock.written_at - now
 
 
 def save_best_weights(run: Run) -> None:
     """best.safetensors from the selected weights (EMA when on), for evaluate and predict."""
     try:
-        save_weights(
-            run.model.selected, run.folder.path / "best.safetensors", run.meta,
-            state=run.best_state,
-        )  # fmt: skip
+        stamp = {STAMP: best_stamp(run.progress)}
+        path = run.folder.path / BEST
+        save_weights(run.model.selected, path, run.meta, state=run.best_state, extra=stamp)
     except OSError as e:
         raise TrainingError(f"could not save best.safetensors ({e.strerror or e})") from None
 
@@ -81,8 +94,7 @@ def save_step_checkpoint(run: Run, meter: Meter) -> None:
     if not run.env.main:
         return
     last = run.folder.path / "last.pt"
-    save_checkpoint(last, checkpoint_payload(run, meter), run.progress)
-    run.folder.commit()
+    save_last(run, meter)
     step_file = run.folder.path / f"step-{run.progress.step:08d}.pt"
     try:
         os.link(last, step_file)  # last.pt is replaced by a rename later, so this copy stays
@@ -101,8 +113,7 @@ def save_interrupted(run: Run, meter: Meter) -> None:
             f"the run it was replacing is back in {run.folder.path}"
         )
     if run.env.main:
-        save_checkpoint(run.folder.path / "last.pt", checkpoint_payload(run, meter), run.progress)
-        run.folder.commit()
+        save_last(run, meter)
     raise Interrupted(
         f"stopped at step {run.progress.step}; saved {run.folder.path / 'last.pt'}. "
         f"Resume with: resnets train --resume {run.folder.path}"

@@ -27,7 +27,7 @@ from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.weights import WeightsMeta
 from ..precision import PROBE_BATCH, choose_amp, step_seconds
 from ..tasks import Task
-from .checkpoint import Progress, load_checkpoint, progress_of, set_rng_state
+from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
 from .loss import check_classes, make_criterion, settle_task, task_name
@@ -292,7 +292,8 @@ def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
 
 
 def checkpoint_size(run: Run) -> int:
-    """Bytes of one training checkpoint: weights, optimizer state, EMA and best copy."""
+    """Bytes of one training checkpoint and its best weights: weights, optimizer state, EMA,
+    and best.safetensors."""
     weights = sum(t.numel() * t.element_size() for t in run.model.raw.state_dict().values())
     optimizer_copies = 2 if run.cfg.optimizer == "adamw" else 1
     return weights * (2 + optimizer_copies + (1 if run.model.ema is not None else 0)) + (1 << 20)
@@ -340,9 +341,9 @@ def restore(run: Run, data: dict[str, Any]) -> None:
     run.opt.scaler.load_state_dict(data["scaler"])
     if run.model.ema is not None and data.get("ema") is not None:
         run.model.ema.load_state_dict(data["ema"])
-    run.best_state = data.get("best")
-    run.partial_meter = data.get("partial_meter")
     run.progress = progress_of(data)
+    run.best_state = load_best(run.folder.path, data, run.env.main)
+    run.partial_meter = data.get("partial_meter")
     set_rng_state(data["rng"])
     log.info("resumed %s at epoch %d, step %d", run.folder.path, run.progress.epoch + 1,
              run.progress.step)  # fmt: skip
