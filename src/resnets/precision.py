@@ -26,9 +26,13 @@ PROBE_GAIN = 1.1  # bf16 is chosen only when at least this much faster than fp32
 def cpu_features() -> dict[str, bool]:
     """The CPU's bf16/int8 features, from PyTorch's cpuinfo queries (torch.cpu._is_*), or
     from /proc/cpuinfo's flags where this PyTorch lacks them."""
-    queries = {"avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported",
-               "vnni": "_is_vnni_supported", "avx512": "_is_avx512_supported",
-               "avx2": "_is_avx2_supported"}  # fmt: skip
+    queries = {
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx": "_is_amx_tile_supported",
+        "vnni": "_is_vnni_supported",
+        "avx512": "_is_avx512_supported",
+        "avx2": "_is_avx2_supported",
+    }
     flags = _proc_flags()
     found = {}
     for name, query in queries.items():
@@ -81,49 +85,66 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def choose_amp(
-    requested: str, device: torch.device, probe: Callable[[torch.dtype | None], float],
-    deterministic: bool = False, dims: int = 2,
-) -> tuple[str, str | None]:  # fmt: skip
+    requested: str,
+    device: torch.device,
+    probe: Callable[[torch.dtype | None], float],
+    deterministic: bool = False,
+    dims: int = 2,
+) -> tuple[str, str | None]:
     """The autocast precision to use and a note saying why (None: nothing to say).
     `probe(dtype)` returns seconds per step with autocast to `dtype` (None: fp32; NaN: the
     gradients were not finite). A timed probe can decide either way near its threshold, so
     `deterministic` runs skip it. `dims`: 3 for volumes and clips."""
     if requested == "fp16" and device.type == "cpu":
-        return "fp16", ("--amp fp16 on a CPU is emulated (measured about 10x slower than fp32); "
-                        "use --amp bf16 on a CPU with AVX512_BF16/AMX, or --amp none")  # fmt: skip
+        return "fp16", (
+            "--amp fp16 on a CPU is emulated (measured about 10x slower than fp32); "
+            "use --amp bf16 on a CPU with AVX512_BF16/AMX, or --amp none"
+        )
     if requested == "bf16" and device.type == "cpu" and dims == 3:
-        return "bf16", ("--amp bf16 on a CPU with a 3D model: oneDNN's bf16 Conv3d gave wrong or "
-                        "non-finite gradients on thin inputs in our tests "
-                        "(benchmarks/bf16_conv3d.py); --amp none is safe")  # fmt: skip
+        return "bf16", (
+            "--amp bf16 on a CPU with a 3D model: oneDNN's bf16 Conv3d gave wrong or "
+            "non-finite gradients on thin inputs in our tests "
+            "(benchmarks/bf16_conv3d.py); --amp none is safe"
+        )
     if requested != "auto":
         return requested, None
     native, found = native_bf16(device)
     if not native:
         return "none", f"--amp auto: fp32, as {found}"
     if deterministic:
-        return "none", ("--amp auto: fp32, as --deterministic runs do not let a timed probe "
-                        "decide (--amp bf16 to use it)")  # fmt: skip
+        return "none", (
+            "--amp auto: fp32, as --deterministic runs do not let a timed probe "
+            "decide (--amp bf16 to use it)"
+        )
     if device.type == "cuda":
         return "bf16", f"--amp auto: bf16, as {found}"
     if dims == 3:  # benchmarks/bf16_conv3d.py: oneDNN's bf16 Conv3d backward on a CPU
-        return "none", ("--amp auto: fp32, as bf16 3D convolutions on a CPU gave wrong or "
-                        "non-finite gradients in our tests (benchmarks/bf16_conv3d.py; --amp "
-                        "bf16 forces it)")  # fmt: skip
+        return "none", (
+            "--amp auto: fp32, as bf16 3D convolutions on a CPU gave wrong or "
+            "non-finite gradients in our tests (benchmarks/bf16_conv3d.py; --amp "
+            "bf16 forces it)"
+        )
     fp32, bf16 = probe(None), probe(torch.bfloat16)
     if math.isnan(bf16) and not math.isnan(fp32):  # e.g. oneDNN's bf16 Conv3d on thin inputs
-        return "none", ("--amp auto: fp32, as bf16 gave non-finite gradients in a probe on this "
-                        f"model and input, and fp32 did not ({found})")  # fmt: skip
+        return "none", (
+            "--amp auto: fp32, as bf16 gave non-finite gradients in a probe on this "
+            f"model and input, and fp32 did not ({found})"
+        )
     gain = fp32 / bf16
     if gain >= PROBE_GAIN:
         return "bf16", f"--amp auto: bf16, {gain:.2f}x fp32 in a probe on this model ({found})"
-    return "none", (f"--amp auto: fp32, as bf16 ran at {gain:.2f}x fp32 in a probe on this model "
-                    f"and input, short of the {PROBE_GAIN}x it must gain ({found})")  # fmt: skip
+    return "none", (
+        f"--amp auto: fp32, as bf16 ran at {gain:.2f}x fp32 in a probe on this model "
+        f"and input, short of the {PROBE_GAIN}x it must gain ({found})"
+    )
 
 
 def step_seconds(
-    model: torch.nn.Module, shape: tuple[int, ...], dtype: torch.dtype | None,
+    model: torch.nn.Module,
+    shape: tuple[int, ...],
+    dtype: torch.dtype | None,
     channels_last: bool = True,
-) -> float:  # fmt: skip
+) -> float:
     """Seconds of one training forward+backward of a copy of `model` (the run's own weights,
     statistics and random state untouched) on a random batch of `shape`; NaN if its gradients
     were not finite."""

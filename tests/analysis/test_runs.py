@@ -13,7 +13,8 @@ import pytest
 
 from resnets import train
 from resnets.analysis import runs as runs_module
-from resnets.analysis.runs import compare_runs, list_runs, read_run, runs_table
+from resnets.analysis.compare import compare_runs
+from resnets.analysis.runs import list_runs, read_run, runs_table
 from resnets.errors import UsageError
 from resnets.tasks import TASKS
 from resnets.training import loop
@@ -198,9 +199,10 @@ def test_compare_lists_exactly_the_differing_keys_and_writes_a_figure(root, tmp_
     text = c.text()
     assert "config: 1 difference (ignored, as they do not change the training: out)" in text
     assert text.splitlines()[4].split() == ["lr", "0.1", "0.05"]
-    monkeypatch.chdir(tmp_path)
-    assert compare_runs(root / "a", root / "nested" / "cut").figure == Path("compare-a-cut.png")
-    assert (tmp_path / "compare-a-cut.png").stat().st_size > 0
+    monkeypatch.chdir(tmp_path)  # the default lies beside run A, never in the current folder
+    figure = compare_runs(root / "a", root / "nested" / "cut").figure
+    assert figure == root.resolve() / "compare-a-cut.png" and figure.stat().st_size > 0
+    assert not (tmp_path / "compare-a-cut.png").exists()
 
 
 def test_compare_names_a_folder_that_is_not_a_run(root, tmp_path):

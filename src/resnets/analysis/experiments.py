@@ -171,7 +171,13 @@ def gradient_flow(
         f"after {steps} steps": [k for k in series if k.endswith(f"step {steps}")],
     }
     figure = curves_by_model(
-        series, out / "gradients.png", "gradient norm of each 3x3 conv", "gradients", styles,
-        log_y=True, panels=panels, xlabel="relative depth (input to output)",
-    )  # fmt: skip
+        series,
+        out / "gradients.png",
+        "gradient norm of each 3x3 conv",
+        "gradients",
+        styles,
+        log_y=True,
+        panels=panels,
+        xlabel="relative depth (input to output)",
+    )
     return ExperimentResult(figure, out / "gradients.csv", final)

@@ -57,9 +57,12 @@ class ModelInfo:
 
 
 def model_info(
-    model: str | ResNet, input_size: int | None = None, batch_size: int = 1,
-    input_depth: int | None = None, **overrides,
-) -> ModelInfo:  # fmt: skip
+    model: str | ResNet,
+    input_size: int | None = None,
+    batch_size: int = 1,
+    input_depth: int | None = None,
+    **overrides,
+) -> ModelInfo:
     """Statistics of a registered model name (with config overrides) or a built model, at
     `input_size` (height and width) and, for a 3D model, `input_depth` (slices or frames)."""
     if isinstance(model, str):

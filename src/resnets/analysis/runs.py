@@ -1,4 +1,5 @@
-"""The runs under a folder as one table, and two runs side by side: the API of `resnets runs`.
+"""The runs under a folder as one table: the API of `resnets runs` (compare.py: two runs side
+by side, `resnets runs --compare`).
 
 Read from the files of each run folder (training/run_folder.py lists them): manifest.json,
 config.yaml, metrics.csv, summary.json, and when each was written. Nothing records a run's
@@ -22,7 +23,6 @@ import csv
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -32,15 +32,17 @@ from typing import Any
 
 import yaml
 
-from ..errors import ResnetsError, UsageError
-from ..plots import curves_by_model
+from ..errors import UsageError
 from ..training.run_folder import is_run_folder
 
 # Each task's validation score and the test numbers the table shows, as resnets.tasks
 # defines them (that module imports PyTorch; a test keeps the two in step).
 SCORES = {"classification": "acc1", "segmentation": "dice", "multilabel": "auc"}
-TEST_SHOWN = {"classification": ("acc1",), "segmentation": ("dice", "iou"),
-              "multilabel": ("auc", "map")}  # fmt: skip
+TEST_SHOWN = {
+    "classification": ("acc1",),
+    "segmentation": ("dice", "iou"),
+    "multilabel": ("auc", "map"),
+}
 LABELS = {"acc1": "top-1", "dice": "Dice", "iou": "IoU", "auc": "AUC", "map": "mAP"}
 IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")  # not the math
 RUNNING_MIN_SECONDS = 600  # a run written this recently may still be running
@@ -126,10 +128,18 @@ def _read(path: Path) -> RunRow:
     except (KeyError, TypeError, ValueError):
         started = None
     row = RunRow(
-        path, "", model=config.get("model"), data=config.get("data"), task=task,
-        epochs=len(history), planned=config.get("epochs"), metric=SCORES.get(task),
-        started=started, config=config, history=history,
-    )  # fmt: skip
+        path,
+        "",
+        model=config.get("model"),
+        data=config.get("data"),
+        task=task,
+        epochs=len(history),
+        planned=config.get("epochs"),
+        metric=SCORES.get(task),
+        started=started,
+        config=config,
+        history=history,
+    )
     latest = (manifest.get("resumed") or [manifest])[-1]  # a resume may change --epochs
     with contextlib.suppress(KeyError, TypeError, ZeroDivisionError):
         row.planned = math.ceil(latest["total_steps"] / latest["steps_per_epoch"])
@@ -138,8 +148,11 @@ def _read(path: Path) -> RunRow:
     row.state, row.reason = _state(row, stamps, summary)
     if row.state == "finished":
         row.best = _number(summary.get(f"best_val_{row.metric}"))
-        tests = {k.removeprefix("test_"): _number(v) for k, v in summary.items()
-                 if k.startswith("test_") and k != "test_images"}  # fmt: skip
+        tests = {
+            k.removeprefix("test_"): _number(v)
+            for k, v in summary.items()
+            if k.startswith("test_") and k != "test_images"
+        }
         row.test = {k: v for k, v in tests.items() if v is not None}
     else:
         scores = [r.get(f"val_{row.metric}") for r in history]
@@ -194,8 +207,11 @@ def _find(folder: Path, is_run: Callable[[Path], bool]) -> list[Path]:
     try:
         if is_run(folder):
             return [folder]
-        found = [Path(e.path) for e in os.scandir(folder)
-                 if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]  # fmt: skip
+        found = [
+            Path(e.path)
+            for e in os.scandir(folder)
+            if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+        ]
     except OSError:  # missing, or not ours to list
         return []
     return [run for child in sorted(found) for run in _find(child, is_run)]
@@ -239,26 +255,38 @@ def _short_data(data: str | None) -> str:
     return f"{kind}:{Path(where).name}" if "/" in where else data or "-"
 
 
-def _cells(r: RunRow) -> list[str]:
+def cells(r: RunRow) -> list[str]:
     epochs = "-" if r.epochs is None else f"{r.epochs}/{r.planned}"
-    test = " / ".join(_score(r.test.get(k), k) for k in TEST_SHOWN.get(r.task or "", ())
-                      if k in r.test)  # fmt: skip
+    test = " / ".join(
+        _score(r.test.get(k), k) for k in TEST_SHOWN.get(r.task or "", ()) if k in r.test
+    )
     started = r.started.astimezone().strftime("%Y-%m-%d %H:%M") if r.started else "-"
-    return [str(r.path), r.model or "-", _short_data(r.data), epochs, _score(r.best, r.metric),
-            test or "-", _duration(r.seconds), r.state, started]  # fmt: skip
+    return [
+        str(r.path),
+        r.model or "-",
+        _short_data(r.data),
+        epochs,
+        _score(r.best, r.metric),
+        test or "-",
+        _duration(r.seconds),
+        r.state,
+        started,
+    ]
 
 
 HEADER = ["run", "model", "data", "epochs", "best val", "test", "time", "state", "started"]
 RIGHT = {"epochs", "best val", "test", "time"}
 
 
-def _align(lines: list[list[str]], header: list[str], right: Collection[str] = ()) -> list[str]:
+def align(lines: list[list[str]], header: list[str], right: Collection[str] = ()) -> list[str]:
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
     return [
-        "  ".join(c.rjust(w) if h in right else c.ljust(w)
-                  for c, w, h in zip(line, widths, header, strict=True)).rstrip()
+        "  ".join(
+            c.rjust(w) if h in right else c.ljust(w)
+            for c, w, h in zip(line, widths, header, strict=True)
+        ).rstrip()
         for line in [header, *lines]
-    ]  # fmt: skip
+    ]
 
 
 def runs_table(rows: list[RunRow], sort: str = "start", root: str | Path = "runs") -> str:
@@ -267,84 +295,6 @@ def runs_table(rows: list[RunRow], sort: str = "start", root: str | Path = "runs
     rows = sort_runs(rows, sort)
     if not rows:
         return f"no runs found under {root}; make one with: resnets train --out {root}/NAME"
-    lines = _align([_cells(r) for r in rows], HEADER, RIGHT)
+    lines = align([cells(r) for r in rows], HEADER, RIGHT)
     lines += [f"unreadable: {r.path}: {r.reason}" for r in rows if r.state == "unreadable"]
     return "\n".join(lines)
-
-
-ABSENT = "(not set)"  # a key one run's config lacks (written by another resnets version)
-
-
-@dataclass
-class Comparison:
-    """Two runs: the config keys whose values differ, and both runs' curves in one figure."""
-
-    a: RunRow
-    b: RunRow
-    differences: dict[str, tuple[Any, Any]]  # key -> (a's value, b's value)
-    ignored: list[str]  # keys that differed but do not change the training (IGNORED)
-    figure: Path | None  # None when neither run has finished an epoch
-
-    def text(self) -> str:
-        """Both paths, the config keys that differ, then both runs' results, in columns."""
-        n = len(self.differences)
-        ignored = f" (ignored, as they do not change the training: {', '.join(self.ignored)})"
-        config = [[k, str(va), str(vb)] for k, (va, vb) in self.differences.items()]
-        a, b = _cells(self.a), _cells(self.b)
-        shown = ("best val", "test", "epochs", "time", "state")
-        results = [[h, a[HEADER.index(h)], b[HEADER.index(h)]] for h in shown]
-        return "\n".join([
-            f"A: {self.a.path}",
-            f"B: {self.b.path}",
-            f"config: {n} difference{'' if n == 1 else 's'}{ignored if self.ignored else ''}",
-            *_align([*config, ["", "", ""], *results], ["", "A", "B"]),
-            f"figure: {self.figure or 'none (neither run has finished an epoch)'}",
-        ])  # fmt: skip
-
-
-def config_differences(a: dict, b: dict) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
-    """Keys whose values differ (in a's key order), and those of IGNORED that differed."""
-    keys = list(dict.fromkeys([*a, *b]))
-    differ = [k for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)]
-    kept = {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in differ if k not in IGNORED}
-    return kept, [k for k in differ if k in IGNORED]
-
-
-def compare_runs(a: str | Path, b: str | Path, out: str | Path | None = None) -> Comparison:
-    """The config differences of two runs and a PNG of their train loss and validation score
-    per epoch (default: compare-A-B.png in the current folder; `out` a file or a folder)."""
-    rows = []
-    for path in (Path(a), Path(b)):
-        if not is_run_folder(path):
-            raise UsageError(f"{path} is not a run folder (it has no manifest.json)")
-        row = read_run(path)
-        if row.state == "unreadable":
-            raise ResnetsError(f"cannot compare {path}: {row.reason}")
-        rows.append(row)
-    differences, ignored = config_differences(rows[0].config, rows[1].config)
-    tags = [re.sub(r"[^\w.-]", "_", r.path.resolve().name) for r in rows]
-    target = Path(out if out is not None else ".")
-    target = target / f"compare-{tags[0]}-{tags[1]}.png" if target.is_dir() else target
-    return Comparison(rows[0], rows[1], differences, ignored, _plot(rows, target))
-
-
-def _plot(rows: list[RunRow], path: Path) -> Path | None:
-    """Train loss and validation score per epoch, the two runs overlaid (A solid, B dashed)."""
-    metrics = {r.metric for r in rows}
-    label = LABELS.get(rows[0].metric, rows[0].metric) if len(metrics) == 1 else "score"
-    panels: dict[str, list[str]] = {"train loss": [], f"validation {label} (%)": []}
-    series, styles = {}, {}
-    for tag, style, row in zip("AB", ("-", "--"), rows, strict=True):
-        epochs = [r.get("epoch") for r in row.history]
-        for panel, key in zip(panels, ("train_loss", f"val_{row.metric}"), strict=True):
-            values = [r.get(key) for r in row.history]
-            if any(v is not None for v in values):
-                name = f"{tag}: {row.path.name} ({panel.split(' (')[0]})"
-                series[name] = (epochs, [math.nan if v is None else v for v in values])
-                styles[name] = style
-                panels[panel].append(name)
-    panels = {k: v for k, v in panels.items() if v}
-    if not panels:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return curves_by_model(series, path, "", "", styles, panels=panels)

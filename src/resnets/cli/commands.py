@@ -82,10 +82,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.explain < 0:
         raise UsageError(f"--explain takes a number of images, got {args.explain}")
     report = evaluate(
-        args.source, data=args.data, split=args.split, tta_flip=args.tta_flip,
-        batch_size=args.batch_size, device=args.device, out=args.out, backend=args.backend,
-        allow_changed_data=args.allow_changed_data, explain=args.explain,
-    )  # fmt: skip
+        args.source,
+        data=args.data,
+        split=args.split,
+        tta_flip=args.tta_flip,
+        batch_size=args.batch_size,
+        device=args.device,
+        out=args.out,
+        backend=args.backend,
+        allow_changed_data=args.allow_changed_data,
+        explain=args.explain,
+    )
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2))
     else:
@@ -97,9 +104,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     positive("topk", args.topk)
     result = predict(
-        args.weights, args.images, topk=args.topk, device=args.device, backend=args.backend,
-        masks_out=args.masks_out, overwrite=args.overwrite, out=args.out,
-    )  # fmt: skip
+        args.weights,
+        args.images,
+        topk=args.topk,
+        device=args.device,
+        backend=args.backend,
+        masks_out=args.masks_out,
+        overwrite=args.overwrite,
+        out=args.out,
+    )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not args.out:  # a results file takes the place of the table
@@ -143,10 +156,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ..infer.export import export
 
     report = export(
-        args.weights, args.format, out=args.out, dynamic_batch=args.dynamic_batch,
-        images=args.images, tolerance=args.tolerance, overwrite=args.overwrite,
-        int8=args.int8, calibration=args.calibration, max_drop=args.max_drop,
-    )  # fmt: skip
+        args.weights,
+        args.format,
+        out=args.out,
+        dynamic_batch=args.dynamic_batch,
+        images=args.images,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+        int8=args.int8,
+        calibration=args.calibration,
+        max_drop=args.max_drop,
+    )
     print(report.text())
 
 
@@ -171,9 +191,11 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         result = experiments.degradation(out=args.out or "experiments/degradation", **options)
     else:
         result = experiments.gradient_flow(
-            depths=depths or (20, 32, 44, 56, 110), steps=args.steps,
-            out=args.out or "experiments/gradients", **common,
-        )  # fmt: skip
+            depths=depths or (20, 32, 44, 56, 110),
+            steps=args.steps,
+            out=args.out or "experiments/gradients",
+            **common,
+        )
     print(result.text())
 
 
@@ -181,7 +203,8 @@ RUN_SORT_KEYS = ("start", "model", "data", "best", "test", "time")
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from ..analysis.runs import compare_runs, list_runs, runs_table
+    from ..analysis.compare import compare_runs
+    from ..analysis.runs import list_runs, runs_table
 
     if args.compare:
         print(compare_runs(*args.compare, out=args.out).text())

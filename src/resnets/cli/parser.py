@@ -134,9 +134,10 @@ def _inference_commands(sub) -> None:
     p.add_argument("source", help="run folder, weights file (.safetensors / .pt) or .onnx export")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
     p.add_argument(
-        "--split", choices=options.EVAL_SPLITS,
+        "--split",
+        choices=options.EVAL_SPLITS,
         help="all: every image; default: the run's test split, or all of --data OTHER",
-    )  # fmt: skip
+    )
     p.add_argument("--tta-flip", action="store_true", help="average with the flipped image")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -146,9 +147,12 @@ def _inference_commands(sub) -> None:
     p.add_argument("--backend", default="eager", choices=options.BACKENDS, help=BACKEND_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
-        "--explain", type=int, default=0, metavar="K",
+        "--explain",
+        type=int,
+        default=0,
+        metavar="K",
         help="Grad-CAM maps of the K most confidently wrong images (in mistakes-SPLIT/)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--allow-changed-data",
         action="store_true",
@@ -182,9 +186,10 @@ def _inference_commands(sub) -> None:
 def _explain_command(sub) -> None:
     """explain: saliency maps."""
     p = sub.add_parser(
-        "explain", help="where the model looked: saliency maps over the images",
+        "explain",
+        help="where the model looked: saliency maps over the images",
         formatter_class=_Defaults,
-    )  # fmt: skip
+    )
     p.add_argument("weights", help="run folder or weights file with resnets metadata")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument(
@@ -211,24 +216,31 @@ def _exports_commands(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (ONNX/TS)")
     p.add_argument("--images", nargs="+", help="images for the parity check (default: test split)")
     p.add_argument(
-        "--tolerance", type=float, default=1e-4,
+        "--tolerance",
+        type=float,
+        default=1e-4,
         help="max |logit difference| relative to the largest |logit|",
-    )  # fmt: skip
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export")
     p.add_argument(
-        "--int8", action="store_true",
+        "--int8",
+        action="store_true",
         help="quantize the ONNX export to INT8 for the CPU (ONNX Runtime, static, QDQ), judged "
         "by test-split top-1; written to RUN/export/model.int8.onnx",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--calibration", type=int, default=300,
+        "--calibration",
+        type=int,
+        default=300,
         help="with --int8: calibration images (an even sample of the run's training split, or "
         "the first N of --images) (default: 300)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--max-drop", type=float, default=1.0,
+        "--max-drop",
+        type=float,
+        default=1.0,
         help="with --int8: most test top-1 points INT8 may lose against float32 (default: 1)",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=commands.cmd_export)
 
     _convert_command(sub)
@@ -299,7 +311,9 @@ def _bookkeeping_commands(sub) -> None:
     p.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), help="two runs: config differences and curves"
     )
-    p.add_argument("--out", help="--compare: the curves PNG (default: compare-A-B.png)")
+    p.add_argument(
+        "--out", help="--compare: the curves PNG (default: compare-A-B.png beside run A)"
+    )
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(handler=commands.cmd_runs)
 

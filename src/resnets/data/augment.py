@@ -115,8 +115,9 @@ def _turn(x: torch.Tensor, angles: torch.Tensor, zoom: torch.Tensor, mask_last: 
         rotation = F.pad(rotation, (0, 1, 0, 1))
         rotation[:, 2, 2] = 1  # affine_grid's axes are (x, y, z): depth is the last
     shift = rotation.new_zeros(len(x), rotation.shape[1], 1)
-    grid = F.affine_grid(torch.cat([rotation / zoom.view(-1, 1, 1), shift], 2), list(x.shape),
-                         align_corners=False)  # fmt: skip
+    grid = F.affine_grid(
+        torch.cat([rotation / zoom.view(-1, 1, 1), shift], 2), list(x.shape), align_corners=False
+    )
     images = x[:, :-1] if mask_last else x
     out = F.grid_sample(images.float(), grid, mode="bilinear", align_corners=False)
     out = out.round_().clamp_(0, 255).to(x.dtype)

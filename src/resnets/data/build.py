@@ -52,9 +52,11 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     if name not in DATASETS:
         found = Path(spec).expanduser()
         if found.is_dir():
-            raise UsageError(f"--data {spec} is a folder: say what it holds, --data "
-                             f"imagefolder:{spec} (class folders) or segfolder:{spec} "
-                             "(images with masks)")  # fmt: skip
+            raise UsageError(
+                f"--data {spec} is a folder: say what it holds, --data "
+                f"imagefolder:{spec} (class folders) or segfolder:{spec} "
+                "(images with masks)"
+            )
         if found.is_file() and found.suffix.lower() == ".csv":
             raise UsageError(f"--data {spec} is a CSV file: use --data csv:{spec}")
         raise unknown_name("dataset", name, DATASETS)
@@ -97,8 +99,10 @@ def load_splits(
     splits.rotate, splits.scale = opts.rotate, opts.scale
     if opts.rotate or opts.scale:
         about = "each axis" if splits.spatial_dims == 3 and splits.name != "video" else "the frame"
-        splits.notes.append(f"training augmentation: rotation up to {opts.rotate:g} degrees about "
-                            f"{about}, zoom {1 - opts.scale:g}..{1 + opts.scale:g}x")  # fmt: skip
+        splits.notes.append(
+            f"training augmentation: rotation up to {opts.rotate:g} degrees about "
+            f"{about}, zoom {1 - opts.scale:g}..{1 + opts.scale:g}x"
+        )
     if run is not None:
         splits = same_data(splits, read_record(run), opts.allow_changed_data)
     workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
@@ -202,8 +206,9 @@ def _memory_sets(name: str, path: Path | None, opts: DataOptions):
     if name == "shapes":
         return _generated(ds.make_shapes, opts.synthetic_samples, opts.image_size or 64)
     if name == "synthetic":
-        return _generated(ds.make_synthetic, opts.synthetic_samples, opts.image_size or 32,
-                          opts.synthetic_classes)  # fmt: skip
+        return _generated(
+            ds.make_synthetic, opts.synthetic_samples, opts.image_size or 32, opts.synthetic_classes
+        )
     if name == "shapes3d":
         return _generated(make_shapes3d, max(opts.synthetic_samples // 4, 8), opts.image_size or 32)
     if name.startswith("cifar"):

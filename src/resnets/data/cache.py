@@ -249,9 +249,13 @@ def sample_images(data: ImageFolderDataset, size: int, workers: int, sample: int
     """uint8 images of an even sample of `data` (at most `sample`), e.g. for its mean/std."""
     index = even_sample(len(data), sample)
     part = ImageFolderDataset(
-        [data.files[i] for i in index], data.labels[index], data.transform,
-        data.channels, data.seed, strict=False,
-    )  # fmt: skip
+        [data.files[i] for i in index],
+        data.labels[index],
+        data.transform,
+        data.channels,
+        data.seed,
+        strict=False,
+    )
     images = torch.empty(len(index), data.channels, size, size, dtype=torch.uint8)
     kept = decode_into(images, part, "a sample", workers)
     return images[kept]

@@ -51,16 +51,20 @@ def class_cases(
     for k, name in enumerate(classes):
         found = find(root / name)
         if not found:
-            raise DataError(f"class folder {root / name} has no {what} ({hint}); add some or "
-                            "remove the folder")  # fmt: skip
+            raise DataError(
+                f"class folder {root / name} has no {what} ({hint}); add some or remove the folder"
+            )
         cases += [(p, k) for p in found]
     return classes, cases
 
 
 def read_each(
-    cases: list[tuple[Path, int]], read: Callable[[Path], T], strict: bool, what: str,
+    cases: list[tuple[Path, int]],
+    read: Callable[[Path], T],
+    strict: bool,
+    what: str,
     classes: list[str] | None = None,
-) -> tuple[list[T], list[tuple[Path, int]], list[str]]:  # fmt: skip
+) -> tuple[list[T], list[tuple[Path, int]], list[str]]:
     """(`read(file)` of each case, the cases read, why each left-out file failed): a file
     that cannot be read is left out and said, or with `strict` stops everything. With
     `classes`, a class left with nothing readable is refused."""
@@ -86,5 +90,7 @@ def read_each(
 def skipped_notes(skipped: list[str], what: str) -> list[str]:
     if not skipped:
         return []
-    return [f"{len(skipped)} unreadable {what} left out (--strict stops instead): {skipped[0]}"
-            + (f"; and {len(skipped) - 1} more" if len(skipped) > 1 else "")]  # fmt: skip
+    return [
+        f"{len(skipped)} unreadable {what} left out (--strict stops instead): {skipped[0]}"
+        + (f"; and {len(skipped) - 1} more" if len(skipped) > 1 else "")
+    ]

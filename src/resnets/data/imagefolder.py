@@ -267,6 +267,14 @@ def folder_splits(
         in_memory=False,
         notes=notes,
         root=root.parent if kind == "csv" else root,
-        decode=dict(size=size, channels=channels, seed=seed, rrc=crop == "random-resized",
-                    resize=resize, hflip=flip) if opts.gpu_decode else None,
-    )  # fmt: skip
+        decode=dict(
+            size=size,
+            channels=channels,
+            seed=seed,
+            rrc=crop == "random-resized",
+            resize=resize,
+            hflip=flip,
+        )
+        if opts.gpu_decode
+        else None,
+    )

@@ -70,8 +70,10 @@ class Splits:
                 f"{self.name} holds 3D {what} and {model} is a 2D model; choose a 3D one: "
                 "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
             )
-        raise UsageError(f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "
-                         "model (resnet18, resnet20, ...)")  # fmt: skip
+        raise UsageError(
+            f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "
+            "model (resnet18, resnet20, ...)"
+        )
 
     def train_augment(self) -> CropFlip | None:
         """The on-device augmentation of the training split; None if it does nothing. Volumes
@@ -80,8 +82,15 @@ class Splits:
         depth = round(self.crop_padding * extent[0] / extent[-1]) if len(extent) == 3 else None
         if depth == 0 and self.crop_padding:
             depth = 1
-        augment = CropFlip(self.crop_padding, self.hflip, self.spatial_dims, depth,
-                           self.rotate, self.scale, video=self.name == "video")  # fmt: skip
+        augment = CropFlip(
+            self.crop_padding,
+            self.hflip,
+            self.spatial_dims,
+            depth,
+            self.rotate,
+            self.scale,
+            video=self.name == "video",
+        )
         return augment if augment.active else None
 
     def tensors(self, name: str) -> ImageTensors | None:

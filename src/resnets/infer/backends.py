@@ -67,9 +67,12 @@ class OnnxRuntimePredictor:
 
 
 def predictor(
-    model: ResNet, device: torch.device, backend: str = "eager", batch: int = 1,
+    model: ResNet,
+    device: torch.device,
+    backend: str = "eager",
+    batch: int = 1,
     dtype: str | None = None,
-) -> Predictor:  # fmt: skip
+) -> Predictor:
     """A callable running `model` (in eval mode) on `device` with the chosen backend.
     `batch`: the batch size `auto` measures at; `dtype`: the fast backends' (default bf16 on
     a GPU, float32 elsewhere)."""
@@ -115,8 +118,10 @@ def _choose(model: ResNet, device: torch.device, batch: int) -> tuple[str, str, 
     if not native:
         why = "fastest fp32 on a CPU" if has_ort else "onnxruntime is not installed"
         return fp32, f"{why}; no bf16, as {found}", predictor(model, device, fp32)
-    runs = {fp32: predictor(model, device, fp32),
-            "fast bf16": predictor(model, device, "fast", dtype="bfloat16")}  # fmt: skip
+    runs = {
+        fp32: predictor(model, device, fp32),
+        "fast bf16": predictor(model, device, "fast", dtype="bfloat16"),
+    }
     x = _example(model, batch)
     seconds = {name: _seconds(run, x) for name, run in runs.items()}
     gain = seconds[fp32] / seconds["fast bf16"]

@@ -29,9 +29,11 @@ def check_inputs(meta: WeightsMeta, command: str) -> None:
     """Refuse, in one line, 3D weights whose metadata does not say how to read a new input
     (written before resnets stored it)."""
     if meta.config.spatial_dims == 3 and (meta.inputs == "images" or not meta.input_depth):
-        raise UsageError(f"{command}: these 3D weights do not say how their inputs were read "
-                         "(written by an older resnets); train them again, or evaluate the "
-                         "run with `resnets evaluate RUN`")  # fmt: skip
+        raise UsageError(
+            f"{command}: these 3D weights do not say how their inputs were read "
+            "(written by an older resnets); train them again, or evaluate the "
+            "run with `resnets evaluate RUN`"
+        )
 
 
 def expand_cases(paths: Any, inputs: str) -> list[Path]:
@@ -44,8 +46,9 @@ def expand_cases(paths: Any, inputs: str) -> list[Path]:
     found: list[Path] = []
     for p in given:
         if not isinstance(p, str | os.PathLike):
-            raise UsageError(f"a {type(p).__name__} is not a path; a 3D model takes paths of "
-                             f"{WHAT[inputs]}")  # fmt: skip
+            raise UsageError(
+                f"a {type(p).__name__} is not a path; a 3D model takes paths of {WHAT[inputs]}"
+            )
         p = Path(p)
         if not p.exists():
             raise UsageError(f"{p} does not exist")

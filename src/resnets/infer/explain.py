@@ -79,8 +79,11 @@ class ExplainResult:
         for e in self.explanations:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
             where = f" -> {e.png}" if e.png else ""
-            flat = "; the map is flat (too small an input for the last stage)" if (
-                float(e.map.max() - e.map.min()) < 1e-6) else ""  # fmt: skip
+            flat = (
+                "; the map is flat (too small an input for the last stage)"
+                if (float(e.map.max() - e.map.min()) < 1e-6)
+                else ""
+            )
             lines.append(f"{e.path}: {self.method} of {e.target} (top: {best}{flat}){where}")
         lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
         return "\n".join(lines)
@@ -303,8 +306,16 @@ def _write_montage(
     volume = volume if volume.shape[0] in (1, 3) else volume[:1]
     top = "top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
     unit = "frame" if meta.inputs == "clips" else "slice"
-    return write_montage(volume, e.map, path, label=Path(e.path).name, title=f"{method}: "
-                         f"{e.target}", heading=top, colormap=COLORMAP, unit=unit)  # fmt: skip
+    return write_montage(
+        volume,
+        e.map,
+        path,
+        label=Path(e.path).name,
+        title=f"{method}: {e.target}",
+        heading=top,
+        colormap=COLORMAP,
+        unit=unit,
+    )
 
 
 def explain_mistakes(
@@ -342,6 +353,13 @@ def explain_mistakes(
             e.png = str(_write_montage(e, image, path, "gradcam", meta))
         else:
             e.png = str(_write_png(e, image, path, "gradcam", model.config.in_chans, meta))
-        rows.append({"index": i, "true": classes[int(labels[i])], "predicted": e.target,
-                     "confidence": float(conf[i]), "png": e.png})  # fmt: skip
+        rows.append(
+            {
+                "index": i,
+                "true": classes[int(labels[i])],
+                "predicted": e.target,
+                "confidence": float(conf[i]),
+                "png": e.png,
+            }
+        )
     return rows

@@ -164,9 +164,16 @@ def export(
         report.path, report.preprocessing = str(target), str(sidecar)
         if report.passed and int8:
             report = _quantize_module().quantize_export(
-                model, run, staged, stage / target.name, images, calibration, max_drop, pre,
+                model,
+                run,
+                staged,
+                stage / target.name,
+                images,
+                calibration,
+                max_drop,
+                pre,
                 fp32_max_rel_diff=report.max_rel_diff,
-            )  # fmt: skip
+            )
             report.path, report.preprocessing = str(target), str(sidecar)
             pre = pre | {"quantization": report.quantization}
         if report.passed:

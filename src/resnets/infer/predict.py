@@ -272,9 +272,15 @@ def predict(
 
 
 def _read_out(
-    logits: torch.Tensor, names: list[str], sizes: list, meta: WeightsMeta, classes: list[str],
-    k: int, masks: dict[str, Path], owners: dict[str, str],
-) -> tuple[list[Prediction], dict[str, str]]:  # fmt: skip
+    logits: torch.Tensor,
+    names: list[str],
+    sizes: list,
+    meta: WeightsMeta,
+    classes: list[str],
+    k: int,
+    masks: dict[str, Path],
+    owners: dict[str, str],
+) -> tuple[list[Prediction], dict[str, str]]:
     """One batch's predictions: masks written (PNG; volumes: see `save_mask_volumes`), the
     labels above their thresholds (multi-label), or the top `k` classes."""
     if get_task(meta.task).masks:

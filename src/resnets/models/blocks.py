@@ -63,9 +63,15 @@ class ZeroPadShortcut(nn.Module):
 
 
 def make_shortcut(
-    in_ch: int, out_ch: int, stride: int, kind: str, avg_down: bool = False, norm: bool = True,
-    ops: Ops = PLANAR, bias: bool = False,
-) -> nn.Module | None:  # fmt: skip
+    in_ch: int,
+    out_ch: int,
+    stride: int,
+    kind: str,
+    avg_down: bool = False,
+    norm: bool = True,
+    ops: Ops = PLANAR,
+    bias: bool = False,
+) -> nn.Module | None:
     """A block's shortcut: `kind` "A" (zero-pad), "B" (project only when the shape changes),
     "C" (always project) or "none" (a plain block); `avg_down` pools before projecting
     (ResNet-D); `norm` adds BN after the projection (not in pre-activation blocks); `bias`

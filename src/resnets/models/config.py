@@ -236,8 +236,9 @@ def _check_values(cfg: ResNetConfig) -> None:
 
 def _check_dims(cfg: ResNetConfig) -> None:
     if cfg.spatial_dims not in (2, 3):
-        raise ConfigError(f"spatial_dims must be 2 (images) or 3 (volumes, clips), got "
-                          f"{cfg.spatial_dims!r}")  # fmt: skip
+        raise ConfigError(
+            f"spatial_dims must be 2 (images) or 3 (volumes, clips), got {cfg.spatial_dims!r}"
+        )
     if cfg.spatial_dims == 2 and (cfg.conv3d != "full" or cfg.stem == "video"):
         what = "stem='video'" if cfg.stem == "video" else f"conv3d={cfg.conv3d!r}"
         raise ConfigError(f"{what} is a 3D option; set spatial_dims=3")

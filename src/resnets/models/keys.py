@@ -56,8 +56,12 @@ def _shortcut_rules(cfg: ResNetConfig) -> dict[str, str]:
 
 def _video_stem_rules(cfg: ResNetConfig) -> dict[str, str]:
     if cfg.conv3d == "2plus1d":
-        return {"stem.conv.spatial.": "stem.0.", "stem.conv.bn.": "stem.1.",
-                "stem.conv.temporal.": "stem.3.", "stem.bn.": "stem.4."}  # fmt: skip
+        return {
+            "stem.conv.spatial.": "stem.0.",
+            "stem.conv.bn.": "stem.1.",
+            "stem.conv.temporal.": "stem.3.",
+            "stem.bn.": "stem.4.",
+        }
     return {"stem.conv.": "stem.0.", "stem.bn.": "stem.1."}
 
 
@@ -67,8 +71,11 @@ def _video_block_rules(cfg: ResNetConfig) -> dict[str, str]:
     factored = (2,) if cfg.block == "bottleneck" else (1, 2)  # the 3x3 convs
     for i in (1, 2, 3) if cfg.block == "bottleneck" else (1, 2):
         if cfg.conv3d == "2plus1d" and i in factored:
-            rules |= {f"conv{i}.spatial.": f"conv{i}.0.0.", f"conv{i}.bn.": f"conv{i}.0.1.",
-                      f"conv{i}.temporal.": f"conv{i}.0.3."}  # fmt: skip
+            rules |= {
+                f"conv{i}.spatial.": f"conv{i}.0.0.",
+                f"conv{i}.bn.": f"conv{i}.0.1.",
+                f"conv{i}.temporal.": f"conv{i}.0.3.",
+            }
         else:
             rules[f"conv{i}."] = f"conv{i}.0."
         rules[f"bn{i}."] = f"conv{i}.1."
@@ -125,9 +132,13 @@ def to_torchvision(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
         return to_torchvision_video(state_dict, cfg)
     stem = _stem_rules(cfg) | {"fc.": "fc."}
     return _map_keys(
-        state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
-        _shortcut_rules(cfg), stem, "torchvision counterpart",
-    )  # fmt: skip
+        state_dict,
+        _OURS_BLOCK,
+        lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
+        _shortcut_rules(cfg),
+        stem,
+        "torchvision counterpart",
+    )
 
 
 def from_torchvision_video(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
@@ -136,33 +147,46 @@ def from_torchvision_video(state_dict: StateDict, cfg: ResNetConfig) -> StateDic
     in_block = {v: k for k, v in _video_block_rules(cfg).items()}
     outside = {v: k for k, v in _video_stem_rules(cfg).items()} | {"fc.": "fc."}
     return _map_keys(
-        state_dict, _THEIRS_BLOCK, lambda m: f"stages.{int(m[1]) - 1}.{m[2]}.",
-        in_block, outside, "counterpart in our layout",
-    )  # fmt: skip
+        state_dict,
+        _THEIRS_BLOCK,
+        lambda m: f"stages.{int(m[1]) - 1}.{m[2]}.",
+        in_block,
+        outside,
+        "counterpart in our layout",
+    )
 
 
 def to_torchvision_video(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
     """Our keys -> torchvision video ResNet's."""
     _check_video(cfg)
     return _map_keys(
-        state_dict, _OURS_BLOCK, lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
-        _video_block_rules(cfg), _video_stem_rules(cfg) | {"fc.": "fc."},
+        state_dict,
+        _OURS_BLOCK,
+        lambda m: f"layer{int(m[1]) + 1}.{m[2]}.",
+        _video_block_rules(cfg),
+        _video_stem_rules(cfg) | {"fc.": "fc."},
         "torchvision video counterpart",
-    )  # fmt: skip
+    )
 
 
 def _check_video(cfg: ResNetConfig) -> None:
     if cfg.stem != "video" or cfg.preact:
-        raise WeightsError("torchvision's video layout holds 3D nets with the video stem "
-                           "(r3d_18, mc3_18, r2plus1d_18 and their kin)")  # fmt: skip
+        raise WeightsError(
+            "torchvision's video layout holds 3D nets with the video stem "
+            "(r3d_18, mc3_18, r2plus1d_18 and their kin)"
+        )
 
 
 def from_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
     """timm resnetv2 (pre-activation) keys -> ours; its classifier is a 1x1 conv."""
     out = _map_keys(
-        state_dict, _TIMM_V2_BLOCK, lambda m: f"stages.{m[1]}.{m[2]}.",
-        _TIMM_V2_IN_BLOCK, _TIMM_V2_OUTSIDE, "counterpart in the other layout",
-    )  # fmt: skip
+        state_dict,
+        _TIMM_V2_BLOCK,
+        lambda m: f"stages.{m[1]}.{m[2]}.",
+        _TIMM_V2_IN_BLOCK,
+        _TIMM_V2_OUTSIDE,
+        "counterpart in the other layout",
+    )
     if "fc.weight" in out:
         out["fc.weight"] = out["fc.weight"].flatten(1)
     return out
@@ -175,9 +199,13 @@ def to_timm_v2(state_dict: StateDict, cfg: ResNetConfig) -> StateDict:
     in_block = {v: k for k, v in _TIMM_V2_IN_BLOCK.items()}
     outside = {v: k for k, v in _TIMM_V2_OUTSIDE.items()}
     out = _map_keys(
-        state_dict, _OURS_BLOCK, lambda m: f"stages.{m[1]}.blocks.{m[2]}.",
-        in_block, outside, "counterpart in the other layout",
-    )  # fmt: skip
+        state_dict,
+        _OURS_BLOCK,
+        lambda m: f"stages.{m[1]}.blocks.{m[2]}.",
+        in_block,
+        outside,
+        "counterpart in the other layout",
+    )
     if "head.fc.weight" in out:
         out["head.fc.weight"] = out["head.fc.weight"][:, :, None, None]
     return out

@@ -32,14 +32,18 @@ class Conv2Plus1d(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, mid: int, kernel: Size, stride: Size) -> None:
         t, h, w = kernel
-        super().__init__(OrderedDict(
-            spatial=nn.Conv3d(in_ch, mid, (1, h, w), (1, *stride[1:]), (0, h // 2, w // 2),
-                              bias=False),
-            bn=nn.BatchNorm3d(mid),
-            act=nn.ReLU(inplace=True),
-            temporal=nn.Conv3d(mid, out_ch, (t, 1, 1), (stride[0], 1, 1), (t // 2, 0, 0),
-                               bias=False),
-        ))  # fmt: skip
+        super().__init__(
+            OrderedDict(
+                spatial=nn.Conv3d(
+                    in_ch, mid, (1, h, w), (1, *stride[1:]), (0, h // 2, w // 2), bias=False
+                ),
+                bn=nn.BatchNorm3d(mid),
+                act=nn.ReLU(inplace=True),
+                temporal=nn.Conv3d(
+                    mid, out_ch, (t, 1, 1), (stride[0], 1, 1), (t // 2, 0, 0), bias=False
+                ),
+            )
+        )
 
 
 def mid_width(in_ch: int, out_ch: int, k: int = 3) -> int:
@@ -63,15 +67,24 @@ class Ops:
             return s
         return (1, s, s) if self.kind == "spatial" else (s,) * self.dims
 
-    def conv(self, in_ch: int, out_ch: int, k: int, stride: int | Size = 1,
-             groups: int = 1, mid: int | None = None, bias: bool = False) -> nn.Module:  # fmt: skip
+    def conv(
+        self,
+        in_ch: int,
+        out_ch: int,
+        k: int,
+        stride: int | Size = 1,
+        groups: int = 1,
+        mid: int | None = None,
+        bias: bool = False,
+    ) -> nn.Module:
         """A kxk (k^3) conv with 'same' padding, built by this kind."""
         stride = self.stride(stride)
         if self.dims == 2 or k == 1 or self.kind in ("full", "mixed"):
             return CONV[self.dims](in_ch, out_ch, k, stride, k // 2, groups=groups, bias=bias)
         if self.kind == "spatial":
-            return nn.Conv3d(in_ch, out_ch, (1, k, k), stride, (0, k // 2, k // 2),
-                             groups=groups, bias=False)  # fmt: skip
+            return nn.Conv3d(
+                in_ch, out_ch, (1, k, k), stride, (0, k // 2, k // 2), groups=groups, bias=False
+            )
         if groups != 1:
             raise ValueError("(2+1)D convolutions are not grouped")
         return Conv2Plus1d(in_ch, out_ch, mid or mid_width(in_ch, out_ch, k), (k, k, k), stride)

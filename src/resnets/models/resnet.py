@@ -97,9 +97,15 @@ def make_stages(cfg: ResNetConfig) -> tuple[nn.ModuleList, list[FeatureInfo]]:
         for j in range(depth):
             s = stage_stride if j == 0 else 1
             shortcut = make_shortcut(
-                in_ch, out_ch, s, cfg.shortcut, cfg.avg_down, not cfg.preact, ops,
+                in_ch,
+                out_ch,
+                s,
+                cfg.shortcut,
+                cfg.avg_down,
+                not cfg.preact,
+                ops,
                 cfg.shortcut_bias,
-            )  # fmt: skip
+            )
             blocks.append(block(in_ch, width, out_ch, s, shortcut, rates[k], ops=ops, **extra))
             in_ch, k = out_ch, k + 1
         stages.append(nn.Sequential(*blocks))

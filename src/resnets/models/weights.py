@@ -81,8 +81,9 @@ class WeightsMeta:
         if self.task not in TASKS:
             raise WeightsError(f"unknown task {self.task!r} in weights metadata; known: {TASKS}")
         if self.inputs not in INPUTS:
-            raise WeightsError(f"unknown inputs {self.inputs!r} in weights metadata; known: "
-                               f"{INPUTS}")  # fmt: skip
+            raise WeightsError(
+                f"unknown inputs {self.inputs!r} in weights metadata; known: {INPUTS}"
+            )
 
     def to_json(self) -> str:
         data = asdict(self) | {"config": self.config.to_dict(), "format_version": FORMAT_VERSION}
@@ -242,8 +243,13 @@ def load_state(
     own = model.state_dict()
     if needs_inflation(state, own):
         state, count = inflate(state, own, name)
-        notes.append((logging.INFO, f"inflated {count} 2D convs of {name} into 3D (I3D: each "
-                                    "kernel repeated along depth and divided by it)"))  # fmt: skip
+        notes.append(
+            (
+                logging.INFO,
+                f"inflated {count} 2D convs of {name} into 3D (I3D: each "
+                "kernel repeated along depth and divided by it)",
+            )
+        )
     fc = model.fc
     fits = isinstance(fc, nn.Linear) and fc.weight.shape == state.get("fc.weight", fc.weight).shape
     if "fc.weight" in state and not fits:

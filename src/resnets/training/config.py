@@ -311,8 +311,10 @@ def validate(cfg: TrainConfig) -> None:
     if list(cfg.milestones) != sorted(cfg.milestones):
         raise ConfigError(f"milestones must increase, got {list(cfg.milestones)}")
     if cfg.sampler == "balanced" and cfg.class_weights == "balanced":
-        raise ConfigError("--sampler balanced and --class-weights balanced each undo the class "
-                          "imbalance; together they over-correct: choose one")  # fmt: skip
+        raise ConfigError(
+            "--sampler balanced and --class-weights balanced each undo the class "
+            "imbalance; together they over-correct: choose one"
+        )
 
 
 def peak_lr(cfg: TrainConfig) -> float:

@@ -102,15 +102,26 @@ def train_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, float]:
     run.model.train()
     steps = min(len(run.loaders.train), run.total_steps - epoch * len(run.loaders.train))
     bar = tqdm(
-        total=steps, initial=p.epoch_step, desc=f"epoch {epoch + 1}/{run.epochs}", leave=False,
-        disable=not (cfg.progress and run.env.main and interactive()), dynamic_ncols=True,
-    )  # fmt: skip
+        total=steps,
+        initial=p.epoch_step,
+        desc=f"epoch {epoch + 1}/{run.epochs}",
+        leave=False,
+        disable=not (cfg.progress and run.env.main and interactive()),
+        dynamic_ncols=True,
+    )
     start = time.perf_counter()
     for micro in run.loaders.train.epoch(epoch, p.epoch_step):
         if p.epoch_step >= steps:
             break
-        outputs = train_step(run.model, run.opt, micro, p.step, run.criterion, autocast(run),
-                             check=cfg.max_bad_batches > 0)  # fmt: skip
+        outputs = train_step(
+            run.model,
+            run.opt,
+            micro,
+            p.step,
+            run.criterion,
+            autocast(run),
+            check=cfg.max_bad_batches > 0,
+        )
         if outputs is None:
             count_bad_batch(run)
         else:

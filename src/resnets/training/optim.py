@@ -131,5 +131,7 @@ def few_steps_advice(
     batch = 2 ** int(math.log2(max(samples // 8, 2)))
     if batch >= cfg.batch_size:
         return f"{said}: a set this small needs more --epochs to train well"
-    return (f"{said}: {samples} training images usually train better with --batch-size {batch} "
-            f"and --lr {cfg.lr * batch / cfg.batch_size:.2g} (the lr per image kept)")  # fmt: skip
+    return (
+        f"{said}: {samples} training images usually train better with --batch-size {batch} "
+        f"and --lr {cfg.lr * batch / cfg.batch_size:.2g} (the lr per image kept)"
+    )

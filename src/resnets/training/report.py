@@ -150,8 +150,11 @@ def summary_text(s: dict[str, Any]) -> str:
         ]
     else:
         top5 = s.get("classes", 6) > 5  # with 5 classes or fewer, top-5 is always 100 %
-        tops = (f"test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}" if top5
-                else f"test top-1             {pct(s['test_acc1'])}")  # fmt: skip
+        tops = (
+            f"test top-1 / top-5     {pct(s['test_acc1'])} / {pct(s['test_acc5'])}"
+            if top5
+            else f"test top-1             {pct(s['test_acc1'])}"
+        )
         lines += [
             f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
             f"  {tops}  ({s['test_images']} {unit}, evaluated once)",

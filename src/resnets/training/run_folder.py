@@ -198,8 +198,9 @@ class RunFolder:
                 self.path.rmdir()
         if self._previous is not None:
             if self.path.exists():
-                log.warning("the replaced run stays in %s (%s is not empty)", self._previous,
-                            self.path)  # fmt: skip
+                log.warning(
+                    "the replaced run stays in %s (%s is not empty)", self._previous, self.path
+                )
             else:
                 self._previous.rename(self.path)
             self._previous = None

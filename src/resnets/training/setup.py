@@ -151,23 +151,40 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     model = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
     loaders = make_loaders(
-        splits, batch_size=cfg.batch_size, shard=env.shard(cfg.accum_steps), device=device,
-        seed=cfg.seed, mix=mix, channels_last=cfg.channels_last, num_workers=cfg.num_workers,
+        splits,
+        batch_size=cfg.batch_size,
+        shard=env.shard(cfg.accum_steps),
+        device=device,
+        seed=cfg.seed,
+        mix=mix,
+        channels_last=cfg.channels_last,
+        num_workers=cfg.num_workers,
         sampler=cfg.sampler,
-    )  # fmt: skip
+    )
     steps_per_epoch = len(loaders.train)
     total = cfg.steps or cfg.epochs * steps_per_epoch
     run = Run(
-        cfg=cfg, env=env, device=device, task=task, splits=splits, loaders=loaders,
-        model=model, opt=build_optimization(cfg, model, device, steps_per_epoch, total),
+        cfg=cfg,
+        env=env,
+        device=device,
+        task=task,
+        splits=splits,
+        loaders=loaders,
+        model=model,
+        opt=build_optimization(cfg, model, device, steps_per_epoch, total),
         criterion=make_criterion(task, cfg, splits, device),
-        folder=folder, meta=weights_meta(cfg, model, splits), progress=Progress(),
-        total_steps=total, epochs=math.ceil(total / steps_per_epoch),
-    )  # fmt: skip
+        folder=folder,
+        meta=weights_meta(cfg, model, splits),
+        progress=Progress(),
+        total_steps=total,
+        epochs=math.ceil(total / steps_per_epoch),
+    )
     late = [m for m in run.opt.schedule.milestones if m >= total]
     if late and cfg.schedule == "multistep":
-        run.note(f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
-                 "run and never happen; set --milestones to place them")  # fmt: skip
+        run.note(
+            f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
+            "run and never happen; set --milestones to place them"
+        )
     if advice := few_steps_advice(cfg, loaders.train.batches.n, steps_per_epoch, total):
         run.note(advice)
     settle_amp(run)
@@ -208,8 +225,9 @@ def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: Dis
         raw = create_segmentation_model(cfg.model, len(splits.classes), **options)
         backbone = raw.backbone
     else:
-        raw = create_model(cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate,
-                           **options)  # fmt: skip
+        raw = create_model(
+            cfg.model, num_classes=len(splits.classes), drop_rate=cfg.drop_rate, **options
+        )
         backbone = raw
     splits.require_dims(backbone.config.spatial_dims, cfg.model)
     frozen = freeze(backbone, cfg.freeze_stages, cfg.freeze_backbone)
@@ -284,11 +302,17 @@ def build_optimization(
 def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
     """What best.safetensors carries besides the weights: enough to predict with them."""
     return WeightsMeta(
-        model=cfg.model, config=model.raw.config, classes=splits.classes,
-        input_size=splits.input_size, resize_size=splits.resize_size, mean=splits.mean,
-        std=splits.std, task=task_name(cfg, splits), item_normalize=splits.item_normalize,
+        model=cfg.model,
+        config=model.raw.config,
+        classes=splits.classes,
+        input_size=splits.input_size,
+        resize_size=splits.resize_size,
+        mean=splits.mean,
+        std=splits.std,
+        task=task_name(cfg, splits),
+        item_normalize=splits.item_normalize,
         **splits.reading,
-    )  # fmt: skip
+    )
 
 
 def checkpoint_size(run: Run) -> int:
@@ -345,5 +369,9 @@ def restore(run: Run, data: dict[str, Any]) -> None:
     run.best_state = load_best(run.folder.path, data, run.env.main)
     run.partial_meter = data.get("partial_meter")
     set_rng_state(data["rng"])
-    log.info("resumed %s at epoch %d, step %d", run.folder.path, run.progress.epoch + 1,
-             run.progress.step)  # fmt: skip
+    log.info(
+        "resumed %s at epoch %d, step %d",
+        run.folder.path,
+        run.progress.epoch + 1,
+        run.progress.step,
+    )

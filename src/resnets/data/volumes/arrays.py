@@ -25,11 +25,13 @@ SHAPES3D = ["sphere", "cube", "torus"]
 def _rotation(g: torch.Generator) -> torch.Tensor:
     """A uniformly random 3D rotation, from a random unit quaternion."""
     w, x, y, z = (q := torch.randn(4, generator=g)).div(q.norm()).tolist()
-    return torch.tensor([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    return torch.tensor(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def make_shapes3d(n: int, size: int, seed: int = 0) -> ImageTensors:
@@ -65,10 +67,15 @@ def load_npz(path: Path) -> tuple[dict[str, ImageTensors], list[str]]:
     except (OSError, ValueError) as e:
         raise DataError(f"{path} is not a readable .npz file ({e})") from None
     if not {"train_images", "train_labels"} <= names:
-        raise DataError(f"{path} needs arrays train_images and train_labels (MedMNIST's layout); "
-                        f"it has {', '.join(sorted(names)) or 'none'}")  # fmt: skip
-    labels = {s: _labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
-              for s in ("train", "val", "test") if f"{s}_labels" in names}  # fmt: skip
+        raise DataError(
+            f"{path} needs arrays train_images and train_labels (MedMNIST's layout); "
+            f"it has {', '.join(sorted(names)) or 'none'}"
+        )
+    labels = {
+        s: _labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
+        for s in ("train", "val", "test")
+        if f"{s}_labels" in names
+    }
     width = max(int(y.max()) + 1 if y.ndim == 1 else y.shape[1] for y in labels.values())
     classes = [str(c) for c in range(width)]
     out = {}
@@ -82,9 +89,10 @@ def load_npz(path: Path) -> tuple[dict[str, ImageTensors], list[str]]:
         raise DataError(f"{path}: the splits mix 2D images and 3D volumes")
     floats = any(arrays[f"{split}_images"].dtype.kind == "f" for split in out)
     kind = "0/1 label columns (multi-label)" if labels["train"].ndim == 2 else "classes"
-    note = (f"{path.name}: {width} {kind} named 0..{width - 1} (the file names none); its "
-            f"splits: {', '.join(out)}" + ("; float pixels in [0, 1] scaled by 255" if floats
-                                            else ""))  # fmt: skip
+    note = (
+        f"{path.name}: {width} {kind} named 0..{width - 1} (the file names none); its "
+        f"splits: {', '.join(out)}" + ("; float pixels in [0, 1] scaled by 255" if floats else "")
+    )
     return out, [note]
 
 
@@ -103,16 +111,19 @@ def _images(a: np.ndarray, where: str) -> torch.Tensor:
         return x.permute(0, 3, 1, 2).contiguous()
     if x.ndim in (3, 4):  # (N, H, W) grey or (N, D, H, W) volumes
         return x.unsqueeze(1)
-    raise DataError(f"{where} has shape {tuple(a.shape)}; expected (N, H, W), (N, H, W, 3) or "
-                    "(N, D, H, W)")  # fmt: skip
+    raise DataError(
+        f"{where} has shape {tuple(a.shape)}; expected (N, H, W), (N, H, W, 3) or (N, D, H, W)"
+    )
 
 
 def _labels(a: np.ndarray, where: str) -> torch.Tensor:
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.dtype.kind not in "iub" or a.ndim not in (1, 2) or (a.size and a.min() < 0):
-        raise DataError(f"{where}: labels must be class indices (N,) or (N, 1), or 0/1 rows "
-                        f"(N, K); got {a.dtype} {tuple(a.shape)}")  # fmt: skip
+        raise DataError(
+            f"{where}: labels must be class indices (N,) or (N, 1), or 0/1 rows "
+            f"(N, K); got {a.dtype} {tuple(a.shape)}"
+        )
     return torch.from_numpy(a.astype(np.int64))
 
 

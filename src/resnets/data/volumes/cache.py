@@ -51,8 +51,11 @@ def cached(root: Path, options: tuple, mode: str, load: Callable[[], Loaded]) ->
             log.warning("the disk cache %s is unreadable (%s); reading the files again", path, e)
     data, notes = load()
     if _store(path, root, data, notes):
-        notes = [*notes, f"decoded once and kept in the disk cache {path} for the next run on "
-                 "these files (--cache none: not kept)"]  # fmt: skip
+        notes = [
+            *notes,
+            f"decoded once and kept in the disk cache {path} for the next run on "
+            "these files (--cache none: not kept)",
+        ]
     return data, notes
 
 

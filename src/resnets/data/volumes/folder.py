@@ -71,9 +71,11 @@ def load_volume_folder(
     size = "" if side else " (--image-size sets the side)"
     if spacing:
         mm = "x".join(f"{v:g}" for v in reversed(spacing))
-        shape = (f"resampled to {mm} mm voxels (x, y, z; --spacing), then centre-cropped or "
-                 f"padded to {target}^3{size}; {cropped} reached past the cube and were "
-                 "cut")  # fmt: skip
+        shape = (
+            f"resampled to {mm} mm voxels (x, y, z; --spacing), then centre-cropped or "
+            f"padded to {target}^3{size}; {cropped} reached past the cube and were "
+            "cut"
+        )
         if unspaced:
             shape += f"; {unspaced} without a spacing in their file (.npy/.npz) taken as 1 mm"
     else:
@@ -213,8 +215,11 @@ def _dicom_series(folder: Path) -> tuple[np.ndarray, tuple[float, float, float] 
         for s in slices
     ]
     steps = np.diff([position(s) for s in slices])
-    depth = float(np.median(steps)) if len(steps) and "ImagePositionPatient" in slices[0] else (
-        float(getattr(slices[0], "SliceThickness", 0) or 0))  # fmt: skip
+    depth = (
+        float(np.median(steps))
+        if len(steps) and "ImagePositionPatient" in slices[0]
+        else (float(getattr(slices[0], "SliceThickness", 0) or 0))
+    )
     rows = getattr(slices[0], "PixelSpacing", None)
     spacing = (depth, float(rows[0]), float(rows[1])) if rows is not None and depth > 0 else None
     return np.stack(planes), spacing
@@ -312,8 +317,10 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     except ValueError:
         values = []
     if len(values) not in (1, 3) or not all(0 < v < 1000 for v in values):
-        raise DataError(f"--spacing takes millimetres, one number or X,Y,Z (e.g. 1.5 or "
-                        f"0.8,0.8,2.5), got {text!r}")  # fmt: skip
+        raise DataError(
+            f"--spacing takes millimetres, one number or X,Y,Z (e.g. 1.5 or "
+            f"0.8,0.8,2.5), got {text!r}"
+        )
     return tuple(values * 3 if len(values) == 1 else values[::-1])
 
 

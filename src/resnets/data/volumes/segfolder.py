@@ -49,8 +49,10 @@ def load_volume_segfolder(
         volume, kind, found = read_volume(image, index)  # a 4D scan: one of its volumes
         labels, _, _ = read_volume(mask)
         if labels.shape != volume.shape:
-            raise DataError(f"mask {mask} has shape {labels.shape} but its volume {image} has "
-                            f"{volume.shape}; a mask labels each voxel of its volume")  # fmt: skip
+            raise DataError(
+                f"mask {mask} has shape {labels.shape} but its volume {image} has "
+                f"{volume.shape}; a mask labels each voxel of its volume"
+            )
         if (labels != np.round(labels)).any() or labels.min() < 0:
             raise DataError(f"mask {mask} holds values that are not class indices (0, 1, ...)")
         images.append(to_uint8(volume, kind, window, cube, found, spacing))

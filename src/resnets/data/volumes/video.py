@@ -108,8 +108,10 @@ def picks(total: int, count: int) -> list[int]:
 def _read(path: Path, count: int, side: int) -> tuple[torch.Tensor, int]:
     """((3, count, side, side) uint8, the clip's length in frames)."""
     if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise DataError(f"{path} is not a clip (video files {', '.join(VIDEO_SUFFIXES)} or "
-                        "folders of frames are)")  # fmt: skip
+        raise DataError(
+            f"{path} is not a clip (video files {', '.join(VIDEO_SUFFIXES)} or "
+            "folders of frames are)"
+        )
     if path.is_dir():
         files = _frame_files(path)
         chosen = [_fit(decode(files[i], 3), side) for i in picks(len(files), count)]
