@@ -27,9 +27,8 @@ from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models import load_model
 from ..models.weights import WeightsMeta
-from ..plots import _pyplot, _save
 from .cases import check_inputs, expand_cases, prepare_cases
-from .montage import write_montage
+from .montage import input_pixels, write_montage, write_png
 from .predict import Input, _prepare, expand_images, mask_paths
 from .saliency import (
     Method,
@@ -43,7 +42,6 @@ from .sources import resolve_source
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
 BATCH_SIZE = 16
-COLORMAP = "inferno"  # perceptually uniform, and readable in greyscale print
 
 
 @dataclass
@@ -138,14 +136,30 @@ def explain(
         if x is None:
             continue
         found = _explain_batch(model, x.to(dev), names, sizes, explainer, wanted, topk, classes)
-        shown = _shown(x, meta) if out is not None and three_d else x
+        shown = input_pixels(x, meta.mean, meta.std) if out is not None and three_d else x
         for e, xi in zip(found, shown, strict=True):
-            if out is not None and three_d:
-                e.png = str(_write_montage(e, xi, pngs[e.path], method, meta))
-            elif out is not None:
-                e.png = str(_write_png(e, by_name[e.path], pngs[e.path], method, channels, meta))
+            if out is not None:
+                f = by_name[e.path]
+                pixels = xi if three_d else _pixels(f, e.path, channels, meta)
+                label = Path(e.path).name if isinstance(f, Path) else e.path
+                e.png = _draw(e, pixels, pngs[e.path], method, meta, label)
             result.explanations.append(e)
     return result
+
+
+def _draw(
+    e: Explanation, pixels: torch.Tensor, path: Path, method: str, meta: WeightsMeta, label: str
+) -> str:
+    """One explanation's PNG: a 2D map beside its image (`pixels` uint8 [C, H, W]), or a
+    volume's or clip's map as slices (`pixels` [C, D, H, W], as prepared; see montage.py)."""
+    heading = "top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
+    title = f"{method}: {e.target}"
+    if pixels.ndim == 3:
+        return str(write_png(pixels, e.map, path, label=label, title=title, heading=heading))
+    volume = pixels if pixels.shape[0] in (1, 3) else pixels[:1]
+    unit = "frame" if meta.inputs == "clips" else "slice"
+    drawn = write_montage(volume, e.map, path, label=label, title=title, heading=heading, unit=unit)
+    return str(drawn)
 
 
 def _explain_batch(
@@ -270,54 +284,6 @@ def _pixels(f: Path | Any, name: str, channels: int, meta: WeightsMeta) -> torch
     return match_channels(to_image(f, name, undo)[None], channels)[0]
 
 
-def _write_png(
-    e: Explanation, f: Path | Any, path: Path, method: str, channels: int, meta: WeightsMeta
-) -> Path:
-    """The image beside the same image under its map, the top classes as the title."""
-    image = _pixels(f, e.path, channels, meta).permute(1, 2, 0).numpy()
-    grey = image.shape[-1] == 1
-    shown = image[..., 0] if grey else image
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.6))
-    for ax in (left, right):
-        ax.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=255)
-        ax.set_axis_off()
-    heat = right.imshow(e.map, cmap=COLORMAP, alpha=0.5, vmin=0, vmax=1)
-    fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04)
-    left.set_title(Path(e.path).name if isinstance(f, Path) else e.path)
-    right.set_title(f"{method}: {e.target}")
-    fig.suptitle("top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, path)
-
-
-def _shown(x: torch.Tensor, meta: WeightsMeta) -> torch.Tensor:
-    """Normalized model inputs [N, C, ...] back to the uint8 pixels they were made from."""
-    shape = (-1,) + (1,) * (x.ndim - 2)
-    mean, std = (torch.tensor(v, device=x.device).view(shape) for v in (meta.mean, meta.std))
-    return ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
-def _write_montage(
-    e: Explanation, volume: torch.Tensor, path: Path, method: str, meta: WeightsMeta
-) -> Path:
-    """A volume's or clip's map (`volume`: uint8 [C, D, H, W], as prepared) as slices (see
-    montage.py)."""
-    volume = volume if volume.shape[0] in (1, 3) else volume[:1]
-    top = "top: " + ", ".join(f"{name} {prob:.1%}" for name, prob in e.top)
-    unit = "frame" if meta.inputs == "clips" else "slice"
-    return write_montage(
-        volume,
-        e.map,
-        path,
-        label=Path(e.path).name,
-        title=f"{method}: {e.target}",
-        heading=top,
-        colormap=COLORMAP,
-        unit=unit,
-    )
-
-
 def explain_mistakes(
     model: torch.nn.Module,
     loader: Iterable,
@@ -341,7 +307,7 @@ def explain_mistakes(
         seen += len(x)
     x = torch.stack([picked[i] for i in chosen]).contiguous()
     meta: WeightsMeta = model.weights_meta
-    shown = _shown(x, meta)
+    shown = input_pixels(x, meta.mean, meta.std)
     names = [f"#{i}: true {classes[int(labels[i])]}" for i in chosen]
     size = [tuple(x.shape[-2:]) if x.ndim == 4 else None] * len(chosen)
     as_input = dataclasses.replace(meta, resize_size=None)  # maps stay at the input's size
@@ -349,10 +315,9 @@ def explain_mistakes(
     rows = []
     for i, e, image in zip(chosen, found, shown, strict=True):
         path = folder / f"{len(rows) + 1:03d}-image{i}.png"
-        if x.ndim == 5:
-            e.png = str(_write_montage(e, image, path, "gradcam", meta))
-        else:
-            e.png = str(_write_png(e, image, path, "gradcam", model.config.in_chans, meta))
+        if x.ndim == 4:
+            image = match_channels(image[None], model.config.in_chans)[0]
+        e.png = _draw(e, image, path, "gradcam", meta, e.path)
         rows.append(
             {
                 "index": i,

@@ -1,5 +1,6 @@
-"""A 3D map drawn flat: evenly spaced slices of a volume (or frames of a clip), each shown
-plain above and under its map below, so a reader sees where along the depth the model looked."""
+"""Explanations drawn: a 2D map beside its image (`write_png`), and a 3D map drawn flat
+(`write_montage`): evenly spaced slices of a volume (or frames of a clip), each shown plain
+above and under its map below, so a reader sees where along the depth the model looked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..data.volumes.video import picks
 from ..plots import _pyplot, _save
 
 SLICES = 8
+COLORMAP = "inferno"  # perceptually uniform, and readable in greyscale print
 
 
 def slice_indices(depth: int, count: int = SLICES) -> list[int]:
@@ -28,7 +30,7 @@ def write_montage(
     label: str,
     title: str,
     heading: str,
-    colormap: str,
+    colormap: str = COLORMAP,
     unit: str = "slice",
 ) -> Path:
     """`volume` uint8 [C, D, H, W] (1 or 3 channels) and its map [D, H, W] in [0, 1], as a
@@ -65,3 +67,33 @@ def write_montage(
     fig.suptitle(f"{label}: {heading}; {where}", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)
+
+
+def write_png(
+    image: torch.Tensor, cam: np.ndarray, path: Path, *, label: str, title: str, heading: str
+) -> Path:
+    """`image` uint8 [C, H, W] beside the same image under its map [H, W] in [0, 1]; `label`
+    (the input) and `title` (method and class) above each, `heading` (the top classes) over
+    both."""
+    shown = image.permute(1, 2, 0).numpy()
+    grey = shown.shape[-1] == 1
+    shown = shown[..., 0] if grey else shown
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.6))
+    for ax in (left, right):
+        ax.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=255)
+        ax.set_axis_off()
+    heat = right.imshow(cam, cmap=COLORMAP, alpha=0.5, vmin=0, vmax=1)
+    fig.colorbar(heat, ax=right, fraction=0.046, pad=0.04)
+    left.set_title(label)
+    right.set_title(title)
+    fig.suptitle(heading)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
+
+
+def input_pixels(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Normalized model inputs [N, C, ...] back to the uint8 pixels they were made from."""
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    mean_t, std_t = (torch.tensor(v, device=x.device).view(shape) for v in (mean, std))
+    return ((x * std_t + mean_t) * 255).round().clamp(0, 255).to(torch.uint8).cpu()

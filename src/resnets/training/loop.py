@@ -23,13 +23,14 @@ from .config import TrainConfig, resolve, resume_config
 from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
 from .report import finish, summary_text
+from .run import Model, Optimization, Run
 from .saving import (
     Interrupted,
     save_epoch_checkpoints,
     save_interrupted,
     save_step_checkpoint,
 )
-from .setup import Model, Optimization, Run, determinism, setup
+from .setup import determinism, setup
 from .signals import StopRequest
 
 log = logging.getLogger("resnets")

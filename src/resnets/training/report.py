@@ -16,8 +16,8 @@ from ..data.build import eval_loader
 from ..data.python import PYTHON
 from ..metrics import best_thresholds
 from ..tasks import get_task, write_mask
+from .run import Run
 from .saving import save_best_weights
-from .setup import Run
 
 log = logging.getLogger("resnets")
 

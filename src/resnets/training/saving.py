@@ -14,7 +14,7 @@ from ..metrics import Meter
 from ..models.weights import save_weights
 from .checkpoint import BEST, PREVIOUS_BEST, STAMP, best_stamp, save_checkpoint
 from .config import to_dict
-from .setup import Run
+from .run import Run
 
 
 class Interrupted(TrainingError):

@@ -1,5 +1,5 @@
-"""Setting up a run: its folder, data, model, optimizer and task, each a small named part;
-and restoring them for --resume. `loop.py` then advances the `Run`.
+"""Setting up a run: its folder, data, model, optimizer and task, each a small named part
+(run.py declares them); and restoring them for --resume. `loop.py` then advances the `Run`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Loaders, Splits, load_splits, make_loaders
+from ..data import Splits, load_splits, make_loaders
 from ..data.augment import MixUpCutMix
 from ..data.provenance import write_record
 from ..data.python import PythonData
@@ -26,86 +25,15 @@ from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.weights import WeightsMeta
 from ..precision import PROBE_BATCH, choose_amp, step_seconds
-from ..tasks import Task
 from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
 from .loss import check_classes, make_criterion, settle_task, task_name
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
+from .run import Model, Optimization, Run
 from .run_folder import RunFolder, check_folder, default_folder
 
 log = logging.getLogger("resnets")
-
-
-@dataclass
-class Model:
-    """The model in its forms. `raw` as built (its state_dict is what is saved); `trained`
-    what the step calls: `raw` under DDP and/or torch.compile; `ema` its moving average."""
-
-    raw: nn.Module  # a ResNet, or a SegmentationModel around one
-    backbone: ResNet  # the ResNet inside `raw`: what freezing and the backbone lr act on
-    trained: nn.Module
-    ema: ModelEMA | None
-    frozen: list[nn.Module]  # parts whose BN statistics stay fixed (eval mode) in training
-    ddp: nn.parallel.DistributedDataParallel | None
-
-    @property
-    def selected(self) -> nn.Module:
-        """The weights that are evaluated, selected and saved: the EMA when on."""
-        return self.ema.module if self.ema is not None else self.raw
-
-    def train(self, mode: bool = True) -> None:
-        self.raw.train(mode)
-        for part in self.frozen:
-            part.eval()
-
-
-@dataclass
-class Optimization:
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler  # loss scaling for fp16; a pass-through otherwise
-    schedule: Schedule  # the lr factor at any step
-    clip_grad: float | None
-
-
-@dataclass
-class SaveClock:
-    """When epoch checkpoints were last written and how long that took (see saving.py)."""
-
-    written_at: float | None = None
-    seconds: float = 0.0
-    best_pending: bool = False
-
-
-@dataclass
-class Run:
-    """One training run: its options, parts, folder and progress."""
-
-    cfg: TrainConfig
-    env: DistEnv
-    device: torch.device
-    task: Task
-    splits: Splits
-    loaders: Loaders
-    model: Model
-    opt: Optimization
-    criterion: Any
-    folder: RunFolder
-    meta: WeightsMeta
-    progress: Progress
-    total_steps: int
-    epochs: int
-    best_state: dict[str, torch.Tensor] | None = None
-    partial_meter: torch.Tensor | None = None  # an interrupted epoch's metric sums so far
-    saves: SaveClock = field(default_factory=lambda: SaveClock())
-
-    def meter(self, sums: torch.Tensor | None = None, keep: bool = False):
-        return self.task.meter(self.device, len(self.splits.classes), sums, keep)
-
-    def note(self, text: str) -> None:
-        """A decision or warning for the user: logged now, and kept in the run's summary."""
-        log.info("note: %s", text)
-        self.splits.notes.append(text)
 
 
 def setup(
