@@ -16,7 +16,8 @@ from PIL import Image
 from resnets import create_model
 from resnets.cli import main
 from resnets.errors import UsageError
-from resnets.training.config import FIELDS, resolve
+from resnets.training.config import FIELDS
+from resnets.training.resolve import resolve
 
 from .conftest import write_image_folder
 

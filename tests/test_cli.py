@@ -180,7 +180,7 @@ def test_train_help_shows_the_default_recipes_values_and_readable_booleans():
 
 
 def test_an_old_option_name_still_reads_as_it_meant(tmp_path):
-    from resnets.training.config import resolve
+    from resnets.training.resolve import resolve
 
     old = tmp_path / "old.yaml"
     old.write_text("no_decay_norm_bias: true\n")

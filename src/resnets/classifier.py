@@ -20,7 +20,7 @@ from .data.python import PYTHON, is_spec
 from .devices import resolve_device
 from .errors import DataError, UsageError, unknown_name
 from .infer import evaluate
-from .infer.predict import expand_images, prepare_images
+from .infer.images import expand_images, prepare_images
 from .models import create_model, load_model
 from .models.weights import save_weights
 from .training import TrainConfig, train

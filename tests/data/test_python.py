@@ -194,7 +194,7 @@ def test_one_hot_labels_extra_item_parts_and_numeric_names(tmp_path):
 
 
 def test_a_stack_of_four_greyscale_images_is_a_batch():
-    from resnets.infer.predict import expand_images
+    from resnets.infer.images import expand_images
 
     assert len(expand_images(np.zeros((4, 16, 16), np.uint8))) == 4
     assert len(expand_images(torch.zeros(3, 16, 16))) == 1  # one RGB image

@@ -8,7 +8,8 @@ import pytest
 from resnets import predict, train
 from resnets.errors import UsageError
 from resnets.infer.export import export
-from resnets.models.weights import WeightsMeta, read_weights
+from resnets.models.meta import WeightsMeta
+from resnets.models.weights import read_weights
 
 from ..data.volumes.test_folder import _nifti, _volume
 

@@ -14,7 +14,7 @@ from resnets.infer import convert as convert_module
 from resnets.infer.convert import convert
 from resnets.infer.export import ExportError
 from resnets.models import load_model
-from resnets.models.weights import WeightsMeta
+from resnets.models.meta import WeightsMeta
 
 from ..conftest import randomize_bn
 

@@ -15,7 +15,7 @@ from resnets.data.imagefolder import eval_transform
 from resnets.errors import UsageError
 from resnets.infer.explain import METHODS, explain, resized_size, to_original
 from resnets.infer.saliency import cam_layer
-from resnets.models.weights import WeightsMeta
+from resnets.models.meta import WeightsMeta
 
 SIZE, PATCH, GREY = 32, 6, 128
 MARGIN = 2  # pixels around the patch that still count as a hit (the last stage is 8x8)

@@ -100,7 +100,7 @@ def test_a_greyscale_model_reads_every_format_mode_and_frame_count(digits_run, t
 def test_one_bad_file_costs_only_itself(digits_run, tmp_path, monkeypatch):
     """Unreadable files, and decodes that give a shape the batch cannot take, are reported
     one by one; every good image in the same batch is still predicted."""
-    predict_module = importlib.import_module("resnets.infer.predict")  # the name is taken
+    images_module = importlib.import_module("resnets.infer.images")  # where predict decodes
 
     good = save_mixed_images(tmp_path / "imgs")
     bad = tmp_path / "bad"
@@ -120,14 +120,14 @@ def test_one_bad_file_costs_only_itself(digits_run, tmp_path, monkeypatch):
     class OddError(Exception):
         pass
 
-    real_decode = predict_module.decode
+    real_decode = images_module.decode
 
     def decode(path, channels):
         if path.name == "odd.png":
             raise OddError
         return wrong[path.name] if path.name in wrong else real_decode(path, channels)
 
-    monkeypatch.setattr(predict_module, "decode", decode)
+    monkeypatch.setattr(images_module, "decode", decode)
     result = predict(digits_run, [tmp_path / "imgs", bad], batch_size=64)
     assert sorted(p.path for p in result.predictions) == sorted(map(str, good))
     assert sorted(result.failed) == sorted(str(f) for f in bad.iterdir())

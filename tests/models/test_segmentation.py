@@ -17,7 +17,8 @@ def test_weights_saved_when_the_backbone_was_called_encoder_still_load(tmp_path)
     from safetensors.torch import load_file, save_file
 
     from resnets.models import get_config, load_model
-    from resnets.models.weights import WeightsMeta, save_weights
+    from resnets.models.meta import WeightsMeta
+    from resnets.models.weights import save_weights
 
     model = create_segmentation_model("resnet20", num_classes=3).eval()
     meta = WeightsMeta("resnet20", get_config("resnet20").replace(num_classes=0),

@@ -1,7 +1,8 @@
 import pytest
 
 from resnets.errors import ConfigError, UnknownNameError, UsageError
-from resnets.training.config import load_config_file, resolve
+from resnets.training.config import load_config_file
+from resnets.training.resolve import resolve
 
 
 def test_recipe_then_file_then_flags(tmp_path):

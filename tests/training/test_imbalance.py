@@ -12,8 +12,9 @@ from resnets.data.loaders import GlobalBatches, balanced_weights
 from resnets.errors import ConfigError, UsageError
 from resnets.tasks import get_task
 from resnets.training import train
-from resnets.training.config import TrainConfig, resolve
+from resnets.training.config import TrainConfig
 from resnets.training.loss import class_weights, focal_loss, make_criterion, sigmoid_focal_loss
+from resnets.training.resolve import resolve
 
 QUICK = {"epochs": 2, "progress": False, "tensorboard": False}
 WEIGHT = torch.tensor([0.5, 2.0, 1.0, 4.0])

@@ -11,7 +11,7 @@ from resnets import train
 from resnets.cli import main
 from resnets.errors import DataError, TrainingError, UsageError
 from resnets.training import run_folder as run_module
-from resnets.training.config import resolve
+from resnets.training.resolve import resolve
 from resnets.training.run_folder import default_folder
 
 from ..conftest import write_image_folder

@@ -2,8 +2,8 @@
 
 import pytest
 
-from resnets.training.config import resolve
 from resnets.training.optim import Schedule, peak_lr
+from resnets.training.resolve import resolve
 
 
 def lrs(flags, steps_per_epoch, at):

@@ -17,7 +17,7 @@ from ..data.external import need
 from ..data.volumes.folder import SUFFIXES, is_case, read_case, to_file_voxels
 from ..data.volumes.video import is_clip, read_clip
 from ..errors import UsageError
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 
 WHAT = {
     "volumes": "volumes (.nii, .nii.gz, .npy, .npz files or DICOM series folders)",

@@ -25,9 +25,9 @@ from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
 from ..models.keys import layout_of, to_timm_v2, to_torchvision
+from ..models.meta import WeightsMeta
 from ..models.weights import (
     TORCHVISION_NAMES,
-    WeightsMeta,
     load_state,
     meta_beside,
     read_weights,

@@ -29,7 +29,7 @@ from ..data.provenance import item_digests, read_record
 from ..data.python import PYTHON, is_spec, read_items, to_tensors
 from ..errors import UsageError
 from ..metrics import SegmentationMeter
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS, absolute_data
 from ..tasks import get_task
 from .backends import Predictor

@@ -26,10 +26,11 @@ from ..data.items import Undo, to_image
 from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models import load_model
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from .cases import check_inputs, expand_cases, prepare_cases
+from .images import Input, expand_images, prepare_sized
 from .montage import input_pixels, write_montage, write_png
-from .predict import Input, _prepare, expand_images, mask_paths
+from .predict import mask_paths
 from .saliency import (
     Method,
     gradcam,
@@ -131,7 +132,7 @@ def explain(
             x, names, failed, _ = prepare_cases(batch, meta, channels)
             sizes = [None] * len(names)
         else:
-            x, names, sizes, failed = _prepare(batch, meta, channels, meta.resize_size, start)
+            x, names, sizes, failed = prepare_sized(batch, meta, channels, meta.resize_size, start)
         result.failed |= failed
         if x is None:
             continue
@@ -255,7 +256,7 @@ def to_original(cam: torch.Tensor, size: tuple[int, int] | None, meta: WeightsMe
 
 
 def _name(f: Path | Any, i: int) -> str:
-    """The name `_prepare` gives the i-th input."""
+    """The name `prepare_sized` gives the i-th input."""
     return str(f) if isinstance(f, Path) else f"image {i}"
 
 
@@ -277,7 +278,7 @@ def _png_paths(files: list[Path | Any], folder: Path) -> dict[str, Path]:
 
 
 def _pixels(f: Path | Any, name: str, channels: int, meta: WeightsMeta) -> torch.Tensor:
-    """The image as given, uint8 [C, H, W], decoded as `_prepare` decodes it."""
+    """The image as given, uint8 [C, H, W], decoded as `prepare_sized` decodes it."""
     if isinstance(f, Path):
         return decode(f, channels)
     undo = Undo(*map(tuple, meta.item_normalize)) if meta.item_normalize else None

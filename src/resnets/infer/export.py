@@ -27,12 +27,13 @@ import torch
 from ..errors import ResnetsError, UsageError
 from ..files import atomic_write_json, check_output, publish, staging
 from ..models import ResNet, load_model
-from ..models.weights import WeightsMeta, save_weights
+from ..models.meta import WeightsMeta
+from ..models.weights import save_weights
 from ..options import EXPORT_FORMATS as FORMATS
 from .backends import OnnxRuntimePredictor, onnx_bytes
 from .cases import check_inputs, expand_cases, prepare_cases
+from .images import expand_images, prepare_images
 from .optimize import fold_bn
-from .predict import expand_images, prepare_images
 from .sources import resolve_source
 
 if TYPE_CHECKING:

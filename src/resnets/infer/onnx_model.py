@@ -14,7 +14,8 @@ import torch
 
 from ..errors import ResnetsError, UsageError, WeightsError
 from ..models import MODELS
-from ..models.weights import WeightsMeta, meta_beside
+from ..models.meta import WeightsMeta
+from ..models.weights import meta_beside
 from .backends import OnnxRuntimePredictor, Predictor
 
 META_KEY = "resnets"  # the metadata_props entry export.py writes

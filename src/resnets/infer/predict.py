@@ -20,13 +20,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.augment import match_channels, normalize
-from ..data.decode import IMAGE_EXTENSIONS, decode
-from ..data.imagefolder import eval_transform
-from ..data.items import Undo, is_image, to_image
 from ..errors import DataError, UsageError
 from ..files import atomic_write_text
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from ..tasks import get_task, write_mask
 from .cases import (
     check_inputs,
@@ -35,6 +31,7 @@ from .cases import (
     prepare_cases,
     write_mask_volume,
 )
+from .images import Input, expand_images, prepare_sized
 from .sources import Loaded, open_source, output_folder
 
 
@@ -86,85 +83,6 @@ class PredictResult:
             lines.append(f"{p.path}: {shown}")
         lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
         return "\n".join(lines)
-
-
-Input = Any  # a path, or an image object as data/items.py reads them
-
-
-def expand_images(paths: Input | Iterable[Input]) -> list[Path | Any]:
-    """Files as given; folders become their image files (recursively, sorted). Images held
-    in Python (PIL, tensors, arrays; a 4-D batch is its images) are kept as they are."""
-    if is_image(paths) or isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    elif hasattr(paths, "ndim") and paths.ndim in (3, 4):  # a batch ([N, H, W]: greyscale)
-        paths = list(paths)
-    files: list[Path | Any] = []
-    for p in paths:
-        if is_image(p):
-            files.append(p)
-            continue
-        if not isinstance(p, str | os.PathLike):
-            raise UsageError(
-                f"a {type(p).__name__} is not an image: give paths, PIL images, CHW tensors "
-                "or HWC arrays"
-            )
-        p = Path(p)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise UsageError(f"{p} does not exist")
-    if not files:
-        raise UsageError(
-            "no images given (folders are searched for " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ")"
-        )
-    return files
-
-
-def prepare_images(
-    files: list[Path | Any], meta: WeightsMeta, channels: int
-) -> tuple[torch.Tensor | None, list[str], dict[str, str]]:
-    """Decode, resize and normalize files as the weights were trained.
-
-    Each file is prepared on its own and its shape checked before stacking, so a bad file
-    costs only itself. Returns (batch or None, the names in the batch, {unreadable file: why})."""
-    x, names, _, failed = _prepare(files, meta, channels, meta.resize_size)
-    return x, names, failed
-
-
-def _prepare(
-    files: list[Path | Any], meta: WeightsMeta, channels: int, resize: int | None, start: int = 0
-) -> tuple[torch.Tensor | None, list[str], list[tuple[int, int]], dict[str, str]]:
-    """`prepare_images`, with each image's original (height, width) beside its name. An image
-    object is named "image N" (its place among the inputs)."""
-    transform = eval_transform(meta.input_size, resize)
-    want = (channels, meta.input_size, meta.input_size)
-    undo = Undo(*map(tuple, meta.item_normalize)) if meta.item_normalize else None
-    images, names, sizes, failed = [], [], [], {}
-    for i, f in enumerate(files, start):
-        name = str(f) if isinstance(f, Path) else f"image {i}"
-        try:
-            if isinstance(f, Path):
-                img = decode(f, channels)
-            else:
-                img = match_channels(to_image(f, name, undo)[None], channels)[0]
-            size = (img.shape[-2], img.shape[-1])
-            img = transform(img)
-            if tuple(img.shape) != want or img.dtype != torch.uint8:
-                raise DataError(
-                    f"decoded to {img.dtype} {list(img.shape)}, not torch.uint8 {list(want)}"
-                )
-        except Exception as e:
-            failed[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
-            continue
-        images.append(img)
-        names.append(name)
-        sizes.append(size)
-    if not images:
-        return None, names, sizes, failed
-    mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
-    return normalize(torch.stack(images), mean, std), names, sizes, failed
 
 
 def mask_paths(
@@ -259,7 +177,7 @@ def predict(
         if three_d:
             x, names, failed, sizes = prepare_cases(batch, meta, loaded.channels)
         else:
-            x, names, sizes, failed = _prepare(batch, meta, loaded.channels, resize, start)
+            x, names, sizes, failed = prepare_sized(batch, meta, loaded.channels, resize, start)
         result.failed |= failed
         if x is None:
             continue

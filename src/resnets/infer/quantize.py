@@ -31,12 +31,12 @@ from onnxruntime.quantization import (
 
 from ..errors import UsageError
 from ..models import ResNet
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from ..precision import cpu_features
 from ..tasks import get_task
 from .backends import OnnxRuntimePredictor
 from .evaluate import run_split_loader
-from .predict import expand_images, prepare_images
+from .images import expand_images, prepare_images
 
 X86 = {"x86_64", "amd64", "i386", "i686"}
 CALIBRATION_BATCH = 32  # images per calibration run where the graph takes any batch size

@@ -12,7 +12,7 @@ from torch import nn
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..models import load_model
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from .backends import Predictor, predictor
 from .onnx_model import OnnxModel, check_onnx_options
 

@@ -17,7 +17,6 @@ import yaml
 
 from ..errors import ConfigError, UsageError, unknown_name
 from ..options import DataOptions, absolute_data, option
-from .recipes import RECIPES, recipe_rules
 
 
 @dataclass
@@ -125,30 +124,9 @@ class TrainConfig(DataOptions):
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 HINTS = typing.get_type_hints(TrainConfig)
-RESUME_OVERRIDES = {  # what may change on --resume: hardware fitting and run length, not the math
-    "device",
-    "accum_steps",
-    "progress",
-    "log_every",
-    "num_workers",
-    "epochs",
-    "steps",
-    "save_every_steps",
-    "keep_last",
-    "early_stop",
-    "tensorboard",
-    "max_bad_batches",
-    "resume",
-    "allow_changed_data",
-}
-
 # Options renamed since runs were first saved: old name -> (new name, value mapping). A saved
 # config.yaml or a user's file with the old name still reads as it meant.
 RENAMED = {"no_decay_norm_bias": ("decay_norm_bias", lambda v: not v)}
-
-# Options that say the same thing two ways: the one set at the highest level wins (the
-# recipe < the config file < flags); setting both at one level is an error.
-ALTERNATIVES = (("epochs", "steps"), ("warmup_epochs", "warmup_steps"))
 
 
 def renamed(options: dict[str, Any], source: str = "") -> dict[str, Any]:
@@ -264,88 +242,5 @@ def _yaml_number(value: Any) -> Any:
     return value
 
 
-def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> TrainConfig:
-    """The run's config: defaults, then the recipe, then the file, then flags."""
-    flags = {k: coerce(k, v, "arguments") for k, v in renamed(flags, "arguments").items()}
-    from_file = load_config_file(config_file) if config_file else {}
-    chosen = {**from_file, **flags}
-    recipe = chosen.get("recipe", "default")
-    if recipe not in RECIPES:
-        raise unknown_name("recipe", recipe, RECIPES)
-    from_recipe = RECIPES[recipe]
-    rules = recipe_rules(recipe, {**from_recipe, **chosen})
-    rules = {k: v for k, v in rules.items() if k not in chosen}
-    layers = [("the recipe", from_recipe), ("the recipe's rules", rules)]
-    layers += [(str(config_file), from_file), ("arguments", flags)]
-    values = {**from_recipe, **rules, **chosen}
-    for pair in ALTERNATIVES:
-        values.update(_settle(pair, layers))
-    if values.get("normalize") is None:  # pretrained weights expect the statistics they had
-        values["normalize"] = "imagenet" if values.get("pretrained") else "dataset"
-    cfg = TrainConfig(**values)
-    validate(cfg)
-    return cfg
-
-
-def _settle(pair: tuple[str, str], layers: list[tuple[str, dict]]) -> dict[str, Any]:
-    """The highest layer that sets either option of `pair` decides; the other is cleared."""
-    for where, layer in reversed(layers):
-        given = [name for name in pair if layer.get(name) is not None]
-        if len(given) == 2:
-            raise ConfigError(f"{pair[0]} and {pair[1]} are both set in {where}; set only one")
-        if given:
-            other = pair[1] if given[0] == pair[0] else pair[0]
-            return {other: None} if FIELDS[other].default is None else {}
-    return {}
-
-
-def validate(cfg: TrainConfig) -> None:
-    """The options consistent with each other (each number was checked against its declared
-    interval when the config was made)."""
-    if cfg.min_lr >= peak_lr(cfg):
-        raise ConfigError(f"min_lr ({cfg.min_lr:g}) must be below the peak lr ({peak_lr(cfg):g})")
-    if cfg.early_stop and cfg.val_split == 0:
-        raise ConfigError("early_stop needs a validation set; drop --val-split 0")
-    if cfg.resume and cfg.overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    if list(cfg.milestones) != sorted(cfg.milestones):
-        raise ConfigError(f"milestones must increase, got {list(cfg.milestones)}")
-    if cfg.sampler == "balanced" and cfg.class_weights == "balanced":
-        raise ConfigError(
-            "--sampler balanced and --class-weights balanced each undo the class "
-            "imbalance; together they over-correct: choose one"
-        )
-
-
-def peak_lr(cfg: TrainConfig) -> float:
-    """--lr, scaled by batch / lr_base_batch under --lr-scaling linear."""
-    if cfg.lr_scaling == "linear":
-        return cfg.lr * cfg.batch_size / cfg.lr_base_batch
-    return cfg.lr
-
-
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
-def resume_config(cfg: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
-    """The saved config of the run in `cfg.resume`, with the few options a resume may change."""
-    run = Path(cfg.resume)
-    saved_file = run / "config.yaml"
-    if not saved_file.is_file():
-        raise UsageError(f"{run} holds no run to resume (no config.yaml)")
-    saved = load_config_file(saved_file)
-    given = {k: coerce(k, v) for k, v in renamed(flags).items() if k not in ("config", "recipe")}
-    changed = sorted(
-        k for k, v in given.items() if k not in RESUME_OVERRIDES and saved.get(k, v) != v
-    )
-    if changed:
-        raise UsageError(
-            f"--resume continues {run} as it was configured; cannot change {', '.join(changed)} "
-            "(start a new run with --out instead)"
-        )
-    values = saved | {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
-    values |= {"resume": str(run), "out": str(run), "overwrite": False}
-    resumed = TrainConfig(**values)
-    validate(resumed)
-    return resumed

@@ -19,10 +19,11 @@ from tqdm import tqdm
 from ..data.python import take_objects
 from ..errors import TrainingError
 from ..logs import default_logging, interactive
-from .config import TrainConfig, resolve, resume_config
+from .config import TrainConfig
 from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
 from .report import finish, summary_text
+from .resolve import resolve, resume_config
 from .run import Model, Optimization, Run
 from .saving import (
     Interrupted,

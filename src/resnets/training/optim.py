@@ -8,7 +8,8 @@ import math
 import torch
 from torch import nn
 
-from .config import TrainConfig, peak_lr
+from .config import TrainConfig
+from .resolve import peak_lr
 
 
 class Schedule:

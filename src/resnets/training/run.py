@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data import Loaders, Splits
 from ..models import ResNet
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from ..tasks import Task
 from .checkpoint import Progress
 from .config import TrainConfig

@@ -23,7 +23,7 @@ from ..data.python import PythonData
 from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
-from ..models.weights import WeightsMeta
+from ..models.meta import WeightsMeta
 from ..precision import PROBE_BATCH, choose_amp, step_seconds
 from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
