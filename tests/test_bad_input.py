@@ -19,7 +19,7 @@ from resnets.errors import UsageError
 from resnets.training.config import FIELDS
 from resnets.training.resolve import resolve
 
-from .conftest import write_image_folder
+from .helpers import write_image_folder
 
 
 @pytest.fixture(scope="module")

@@ -201,10 +201,21 @@ def test_quiet_works_before_or_after_the_command_name(where, tmp_path, capsys):
 
 def test_a_piped_log_has_epoch_lines_and_no_bar_noise(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "resnets", "train", "--epochs", "2", "--out", str(tmp_path / "r"),
-         "--no-tensorboard"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "resnets",
+            "train",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-tensorboard",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     lines = done.stderr.splitlines()

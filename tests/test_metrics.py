@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -20,6 +19,8 @@ from resnets.metrics import (
     roc_auc,
     sensitivity_specificity,
 )
+
+from .helpers import numpy_ece
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -73,19 +74,6 @@ def test_one_vs_rest_auc_of_a_class_absent_from_the_labels_is_undefined():
     assert math.isnan(auc[3]) and not any(math.isnan(a) for a in auc[:3])
     with pytest.raises(ValueError):  # scikit-learn refuses such a split outright
         roc_auc_score(labels, probs, multi_class="ovr")
-
-
-def numpy_ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Guo et al. 2017, written out: sum over bins (lo, hi] of |B|/n |acc(B) - conf(B)|."""
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in itertools.pairwise(edges):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            gap = (pred[inside] == labels[inside]).mean() - conf[inside].mean()
-            ece += inside.mean() * abs(gap)
-    return ece
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -17,8 +17,10 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 _HOMES = {
     "ImageClassifier": "classifier",
     "ResnetsError": "errors",
+    "convert": "infer.convert",
     "evaluate": "infer",
     "explain": "infer",
+    "export": "infer.export",
     "predict": "infer",
     "ResNet": "models",
     "ResNetConfig": "models",

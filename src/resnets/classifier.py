@@ -1,7 +1,7 @@
 """`ImageClassifier`: the object-style API over train / evaluate / predict / save / load, as
 ResNet tutorials write it:
 
-    clf = ImageClassifier(num_classes=10, variant="resnet18")
+    clf = ImageClassifier("resnet18", num_classes=10)
     clf.train(train_loader, val_loader, epochs=90)   # or a spec: clf.train("digits")
     label = clf.predict(image)                       # one image -> int; a batch -> list
     clf.save("clf.pth"); clf.load("clf.pth")
@@ -59,7 +59,19 @@ class ImageClassifier:
 
     MODEL_OPTIONS = ("in_chans", "drop_rate", "drop_path_rate", "zero_init_residual", "pretrained")
 
-    def __init__(self, variant: str = "resnet18", num_classes: int = 10, **options: Any):
+    def __init__(
+        self,
+        model: str | None = None,
+        num_classes: int = 10,
+        *,
+        variant: str | None = None,
+        **options: Any,
+    ):
+        """`model`: a registered model's name (default resnet18); `variant=` is the same
+        argument under the name tutorials use."""
+        if model is not None and variant is not None and model != variant:
+            raise UsageError(f"model={model!r} and variant={variant!r} name two models; give one")
+        variant = model or variant or "resnet18"
         known = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data"}
         unknown = sorted(set(options) - known)
         if unknown and unknown[0] in ALIASES:

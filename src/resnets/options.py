@@ -35,6 +35,7 @@ BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 CONVERT_TARGETS = ("resnets", "torchvision", "timm")
 SPLITS = ("train", "val", "test")
+TASKS = ("classification", "segmentation", "multilabel")  # what a model's outputs mean
 EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")

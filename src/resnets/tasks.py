@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .errors import UsageError, unknown_name
 from .metrics import Meter, MultiLabelMeter, SegmentationMeter
+from .options import TASKS as TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,20 @@ CLASSIFICATION = Task("classification", "acc1", "top-1", ("acc1", "acc5", "loss"
 SEGMENTATION = Task("segmentation", "dice", "Dice", ("dice", "iou", "pixel_acc", "loss"), True)
 MULTILABEL = Task("multilabel", "auc", "macro AUC", ("auc", "map", "f1", "loss"), False, True)
 TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION, MULTILABEL)}
+assert tuple(TASKS) == TASK_NAMES, "options.py names the tasks"
 
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
         raise unknown_name("task", name, TASKS)
     return TASKS[name]
+
+
+def task_for(asked: str, labels: torch.Tensor | None) -> Task:
+    """The task asked for, unless the labels say more: classification data with several
+    labels per image (0/1 rows) is multi-label."""
+    several = labels is not None and labels.ndim == 2
+    return get_task("multilabel" if asked == "classification" and several else asked)
 
 
 def write_mask(mask: torch.Tensor, path: Path, num_classes: int) -> Path:

@@ -11,7 +11,7 @@ from resnets.data import cache as cache_module
 from resnets.data.build import eval_loader
 from resnets.errors import DataError, UsageError
 
-from ..conftest import write_image_folder
+from ..helpers import write_image_folder
 
 CPU = torch.device("cpu")
 

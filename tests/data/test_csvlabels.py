@@ -1,11 +1,12 @@
 """Labels in a table: `--data csv:labels.csv`."""
 
 import pytest
+from PIL import Image
 
 from resnets.data import DataOptions, load_splits
 from resnets.errors import DataError
 
-from ..conftest import write_image_folder
+from ..helpers import write_image_folder
 
 
 def write_table(tmp_path, header="filename,diagnosis", split=False, extra_rows=()):
@@ -40,8 +41,9 @@ def test_a_split_column_assigns_the_test_rows(tmp_path):
 def test_a_row_whose_file_is_missing_is_skipped_and_counted_or_refused(tmp_path):
     table = write_table(tmp_path, extra_rows=["imgs/circle/nope.png,circle"])
     s = load(table)
-    assert any("1 rows skipped, e.g. row 26: file imgs/circle/nope.png does not exist" in n
-               for n in s.notes)  # fmt: skip
+    assert any(
+        "1 row skipped, e.g. row 26: file imgs/circle/nope.png does not exist" in n for n in s.notes
+    )
     with pytest.raises(DataError, match=r"labels\.csv row 26: file imgs/circle/nope\.png"):
         load(table, strict=True)
 
@@ -51,12 +53,27 @@ def test_a_table_without_a_label_column_says_which_columns_it_has(tmp_path):
         load(write_table(tmp_path, header="filename,what"))
 
 
+def test_a_file_that_is_not_a_text_table_is_refused_in_one_line(tmp_path):
+    png = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(png)
+    with pytest.raises(DataError, match=r"x\.png is not a UTF-8 CSV text file"):
+        load(png)
+
+
 def test_a_csv_run_trains_and_evaluates_on_its_own_split(tmp_path):
     from resnets import evaluate, train
 
     table = write_table(tmp_path)
-    s = train(data=f"csv:{table}", model="resnet20", batch_size=8, epochs=1, num_workers=0,
-              out=str(tmp_path / "run"), progress=False, tensorboard=False)  # fmt: skip
+    s = train(
+        data=f"csv:{table}",
+        model="resnet20",
+        batch_size=8,
+        epochs=1,
+        num_workers=0,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     report = evaluate(tmp_path / "run", out=tmp_path / "eval")
     assert report.count == s["test_images"] == 4 and report.acc1 == pytest.approx(s["test_acc1"])
 

@@ -9,7 +9,7 @@ from resnets.data import datasets as ds
 from resnets.data.splits import stratified_split
 from resnets.errors import DataError, UsageError
 
-from ..conftest import write_cifar, write_image_folder, write_mnist
+from ..helpers import write_cifar, write_image_folder, write_mnist
 
 
 def test_digits_are_the_bundled_1797_images():
@@ -127,6 +127,18 @@ def test_image_folder_layouts_and_channel_detection(tmp_path):
     gray = write_image_folder(tmp_path / "gray", per_class=6, gray=True)
     g = load_splits(DataOptions(data=f"imagefolder:{gray}", image_size=16), seed=0)
     assert g.channels == 1 and len(g.mean) == 1
+
+
+@pytest.mark.parametrize("source", ["digits", "imagefolder"])
+@pytest.mark.parametrize("padding", [0, 3, None])
+def test_crop_padding_is_what_was_asked_on_every_source(tmp_path, source, padding):
+    """0 turns the random crop off on a folder as on an in-memory set (a folder once read 0 as
+    "not given"); unset, it is an eighth of the 16-pixel input: 2."""
+    data = "digits"
+    if source == "imagefolder":
+        data = f"imagefolder:{write_image_folder(tmp_path / 'f', per_class=6)}"
+    opts = DataOptions(data=data, image_size=16, train_crop="resize", crop_padding=padding)
+    assert load_splits(opts, seed=0).crop_padding == (2 if padding is None else padding)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from resnets.data import DataOptions, Shard, load_splits, make_loaders
 from resnets.data.build import eval_loader
 from resnets.data.device_decode import random_resized_crop_params
 
-from ..conftest import write_image_folder
+from ..helpers import write_image_folder
 
 CPU = torch.device("cpu")
 

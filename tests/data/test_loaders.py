@@ -10,7 +10,7 @@ from resnets.data.build import eval_loader
 from resnets.data.loaders import GlobalBatches
 from resnets.errors import UsageError
 
-from ..conftest import write_image_folder
+from ..helpers import write_image_folder
 
 
 def batches_of(shard, opts=None, epoch=0, start=0, **kw):

@@ -15,8 +15,9 @@ from resnets.data.python import PythonData, python_splits, read_items
 from resnets.errors import DataError, UsageError
 from resnets.options import DataOptions
 
-QUICK = {"model": "resnet20", "epochs": 1, "batch_size": 64, "progress": False}
-QUICK |= {"tensorboard": False, "deterministic": True, "seed": 1}
+from ..helpers import quick
+
+QUICK = quick(model="resnet20", batch_size=64, deterministic=True, seed=1)
 
 
 def digits_in_class_order():
@@ -207,7 +208,7 @@ def test_evaluate_on_the_training_objects_scores_only_their_held_out_part(tmp_pa
 
     from resnets import evaluate
     from resnets.data.provenance import item_digests, read_record
-    from resnets.training.report import summary_text
+    from resnets.training.summary import summary_text
 
     images, labels = digits_in_class_order()
     data = (images, labels)
@@ -217,6 +218,7 @@ def test_evaluate_on_the_training_objects_scores_only_their_held_out_part(tmp_pa
     assert report.count == summary["test_images"] and report.split == "test"
     assert report.acc1 == pytest.approx(summary["test_acc1"], abs=1e-9)
     held = len(labels) - summary["test_images"]
+    assert report.left_out == held and f"{held} images left out" in report.text()
     assert f"{held} of the {len(labels)} items given were used to train" in caplog.text
     trained = set(read_record(tmp_path / "run")["items"]["train"])
     seen = [i for i, d in enumerate(item_digests(images)) if d in trained][:20]
@@ -225,3 +227,48 @@ def test_evaluate_on_the_training_objects_scores_only_their_held_out_part(tmp_pa
     nxt = summary_text(summary).split("next:")[1]
     assert f'resnets.evaluate("{tmp_path / "run"}", data=...)' in nxt
     assert "resnets evaluate " not in nxt
+
+
+def test_a_copy_of_the_runs_npz_scores_only_what_the_run_held_out(tmp_path, caplog):
+    """--data npz:COPY with the very arrays the run trained on: by default every split is
+    scored, but the training and validation images are found by their digests and left out;
+    --split all, asked for by name, keeps them and says how many there are."""
+    import logging
+
+    from resnets import evaluate
+
+    images, labels = digits_in_class_order()
+    arrays = {"train_images": images.squeeze(1), "train_labels": labels[:, None]}
+    np.savez(tmp_path / "a.npz", **arrays)
+    np.savez(tmp_path / "copy.npz", **arrays)
+    summary = train(data=f"npz:{tmp_path / 'a.npz'}", out=str(tmp_path / "run"), **QUICK)
+    copy = f"npz:{tmp_path / 'copy.npz'}"
+    with caplog.at_level(logging.INFO, logger="resnets"):
+        report = evaluate(tmp_path / "run", data=copy)  # other data: every split, "all"
+    seen = len(labels) - summary["test_images"]
+    assert report.count == summary["test_images"] and report.left_out == seen
+    assert report.acc1 == pytest.approx(summary["test_acc1"], abs=1e-9)
+    assert f"{seen} of the {len(labels)} images of {copy} were used to train" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resnets"):
+        asked = evaluate(tmp_path / "run", data=copy, split="all", out=tmp_path / "all")
+    assert asked.count == len(labels) and asked.left_out == 0  # asked for by name: kept, said
+    assert "kept, as the split was asked for by name" in caplog.text
+
+
+def test_a_class_with_no_training_items_is_named_in_a_warning():
+    """Labels 1 and 2 number three classes: class 0 has nothing to learn from, and says so."""
+    from resnets.data import DataOptions, load_splits
+    from resnets.data.python import take_objects
+
+    x = np.random.default_rng(0).integers(0, 255, (60, 16, 16), dtype=np.uint8)
+    y = np.ones(60, dtype=int)
+    y[::3] = 2
+    options = {"data": (x, y)}
+    objects = take_objects(options)
+    s = load_splits(DataOptions(**options), seed=0, objects=objects)
+    assert s.classes == ["0", "1", "2"]
+    assert [n for n in s.notes if n.startswith("warning")] == [
+        "warning: no training images of class 0: the model cannot learn it; check the labels "
+        "(or num_classes)"
+    ]

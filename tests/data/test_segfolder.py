@@ -66,9 +66,17 @@ def test_training_ignores_void_pixels(tmp_path):
     from resnets import train
 
     root = write_set(tmp_path / "voc", palette=True)
-    s = train(data=f"segfolder:{root}", task="segmentation", model="resnet18", image_size=48,
-              batch_size=8, epochs=1, out=str(tmp_path / "run"), progress=False,
-              tensorboard=False)  # fmt: skip
+    s = train(
+        data=f"segfolder:{root}",
+        task="segmentation",
+        model="resnet18",
+        image_size=48,
+        batch_size=8,
+        epochs=1,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert s["test_dice"] is not None and torch.isfinite(torch.tensor(s["test_dice"]))
 
 
@@ -114,7 +122,7 @@ def test_a_changed_folder_keeps_the_runs_split_by_file_name(tmp_path):
 def test_test_masks_are_named_after_their_images_at_their_size_and_reports_are_files(
     tmp_path, monkeypatch
 ):
-    """The test split's masks in RUN/predictions are named after their images, at the images'
+    """The test split's masks in RUN/test-masks are named after their images, at the images'
     own size; evaluate writes eval-test.json; predict's default folder is the run's."""
     import json
 
@@ -132,7 +140,7 @@ def test_test_masks_are_named_after_their_images_at_their_size_and_reports_are_f
         progress=False,
         tensorboard=False,
     )
-    masks = sorted((tmp_path / "run" / "predictions").iterdir())
+    masks = sorted((tmp_path / "run" / "test-masks").iterdir())
     assert len(masks) == s["test_images"] == 5
     for mask in masks:
         image = root / "images" / mask.name.removesuffix(".png")
@@ -157,7 +165,20 @@ def test_the_notes_say_sizes_decoding_and_flips_and_a_broken_pair_is_left_out(tm
     assert sum(len(getattr(s, n)) for n in ("train", "val", "test")) == 11
     notes = "\n".join(s.notes)
     assert "11 images of 48x48 kept" in notes and "decoded once in" in notes
-    assert "1 unreadable images or masks left out" in notes and "im3.jpg" in notes
+    assert "1 pair with an unreadable image or mask left out" in notes and "im3.jpg" in notes
     assert "random horizontal flips: off" in notes and "masks paired by name" in notes
     with pytest.raises(DataError, match=r"cannot read .*im3\.jpg"):
+        load(root, strict=True)
+
+
+def test_a_mask_that_is_not_an_image_costs_its_pair_and_strict_stops_on_a_missing_mask(tmp_path):
+    root = write_set(tmp_path / "set", n=12)
+    (root / "masks" / "im0.png").write_bytes(b"not a png")  # first of the scheme's sample
+    (root / "masks" / "im5.png").unlink()
+    s = load(root)
+    assert sum(len(getattr(s, n)) for n in ("train", "val", "test")) == 10
+    notes = "\n".join(s.notes)
+    assert "1 image without a mask left out, e.g. im5.jpg (looked for" in notes
+    assert "1 pair with an unreadable image or mask left out" in notes and "im0.jpg" in notes
+    with pytest.raises(DataError, match=r"im5\.jpg has no mask \(looked for .*drop --strict"):
         load(root, strict=True)

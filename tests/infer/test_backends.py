@@ -5,7 +5,7 @@ from resnets import create_model
 from resnets.errors import UsageError
 from resnets.infer.backends import OnnxRuntimePredictor, predictor
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 CPU = torch.device("cpu")
 
@@ -37,7 +37,7 @@ def test_unknown_backend_and_wrong_device():
 def test_predict_with_the_onnxruntime_backend_agrees_with_eager(digits_run, tmp_path):
     from resnets import predict
 
-    from .test_predict import save_digit_pngs
+    from ..helpers import save_digit_pngs
 
     paths, _ = save_digit_pngs(tmp_path / "imgs", n=4)
     eager = predict(digits_run, paths, backend="eager").predictions

@@ -30,9 +30,18 @@ def volume_run(tmp_path_factory):
     for k in range(3):
         _nifti(root / "new" / f"lesion{k}.nii", _volume(True, rng))
         np.save(root / "new" / f"normal{k}.npy", _volume(False, rng).T)  # (z, y, x)
-    train(model="resnet10_3d", data=f"volumes:{root / 'data'}", image_size=12, epochs=4,
-          batch_size=4, lr=0.02, out=str(root / "run"), progress=False, tensorboard=False,
-          window="100,400")  # fmt: skip
+    train(
+        model="resnet10_3d",
+        data=f"volumes:{root / 'data'}",
+        image_size=12,
+        epochs=4,
+        batch_size=4,
+        lr=0.02,
+        out=str(root / "run"),
+        progress=False,
+        tensorboard=False,
+        window="100,400",
+    )
     return root
 
 
@@ -90,9 +99,18 @@ def test_clips_predict_with_the_frames_they_were_trained_on(tmp_path):
         (tmp_path / "data" / label).mkdir(parents=True)
         for k in range(6):
             write_clip(tmp_path / "data" / label / f"{k}.mp4", moving_square(label == "down", rng))
-    train(model="resnet10_3d", data=f"video:{tmp_path / 'data'}", frames=4, image_size=16,
-          epochs=1, batch_size=4, lr=0.01, out=str(tmp_path / "run"), progress=False,
-          tensorboard=False)  # fmt: skip
+    train(
+        model="resnet10_3d",
+        data=f"video:{tmp_path / 'data'}",
+        frames=4,
+        image_size=16,
+        epochs=1,
+        batch_size=4,
+        lr=0.01,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     _, meta = read_weights(tmp_path / "run" / "best.safetensors")
     assert (meta.inputs, meta.input_depth, meta.intensity) == ("clips", 4, None)
     new = write_clip(tmp_path / "new.mp4", moving_square(True, rng))

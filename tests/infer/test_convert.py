@@ -16,7 +16,7 @@ from resnets.infer.export import ExportError
 from resnets.models import load_model
 from resnets.models.meta import WeightsMeta
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 
 @pytest.fixture

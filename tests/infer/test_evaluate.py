@@ -28,7 +28,7 @@ def test_evaluate_a_run_reproduces_its_test_accuracy(digits_run):
 def test_per_class_numbers_match_a_direct_computation(digits_run):
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-    from ..test_metrics import numpy_ece
+    from ..helpers import numpy_ece
 
     report = evaluate(digits_run, split="val")
     model = load_model(digits_run / "best.safetensors").eval()
@@ -98,15 +98,21 @@ def folder_run(tmp_path_factory):
     """A short run on an image folder with three named classes."""
     from resnets import train
 
-    from ..conftest import write_image_folder
+    from ..helpers import write_image_folder
 
     root = tmp_path_factory.mktemp("folder_run")
     data = write_image_folder(root / "shapes", classes=("circle", "square", "tri"), per_class=10)
     run = root / "run"
     train(
-        data=f"imagefolder:{data}", image_size=16, batch_size=8, epochs=1, num_workers=0,
-        out=str(run), progress=False, tensorboard=False,
-    )  # fmt: skip
+        data=f"imagefolder:{data}",
+        image_size=16,
+        batch_size=8,
+        epochs=1,
+        num_workers=0,
+        out=str(run),
+        progress=False,
+        tensorboard=False,
+    )
     return run, data
 
 
@@ -212,9 +218,18 @@ def binary_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("binary") / "run"
     train(
-        data="synthetic", synthetic_classes=2, synthetic_samples=128, image_size=16,
-        batch_size=16, lr=0.02, epochs=2, out=str(run), progress=False, tensorboard=False, seed=0,
-    )  # fmt: skip
+        data="synthetic",
+        synthetic_classes=2,
+        synthetic_samples=128,
+        image_size=16,
+        batch_size=16,
+        lr=0.02,
+        epochs=2,
+        out=str(run),
+        progress=False,
+        tensorboard=False,
+        seed=0,
+    )
     return run
 
 

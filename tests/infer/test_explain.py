@@ -13,9 +13,10 @@ import torch
 from resnets import create_model, load_model, save_weights, train
 from resnets.data.imagefolder import eval_transform
 from resnets.errors import UsageError
-from resnets.infer.explain import METHODS, explain, resized_size, to_original
+from resnets.infer.explain import explain, resized_size, to_original
 from resnets.infer.saliency import cam_layer
 from resnets.models.meta import WeightsMeta
+from resnets.options import EXPLAIN_METHODS as METHODS
 
 SIZE, PATCH, GREY = 32, 6, 128
 MARGIN = 2  # pixels around the patch that still count as a hit (the last stage is 8x8)
@@ -160,9 +161,15 @@ def write_weights(path, kind: str, **meta_fields):
     name, overrides, chans, size, resize = KINDS[kind]
     model = create_model(name, num_classes=4, **overrides)
     meta = WeightsMeta(
-        name, model.config, classes=["ant", "bee", "cat", "dog"], input_size=size,
-        resize_size=resize, mean=[0.5] * chans, std=[0.25] * chans, **meta_fields,
-    )  # fmt: skip
+        name,
+        model.config,
+        classes=["ant", "bee", "cat", "dog"],
+        input_size=size,
+        resize_size=resize,
+        mean=[0.5] * chans,
+        std=[0.25] * chans,
+        **meta_fields,
+    )
     return save_weights(model, path / f"{name}.safetensors", meta)
 
 
@@ -247,8 +254,15 @@ def test_segmentation_weights_are_refused(tmp_path):
     from resnets.models import create_segmentation_model
 
     model = create_segmentation_model("resnet20", num_classes=3)
-    meta = WeightsMeta("resnet20", model.backbone.config, classes=["a", "b", "c"], input_size=32,
-                       mean=[0.5] * 3, std=[0.25] * 3, task="segmentation")  # fmt: skip
+    meta = WeightsMeta(
+        "resnet20",
+        model.backbone.config,
+        classes=["a", "b", "c"],
+        input_size=32,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        task="segmentation",
+    )
     weights = save_weights(model, tmp_path / "seg.safetensors", meta)
     with pytest.raises(UsageError, match="segmentation model; explain is for classifiers"):
         explain(weights, np.zeros((32, 32, 3), np.uint8))
@@ -282,8 +296,20 @@ def test_the_explain_command(digits_run, tmp_path, capsys):
 
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((8, 8), 200, np.uint8)).save(image)
-    assert main(["explain", str(digits_run), str(image), "--out", str(tmp_path / "maps"),
-                 "--target", "3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "explain",
+                str(digits_run),
+                str(image),
+                "--out",
+                str(tmp_path / "maps"),
+                "--target",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "gradcam of 3" in capsys.readouterr().out
     assert (tmp_path / "maps" / "digit.png.png").is_file()
     assert main(["explain", str(digits_run), str(image), "--method", "lime"]) == 2

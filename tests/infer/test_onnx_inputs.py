@@ -15,7 +15,7 @@ from resnets.infer.export import export
 from resnets.infer.onnx_model import OnnxModel
 from resnets.infer.sources import resolve_source
 
-from .test_predict import save_digit_pngs
+from ..helpers import save_digit_pngs
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from torch import nn
 from resnets import create_model
 from resnets.infer.optimize import fold_bn, optimize_for_inference
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 
 @pytest.mark.parametrize(

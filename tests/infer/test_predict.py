@@ -9,23 +9,9 @@ from PIL import Image
 
 from resnets import ImageClassifier, load_model, predict
 from resnets.cli import main
-from resnets.data import DataOptions, load_splits
 from resnets.errors import UsageError
 
-
-def save_digit_pngs(folder, n=6):
-    """Test-split digits written as 8-bit greyscale PNG files, plus an RGB upscaled copy."""
-    splits = load_splits(DataOptions(), seed=0)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        img = splits.test.images[i, 0].numpy()
-        path = folder / f"{i}.png"
-        Image.fromarray(img).save(path)
-        paths.append(path)
-    big = Image.fromarray(splits.test.images[0, 0].numpy()).resize((64, 64)).convert("RGB")
-    big.save(folder / "big_rgb.jpg", quality=95)
-    return paths, splits
+from ..helpers import save_digit_pngs
 
 
 def test_predictions_on_files_equal_the_model_on_the_same_pixels(digits_run, tmp_path):
@@ -76,9 +62,19 @@ def save_mixed_images(folder):
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for i, (mode, fmt) in enumerate(
-        [("L", "png"), ("RGB", "jpg"), ("P", "gif"), ("RGBA", "webp"), ("L", "webp"),
-         ("I;16", "tiff"), ("P", "bmp"), ("LA", "png"), ("RGB", "tiff"), ("1", "png")]
-    ):  # fmt: skip
+        [
+            ("L", "png"),
+            ("RGB", "jpg"),
+            ("P", "gif"),
+            ("RGBA", "webp"),
+            ("L", "webp"),
+            ("I;16", "tiff"),
+            ("P", "bmp"),
+            ("LA", "png"),
+            ("RGB", "tiff"),
+            ("1", "png"),
+        ]
+    ):
         h, w = 20 + 7 * i, 50 - 3 * i
         rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
         im = Image.fromarray(rgb[..., 0].astype(np.uint16) * 200) if mode == "I;16" else None
@@ -141,8 +137,17 @@ def seg_weights(tmp_path_factory):
     from resnets import train
 
     run = tmp_path_factory.mktemp("seg") / "run"
-    train(task="segmentation", data="shapes", synthetic_samples=64, epochs=1, image_size=32,
-          batch_size=32, out=str(run), progress=False, tensorboard=False)  # fmt: skip
+    train(
+        task="segmentation",
+        data="shapes",
+        synthetic_samples=64,
+        epochs=1,
+        image_size=32,
+        batch_size=32,
+        out=str(run),
+        progress=False,
+        tensorboard=False,
+    )
     return run / "best.safetensors"
 
 
@@ -198,8 +203,9 @@ def test_predictions_to_csv_and_json_files(digits_run, tmp_path, capsys):
     paths, _ = save_digit_pngs(tmp_path / "imgs", n=3)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
     table = tmp_path / "out.csv"
-    code = main(["predict", str(digits_run), str(tmp_path / "imgs"), "--topk", "2",
-                 "--out", str(table)])  # fmt: skip
+    code = main(
+        ["predict", str(digits_run), str(tmp_path / "imgs"), "--topk", "2", "--out", str(table)]
+    )
     assert code == 1  # one unreadable image: said, and in the file
     captured = capsys.readouterr()
     assert (

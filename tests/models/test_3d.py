@@ -15,7 +15,7 @@ from resnets.models.keys import (
 )
 from resnets.models.weights import load_state
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -78,8 +78,13 @@ def test_shortcut_a_pads_after_the_channels_in_3d_as_medicalnet_does():
     """MedicalNet's resnet18/34 weights use shortcut A, whose zeros follow the channels."""
     nets = pytest.importorskip("monai.networks.nets")
     torch.manual_seed(0)
-    reference = nets.resnet18(spatial_dims=3, n_input_channels=1, conv1_t_stride=2,
-                              shortcut_type="A", bias_downsample=False)  # fmt: skip
+    reference = nets.resnet18(
+        spatial_dims=3,
+        n_input_channels=1,
+        conv1_t_stride=2,
+        shortcut_type="A",
+        bias_downsample=False,
+    )
     reference = randomize_bn(reference).eval()
     ours = create_model("resnet18_3d", in_chans=1, shortcut="A").eval()
     assert n_params(ours) == n_params(reference)

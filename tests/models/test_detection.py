@@ -12,7 +12,7 @@ from resnets import get_config, list_models
 from resnets.errors import UsageError
 from resnets.models.detection import resnet_fpn_backbone
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 
 def scenes(n: int, size: int = 128, channels: int = 3, seed: int = 0):

@@ -9,7 +9,7 @@ from resnets import ResNetConfig, create_model
 from resnets.models import ResNet
 from resnets.models.blocks import PreActBasicBlock, ZeroPadShortcut
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 
 class CountAdds(TorchFunctionMode):

@@ -21,8 +21,12 @@ def test_weights_saved_when_the_backbone_was_called_encoder_still_load(tmp_path)
     from resnets.models.weights import save_weights
 
     model = create_segmentation_model("resnet20", num_classes=3).eval()
-    meta = WeightsMeta("resnet20", get_config("resnet20").replace(num_classes=0),
-                       classes=["a", "b", "c"], task="segmentation")  # fmt: skip
+    meta = WeightsMeta(
+        "resnet20",
+        get_config("resnet20").replace(num_classes=0),
+        classes=["a", "b", "c"],
+        task="segmentation",
+    )
     path = save_weights(model, tmp_path / "seg.safetensors", meta)
     from safetensors import safe_open
 

@@ -15,7 +15,7 @@ from resnets.models import load_model
 from resnets.models.keys import to_torchvision
 from resnets.models.weights import TORCHVISION_NAMES, adapt_input_conv, read_weights, save_weights
 
-from ..conftest import randomize_bn
+from ..helpers import randomize_bn
 
 HEAVY = {"resnext101_32x8d", "wide_resnet101_2", "resnext101_64x4d", "resnet152"}
 

@@ -8,7 +8,9 @@ from torch import nn
 from resnets import create_model, train
 from resnets.errors import TrainingError
 
-QUICK = {"epochs": 1, "progress": False, "tensorboard": False}
+from ..helpers import quick
+
+QUICK = quick()
 
 
 class Fails(nn.Module):

@@ -110,7 +110,8 @@ def test_flags_beat_the_file_for_the_run_length(tmp_path):
 def test_paper_recipe_with_explicit_epochs_trains_that_many(tmp_path):
     from resnets import train
 
-    s = train(recipe="paper-cifar", epochs=1, out=str(tmp_path / "r"), progress=False,
-              tensorboard=False)  # fmt: skip
+    s = train(
+        recipe="paper-cifar", epochs=1, out=str(tmp_path / "r"), progress=False, tensorboard=False
+    )
     assert (s["epochs"], s["steps"]) == (1, 10)  # digits: 10 steps per epoch at batch 128
     assert any("never happen" in note for note in s["notes"])  # the 32k/48k lr drops

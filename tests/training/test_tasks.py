@@ -36,7 +36,7 @@ def test_segmentation_learns_and_saves_masks(seg_run):
     run, s = seg_run
     assert s["task"] == "segmentation" and s["test_dice"] > 40 and s["test_iou"] > 25
     assert s["test_images"] == 48
-    masks = sorted((run / "predictions").glob("*.png"))
+    masks = sorted((run / "test-masks").glob("*.png"))
     assert len(masks) == 48
     mask = np.asarray(Image.open(masks[0]))
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 127, 254}
@@ -71,8 +71,15 @@ def test_segfolder_of_images_and_masks(tmp_path):
         img = (rng.normal(60, 20, (40, 40)) + (mask > 0) * 120).clip(0, 255).astype(np.uint8)
         Image.fromarray(img).save(tmp_path / "seg" / "images" / f"{i}.png")
         Image.fromarray(mask).save(tmp_path / "seg" / "masks" / f"{i}.png")
-    s = train(task="segmentation", data=f"segfolder:{tmp_path / 'seg'}", image_size=32,
-              batch_size=8, epochs=2, out=str(tmp_path / "run"), **QUIET)  # fmt: skip
+    s = train(
+        task="segmentation",
+        data=f"segfolder:{tmp_path / 'seg'}",
+        image_size=32,
+        batch_size=8,
+        epochs=2,
+        out=str(tmp_path / "run"),
+        **QUIET,
+    )
     assert s["test_images"] == 5 and s["test_dice"] is not None
 
 
@@ -101,13 +108,29 @@ def write_even_odd(root, per_class: int, offset: int) -> None:
 def test_fine_tuning_beats_training_from_scratch_on_a_small_set(digits_run, tmp_path):
     write_even_odd(tmp_path / "small" / "train", per_class=12, offset=0)
     write_even_odd(tmp_path / "small" / "test", per_class=60, offset=100)
-    common = {"data": f"imagefolder:{tmp_path / 'small'}", "image_size": 8, "batch_size": 8,
-              "epochs": 15, "num_workers": 0, "val_split": 0.2, "seed": 0, **QUIET}  # fmt: skip
+    common = {
+        "data": f"imagefolder:{tmp_path / 'small'}",
+        "image_size": 8,
+        "batch_size": 8,
+        "epochs": 15,
+        "num_workers": 0,
+        "val_split": 0.2,
+        "seed": 0,
+        **QUIET,
+    }
     scratch = train(out=str(tmp_path / "scratch"), **common)
-    tuned = train(out=str(tmp_path / "tuned"), pretrained=str(digits_run / "best.safetensors"),
-                  lr_backbone=0.01, **common)  # fmt: skip
-    frozen = train(out=str(tmp_path / "frozen"), pretrained=str(digits_run / "best.safetensors"),
-                   freeze_backbone=True, **common)  # fmt: skip
+    tuned = train(
+        out=str(tmp_path / "tuned"),
+        pretrained=str(digits_run / "best.safetensors"),
+        lr_backbone=0.01,
+        **common,
+    )
+    frozen = train(
+        out=str(tmp_path / "frozen"),
+        pretrained=str(digits_run / "best.safetensors"),
+        freeze_backbone=True,
+        **common,
+    )
     assert tuned["test_acc1"] >= scratch["test_acc1"] + 10, (
         tuned["test_acc1"],
         scratch["test_acc1"],

@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.explain < 0:
         raise UsageError(f"--explain takes a number of images, got {args.explain}")
     report = evaluate(
-        args.source,
+        args.weights,
         data=args.data,
         split=args.split,
         tta_flip=args.tta_flip,
@@ -121,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         n, bad = len(result.predictions), len(result.failed)
         rows = f"{n + bad} rows ({n} predicted, {bad} unreadable)" if bad else f"{n} rows"
         print(f"wrote {rows} to {args.out}", file=sys.stderr)
-    return _unreadable(result.failed)
+    return _no_result(len(result.failed) - result.unwritten(), result.unwritten())
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -140,14 +140,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
-    return _unreadable(result.failed)
+    return _no_result(len(result.failed))
 
 
-def _unreadable(failed: dict) -> int:
-    """Exit code 1, with one line, when some images could not be read."""
-    if failed:
-        n = len(failed)
-        print(f"error: {n} image{'s' * (n != 1)} could not be read", file=sys.stderr)
+def _no_result(unreadable: int, unwritten: int = 0) -> int:
+    """Exit code 1, with one line, when some inputs could not be read or their masks could not
+    be written (each input says why above)."""
+    said = [f"{unreadable} image{'s' * (unreadable != 1)} could not be read"] if unreadable else []
+    if unwritten:
+        said.append(f"{unwritten} mask{'s' * (unwritten != 1)} not written")
+    if said:
+        print(f"error: {', '.join(said)}", file=sys.stderr)
         return 1
     return 0
 
@@ -174,7 +177,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from ..infer.convert import convert
 
     report = convert(
-        args.source, args.output, model=args.model, to=args.to, overwrite=args.overwrite
+        args.weights, args.output, model=args.model, to=args.to, overwrite=args.overwrite
     )
     print(report.text())
 

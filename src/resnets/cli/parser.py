@@ -51,7 +51,7 @@ class _Defaults(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _shown(value) -> str:
+def _as_typed(value) -> str:
     """A default as a user would type it."""
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -76,7 +76,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         default = RECIPES["default"].get(name, f.default)
         text = f.metadata.get("help", "")
         if default is not None and "default" not in text:
-            text += f" (default: {_shown(default)})"
+            text += f" (default: {_as_typed(default)})"
         kwargs = {"default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
         if typing.get_origin(hint) is typing.Literal:  # argparse shows the choices
             p.add_argument(flag, choices=typing.get_args(hint), **kwargs)
@@ -131,7 +131,7 @@ def _inference_commands(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="accuracy, per-class metrics, confusion matrix", formatter_class=defaults
     )
-    p.add_argument("source", help="run folder, weights file (.safetensors / .pt) or .onnx export")
+    p.add_argument("weights", help="run folder, weights file (.safetensors / .pt) or .onnx export")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
     p.add_argument(
         "--split",
@@ -249,7 +249,7 @@ def _exports_commands(sub) -> None:
 def _convert_command(sub) -> None:
     """convert: state_dicts between layouts."""
     p = sub.add_parser("convert", help="state_dicts between torchvision, timm and resnets")
-    p.add_argument("source", help=".pth / .safetensors in any supported layout")
+    p.add_argument("weights", help=".pth / .safetensors in any supported layout")
     p.add_argument(
         "output", help="the suffix picks the format: .safetensors, or .pth/.pt/.bin (torch.save)"
     )

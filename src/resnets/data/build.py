@@ -14,35 +14,32 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, UsageError, unknown_name
-from ..options import DATASETS, DataOptions, split_spec
-from . import datasets as ds
+from ..options import DATASETS, SPLITS, DataOptions, split_spec
 from . import imagefolder as imf
 from .augment import MixUpCutMix
 from .cache import decode_once, sample_images
 from .device_decode import DeviceDecoder
 from .loaders import (
     ONE_PROCESS,
+    EvalLoader,
     GlobalBatches,
     InMemoryEvalLoader,
     InMemoryTrainLoader,
     Shard,
+    TrainLoader,
     balanced_weights,
     channel_stats,
-    to_channels,
 )
-from .provenance import NAMES, fingerprint, read_record, same_data
+from .memory import memory_splits
+from .provenance import fingerprint, read_record, same_data
 from .python import PYTHON, PythonData, python_splits
-from .segfolder import load_segfolder
 from .sizing import ModelSize
-from .splits import SPLIT_SEED, Splits, carve_val, strata, stratified_split, unit
+from .splits import (
+    Splits,
+    unit,
+)
 from .stream import FolderEvalLoader, FolderTrainLoader
-from .volumes.arrays import load_npz, make_shapes3d, reading_3d
-from .volumes.folder import parse_spacing
-from .volumes.segfolder import holds_volumes
-from .volumes.sources import check_3d_options, read_3d_folder
 
-SEGMENTATION = ("shapes", "segfolder")
-FILE_SOURCES = ("segfolder", "volumes", "video")  # held in memory, each item from a file
 SAMPLERS = ("uniform", "balanced")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -71,7 +68,7 @@ def load_splits(
     channels: int | None = None,
     model: ModelSize | None = None,
     run: Path | None = None,
-    decode: tuple[str, ...] = NAMES,
+    decode: tuple[str, ...] = SPLITS,
     objects: PythonData | None = None,
 ) -> Splits:
     """Load the data named by `opts.data`, carve validation (and test) splits, and settle the
@@ -80,6 +77,7 @@ def load_splits(
     With `run`, the data must be what that run was made from (see provenance.py). Folder
     splits named in `decode` are decoded once when they fit (see cache.py). `objects`: data
     given as Python objects (python.py); `opts.data` is then "python"."""
+    _check_mask_options(opts)
     if objects is not None:
         splits = python_splits(objects, opts, channels, model)
     elif opts.data == PYTHON:
@@ -90,11 +88,12 @@ def load_splits(
     elif (name_path := parse_spec(opts.data))[0] in ("imagefolder", "csv"):
         splits = imf.folder_splits(name_path[1], opts, seed, channels, model, kind=name_path[0])
     else:
-        splits = _memory_splits(*name_path, opts, channels)
+        splits = memory_splits(*name_path, opts, channels)
     if len(splits.classes) < 2:
         raise DataError(
             f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
         )
+    _note_empty_classes(splits)
     splits.fingerprint = fingerprint(splits)
     splits.rotate, splits.scale = opts.rotate, opts.scale
     if opts.rotate or opts.scale:
@@ -110,6 +109,34 @@ def load_splits(
         decode_once(splits, opts.cache, decode, workers)
     _normalization(splits, opts.normalize or "dataset", workers)
     return splits
+
+
+def _note_empty_classes(splits: Splits) -> None:
+    """A class with no training image cannot be learnt: said in the notes, by name (classes
+    numbered from the labels' range, or given by num_classes, may have none)."""
+    decoded = splits.tensors("train")
+    labels = decoded.labels if decoded is not None else getattr(splits.train, "labels", None)
+    if labels is None or labels.ndim != 1:
+        return
+    counts = torch.bincount(labels, minlength=len(splits.classes))
+    empty = [splits.classes[c] for c in (counts == 0).nonzero().flatten().tolist()]
+    if empty:
+        splits.notes.append(
+            f"warning: no training images of class {', '.join(empty[:5])}"
+            f"{', ...' if len(empty) > 5 else ''}: the model cannot learn "
+            f"{'it' if len(empty) == 1 else 'them'}; check the labels (or num_classes)"
+        )
+
+
+def _check_mask_options(opts: DataOptions) -> None:
+    """--mask-pattern and --mask-colours read segmentation folders: given for other data, they
+    would be ignored, so they are refused."""
+    for flag, value in (
+        ("--mask-pattern", opts.mask_pattern),
+        ("--mask-colours", opts.mask_colours),
+    ):
+        if value is not None and split_spec(opts.data)[0] != "segfolder":
+            raise UsageError(f"{flag} applies to --data segfolder:DIR, not to --data {opts.data}")
 
 
 def _normalization(splits: Splits, how: str, workers: int) -> None:
@@ -134,100 +161,11 @@ def _normalization(splits: Splits, how: str, workers: int) -> None:
     splits.notes.append(f"normalization: the data's own mean/std ({shown}), from {where}")
 
 
-def _memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
-    notes: list[str] = []
-    check_3d_options(name, path, opts)
-    if name in ("volumes", "video") or (
-        name == "segfolder" and holds_volumes(path, opts.mask_pattern)
-    ):
-        (train, notes), test = read_3d_folder(name, path, opts), None
-    elif name == "segfolder":
-        size = opts.image_size or 128
-        train, notes = load_segfolder(
-            path or Path("data"), size, None, opts.mask_colours, opts.mask_pattern, opts.strict
-        )
-        test = None
-        if not opts.image_size:
-            notes.append("input size 128 px, the segmentation-folder default (--image-size)")
-        if opts.hflip is None:
-            notes.append(
-                "random horizontal flips: off (scans have a left and a right); --hflip flips "
-                "images and their masks together"
-            )
-    elif name == "npz":
-        (train, notes), test = load_npz(path), None
-    else:
-        train, test = _memory_sets(name, path, opts)
-    given_val = None
-    if isinstance(train, dict):  # an .npz's own splits
-        given_val, test, train = train.get("val"), train.get("test"), train["train"]
-    sets = [(x and to_channels(x, channels)) if channels else x for x in (train, given_val, test)]
-    if opts.image_size and name != "video":  # clips: sized as they were read
-        sets = [x and ds.resize(x, opts.image_size) for x in sets]
-    train, given_val, test = sets
-    if test is None:
-        kept, held = stratified_split(strata(train), opts.test_split)
-        train, test = train.subset(kept), train.subset(held)
-        notes.append(
-            f"test split: {len(test)} {unit(test, name)} held out from {path or name} (fixed seed)"
-        )
-    if given_val is None:
-        train, val = carve_val(train, opts.val_split, notes, name)
-    else:
-        val = given_val
-        notes.append(f"validation split: the file's own, {len(val)} images")
-    size = train.images.shape[-1]
-    spacing = parse_spacing(opts.spacing)
-    reading = reading_3d(name, train.images, opts.window, spacing, notes, opts.volume_index)
-    return Splits(
-        name=name,
-        train=train,
-        val=val,
-        test=test,
-        classes=train.classes,
-        channels=train.channels,
-        input_size=size,
-        mean=[],
-        std=[],
-        crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
-        hflip=opts.hflip
-        if opts.hflip is not None
-        else name in ("cifar10", "cifar100", "fashion-mnist", "shapes", "shapes3d", "video"),
-        notes=notes,
-        reading=reading,
-        root=path if name in FILE_SOURCES else None,
-    )
-
-
-def _memory_sets(name: str, path: Path | None, opts: DataOptions):
-    root = path or Path("data")
-    if name == "digits":
-        return ds.load_digits(), None
-    if name == "shapes":
-        return _generated(ds.make_shapes, opts.synthetic_samples, opts.image_size or 64)
-    if name == "synthetic":
-        return _generated(
-            ds.make_synthetic, opts.synthetic_samples, opts.image_size or 32, opts.synthetic_classes
-        )
-    if name == "shapes3d":
-        return _generated(make_shapes3d, max(opts.synthetic_samples // 4, 8), opts.image_size or 32)
-    if name.startswith("cifar"):
-        return ds.load_cifar(name, root, opts.download)
-    return ds.load_mnist(name, root, opts.download)
-
-
-def _generated(make, total: int, size: int, *extra):
-    """(train, test) of a generated set: `total` training samples and a quarter more for test,
-    from the fixed split seed."""
-    full = make(total + total // 4, size, *extra, seed=SPLIT_SEED)
-    return full.subset(torch.arange(total)), full.subset(torch.arange(total, len(full)))
-
-
 @dataclass
 class Loaders:
-    train: InMemoryTrainLoader | FolderTrainLoader
-    val: InMemoryEvalLoader | FolderEvalLoader | None
-    test: InMemoryEvalLoader | FolderEvalLoader | None
+    train: TrainLoader
+    val: EvalLoader | None
+    test: EvalLoader | None
 
 
 def make_loaders(

@@ -52,10 +52,16 @@ def read_table(
     "train"."""
     if not path.is_file():
         raise DataError(f"label table {path} does not exist or is not a file; --data csv:FILE.csv")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        table = list(enumerate(reader, start=2))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            table = list(enumerate(reader, start=2))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(
+            f"label table {path} is not a UTF-8 CSV text file ({type(e).__name__}); give "
+            "--data csv: a table of path and label columns (an image folder: imagefolder:DIR)"
+        ) from None
     file_col = _named(header, path_column, path) if path_column else None
     file_col = file_col or _column(header, PATH_COLUMNS, "path", path)
     split_col = _column(header, SPLIT_COLUMNS, "split", path)
@@ -87,7 +93,8 @@ def read_table(
     if several:
         notes.append(f"{path.name}: several labels per image ({len(classes)} labels): multi-label")
     if skipped:
-        notes.append(f"{len(skipped)} rows skipped, e.g. {skipped[0]}")
+        rows_left = f"{len(skipped)} rows" if len(skipped) > 1 else "1 row"
+        notes.append(f"{rows_left} skipped, e.g. {skipped[0]}")
     return rows, classes, notes
 
 

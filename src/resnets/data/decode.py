@@ -15,6 +15,10 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 IMAGE_EXTENSIONS |= DICOM_EXTENSIONS
 
 
+# Pillow modes that hold one grey channel (with alpha for LA / La)
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
 def detect_channels(files: list[Path], sample: int = 32) -> int:
     """1 if the first images are all greyscale, else 3 (headers only, nothing decoded).
 
@@ -23,7 +27,6 @@ def detect_channels(files: list[Path], sample: int = 32) -> int:
     open are skipped here; decoding them will say why."""
     from PIL import Image
 
-    grey = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
     for f in files[:sample]:
         try:
             with warnings.catch_warnings():
@@ -33,7 +36,7 @@ def detect_channels(files: list[Path], sample: int = 32) -> int:
                         rgb = im.getpalette("RGB") or []
                         if any(len(set(rgb[i : i + 3])) > 1 for i in range(0, len(rgb), 3)):
                             return 3
-                    elif im.mode not in grey:
+                    elif im.mode not in GREY_MODES:
                         return 3
         except (OSError, ValueError, Image.DecompressionBombError):
             continue

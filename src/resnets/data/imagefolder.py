@@ -22,7 +22,7 @@ from .csvlabels import as_labels, read_table
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .device_decode import read_bytes
 from .sizing import ModelSize, choose_size, header_size
-from .splits import Splits, carve_val, strata, stratified_split
+from .splits import Splits, carve_val, choose_flips, crop_padding, strata, stratified_split
 
 LOADER_TIMEOUT = 300  # seconds without a batch from the workers before giving up
 
@@ -228,22 +228,9 @@ def folder_splits(
     crop = opts.train_crop or ("random-resized" if size >= 128 else "resize")
     if crop not in ("random-resized", "resize"):
         raise UsageError(f"--train-crop must be 'random-resized' or 'resize', got {crop!r}")
-    flip = opts.hflip if opts.hflip is not None else channels == 3
-    if opts.hflip is None:
-        notes.append(
-            "random horizontal flips: on, as for photos; --no-hflip where left and right differ"
-            if flip
-            else "random horizontal flips: off for greyscale images (scans, digits and text "
-            "have a left and a right); --hflip turns them on"
-        )
-    stream_only = (
-        "--gpu-decode decodes on the device every epoch"
-        if opts.gpu_decode
-        else "random-resized crops are cut from each full image every epoch"
-        if crop == "random-resized"
-        else None
-    )
-    resize = opts.eval_resize or (round(size / 0.875) if crop == "random-resized" else None)
+    flip = choose_flips(opts.hflip, channels == 3, notes)
+    rrc = crop == "random-resized"
+    resize = opts.eval_resize or (round(size / 0.875) if rrc else None)
 
     def dataset(split, transform):
         if split is None:
@@ -260,21 +247,23 @@ def folder_splits(
         input_size=size,
         mean=[],
         std=[],
-        stream_only=stream_only,
-        crop_padding=(opts.crop_padding or max(size // 8, 1)) if crop == "resize" else 0,
+        stream_only=_why_streamed(opts.gpu_decode, crop),
+        crop_padding=crop_padding(opts.crop_padding, size) if crop == "resize" else 0,
         hflip=flip if crop == "resize" else False,
         resize_size=resize,
         in_memory=False,
         notes=notes,
         root=root.parent if kind == "csv" else root,
-        decode=dict(
-            size=size,
-            channels=channels,
-            seed=seed,
-            rrc=crop == "random-resized",
-            resize=resize,
-            hflip=flip,
-        )
+        decode=dict(size=size, channels=channels, seed=seed, rrc=rrc, resize=resize, hflip=flip)
         if opts.gpu_decode
         else None,
     )
+
+
+def _why_streamed(gpu_decode: bool, crop: str) -> str | None:
+    """Why a folder's images cannot be decoded once and kept, if they cannot."""
+    if gpu_decode:
+        return "--gpu-decode decodes on the device every epoch"
+    if crop == "random-resized":
+        return "random-resized crops are cut from each full image every epoch"
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -103,6 +104,28 @@ def balanced_weights(labels: torch.Tensor) -> torch.Tensor:
             "(use --class-weights balanced)"
         )
     return 1.0 / torch.bincount(labels)[labels].double()
+
+
+class TrainLoader(Protocol):
+    """What the training loop asks of a training loader, whether its images live in memory
+    (`InMemoryTrainLoader`) or stream from files (`stream.FolderTrainLoader`)."""
+
+    batches: GlobalBatches
+
+    def __len__(self) -> int:
+        """Optimizer steps per epoch."""
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Batch]]:
+        """Each step's micro-batches, on the device and finished, from `start_step` on (a
+        resumed run starts mid-epoch)."""
+
+
+class EvalLoader(Protocol):
+    """What evaluation asks of a validation or test loader: normalized batches on the device."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Batch]: ...
 
 
 class TrainBatches:

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from .colours import IGNORE_INDEX, parse_table
-from .decode import check_size
+from .decode import GREY_MODES, check_size
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 MAX_CLASSES = 32  # more distinct values than this is not one value per class
 SAMPLE = 200  # masks read to decide the scheme
 LOSSY_FORMATS = {"JPEG", "MPO"}
-_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _HINT = "pass --mask-colours FILE mapping colours to classes, or save one value per class"
 
 
@@ -57,6 +56,11 @@ class MaskFile:
         return np.repeat(self.values.astype(np.uint8)[..., None], 3, axis=-1)
 
 
+class UnreadableMask(DataError):
+    """A mask file that does not open as an image: its pair is left out, as a broken image's
+    is (or, with --strict, the run stops)."""
+
+
 def read_mask(path: Path) -> MaskFile:
     """Read a mask with Pillow as stored (palette indices kept; grey-looking colour as grey)."""
     from PIL import Image
@@ -71,8 +75,9 @@ def read_mask(path: Path) -> MaskFile:
     except DataError:
         raise
     except Exception as e:
-        raise DataError(
-            f"{path} cannot be read as a mask ({type(e).__name__}); re-save it as PNG"
+        raise UnreadableMask(
+            f"{path} cannot be read as a mask ({type(e).__name__}): not an image file, or a "
+            "damaged one"
         ) from None
 
 
@@ -87,7 +92,7 @@ def _from_pil(path: Path, im: Image) -> MaskFile:
         if (palette == palette[:, :1]).all():
             return MaskFile(path, "grey", palette[index, 0], fmt)
         return MaskFile(path, "palette", index, fmt, palette)
-    if im.mode in _GREY_MODES:
+    if im.mode in GREY_MODES:
         values = np.asarray(im.getchannel(0) if im.mode in ("LA", "La") else im)
         if values.dtype.kind == "f" and (values != np.round(values)).any():
             raise DataError(f"{path} holds non-integer values; save one integer per class")
@@ -141,7 +146,14 @@ def infer_scheme(
     like {"0,0,0": "background", "255,0,0": "polyp"} (see `load_colours`)."""
     if not masks:
         raise DataError("no mask files to read; put masks next to the images")
-    files = [read_mask(p) for p in list(masks)[:: -(-len(masks) // sample)]]
+    files, unreadable = [], []
+    for p in list(masks)[:: -(-len(masks) // sample)]:
+        try:
+            files.append(read_mask(p))
+        except UnreadableMask as e:  # its pair is left out when the images are read
+            unreadable.append(e)
+    if not files:
+        raise unreadable[0]
     if colours is not None:
         return _table_scheme(files, colours)
     kinds = {f.kind: f for f in files}

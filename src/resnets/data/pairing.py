@@ -170,6 +170,23 @@ def pair_masks(
     return pairs, missing, _note(rule, pairs, pattern)
 
 
+def without_masks(
+    missing: list[tuple[Path, str]], strict: bool, unit: str = "images"
+) -> str | None:
+    """The note on the inputs that had no mask (left out), or with `strict` an error naming the
+    first and the file looked for."""
+    if not missing:
+        return None
+    first, looked = missing[0]
+    if strict:
+        raise DataError(
+            f"{first} has no mask (looked for {looked}); add it, or drop --strict to leave "
+            f"{unit} without a mask out"
+        )
+    many = f"{len(missing)} {unit}" if len(missing) > 1 else f"1 {unit.rstrip('s')}"
+    return f"{many} without a mask left out, e.g. {first.name} (looked for {looked})"
+
+
 def _candidates(rule: PairRule, image: Path, masks: list[Path]) -> list[Path]:
     if rule.mask is None:
         stem = file_stem(image).lower()

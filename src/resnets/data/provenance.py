@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import DataError
+from ..options import SPLITS
 from .datasets import ImageTensors
 from .imagefolder import ImageFolderDataset
 
@@ -27,13 +28,12 @@ if TYPE_CHECKING:
     from .splits import Splits
 
 RECORD = "splits.json.gz"
-NAMES = ("train", "val", "test")
 
 
 def fingerprint(splits: Splits) -> str:
     """One hash over the three splits' contents (images and labels, or files and sizes)."""
     h = hashlib.sha256()
-    for name in NAMES:
+    for name in SPLITS:
         data = getattr(splits, name)
         h.update(name.encode())
         if isinstance(data, ImageFolderDataset):
@@ -49,11 +49,11 @@ def record(splits: Splits) -> dict[str, Any]:
     """What `splits.json.gz` holds for these splits."""
     out: dict[str, Any] = {"data": splits.name, "fingerprint": splits.fingerprint}
     out["classes"] = list(splits.classes)
-    out["counts"] = {n: len(getattr(splits, n)) if getattr(splits, n) else 0 for n in NAMES}
+    out["counts"] = {n: len(getattr(splits, n)) if getattr(splits, n) else 0 for n in SPLITS}
     if named(splits):
-        out["files"] = {n: _files(d, splits.root) for n in NAMES if (d := getattr(splits, n))}
+        out["files"] = {n: _files(d, splits.root) for n in SPLITS if (d := getattr(splits, n))}
     elif splits.in_memory:
-        out["items"] = {n: item_digests(d.images) for n in NAMES if (d := getattr(splits, n))}
+        out["items"] = {n: item_digests(d.images) for n in SPLITS if (d := getattr(splits, n))}
     return out
 
 
@@ -68,7 +68,7 @@ def item_digests(images: torch.Tensor) -> list[str]:
 
 def named(splits: Splits) -> bool:
     """Whether every split's items came from files, so that they can be kept by name."""
-    present = [getattr(splits, n) for n in NAMES if getattr(splits, n) is not None]
+    present = [getattr(splits, n) for n in SPLITS if getattr(splits, n) is not None]
     return splits.root is not None and all(d.files is not None for d in present)
 
 
@@ -114,14 +114,14 @@ def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool)
         splits.notes.append(f"data changed ({what}); accepted, split by position as before")
         return splits
     pool: dict[str, tuple[ImageFolderDataset | ImageTensors, int]] = {}
-    for name in NAMES:
+    for name in SPLITS:
         data = getattr(splits, name)
         for i, f in enumerate(data.files if data is not None else []):
             pool[_name(f, splits.root)] = (data, i)
-    for name in NAMES:
+    for name in SPLITS:
         rels = [r for r in saved["files"].get(name, {}) if r in pool]
         setattr(splits, name, _gather([pool[r] for r in rels]) if rels else None)
-    counts = ", ".join(f"{n} {len(getattr(splits, n) or [])}" for n in NAMES)
+    counts = ", ".join(f"{n} {len(getattr(splits, n) or [])}" for n in SPLITS)
     splits.notes = [n for n in splits.notes if not n.startswith(("test split", "validation"))]
     splits.notes.append(
         f"data changed ({what}); accepted: kept the run's split by file name ({counts}; "
@@ -151,7 +151,7 @@ def _changes(splits: Splits, saved: dict[str, Any]) -> str:
         return f"images differ; split sizes then {saved.get('counts')}, now {now}"
     before = {r: s for files in saved["files"].values() for r, s in files.items()}
     after: dict[str, int] = {}
-    for name in NAMES:
+    for name in SPLITS:
         if getattr(splits, name) is not None:
             after |= _files(getattr(splits, name), splits.root)
     added = sorted(set(after) - set(before))

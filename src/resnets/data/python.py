@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError, UsageError
+from ..options import SPLITS
 from .cache import gigabytes, memory_budget
 from .datasets import ImageTensors
 from .decode import decode, detect_channels
 from .items import Undo, class_indices, find_normalize, to_image, to_label
-from .provenance import NAMES
 from .sizing import ModelSize, size_from_counts
 
 PYTHON = "python"  # what a run's config records as its data
@@ -246,7 +246,7 @@ def choose_side(images: list[torch.Tensor], model: ModelSize | None, given: int 
 def python_splits(given: PythonData, opts, channels: int | None, model: ModelSize | None):
     """Train / val / test `Splits` from Python objects, carved as for folders where a split
     is not given (test first, then validation from what is left)."""
-    from .splits import Splits, carve_val, strata, stratified_split
+    from .splits import Splits, carve_val, choose_flips, crop_padding, strata, stratified_split
 
     num_classes = getattr(opts, "num_classes", None)
     images, raw, items = read_items(given.train, "train data", channels, strict=opts.strict)
@@ -262,7 +262,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
     size, reason = choose_side(images, model, opts.image_size)
     notes.append(reason)
     train = to_tensors(images, y, classes, size, channels)
-    val, test = (_given_split(given, n, train, items.undo, opts.strict, notes) for n in NAMES[1:])
+    val, test = (_given_split(given, n, train, items.undo, opts.strict, notes) for n in SPLITS[1:])
     if test is None:
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
@@ -276,15 +276,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
             "the dataset's own transform ran once per item (random augmentation in it is "
             "fixed); resnets augments every epoch on the device (pad-crop, flips)"
         )
-    flip = opts.hflip if opts.hflip is not None else _colour(train.images)
-    if opts.hflip is None:
-        notes.append(
-            "random horizontal flips: on, as for colour photos; hflip=False where left and "
-            "right differ"
-            if flip
-            else "random horizontal flips: off for greyscale images (scans, digits and text "
-            "have a left and a right); hflip=True turns them on"
-        )
+    flip = choose_flips(opts.hflip, _colour(train.images), notes, ("hflip=True", "hflip=False"))
     return Splits(
         name="python",
         train=train,
@@ -295,7 +287,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
         input_size=size,
         mean=[],
         std=[],
-        crop_padding=opts.crop_padding if opts.crop_padding is not None else max(size // 8, 1),
+        crop_padding=crop_padding(opts.crop_padding, size),
         hflip=flip,
         notes=notes,
         item_normalize=None

@@ -20,7 +20,7 @@ from .colours import load_colours
 from .datasets import ImageTensors
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .masks import apply, infer_scheme, read_mask
-from .pairing import pair_masks
+from .pairing import pair_masks, without_masks
 
 
 def load_segfolder(
@@ -35,12 +35,8 @@ def load_segfolder(
     pairs, missing, paired = pair_masks(root, pattern, _is_image)
     scheme = infer_scheme([m for _, m in pairs], load_colours(Path(colours)) if colours else None)
     notes = [paired, scheme.note, f"segmentation classes: {', '.join(scheme.classes)}"]
-    if missing:
-        image, looked = missing[0]
-        notes.append(
-            f"{len(missing)} images without a mask left out, e.g. {image.name} (looked for "
-            f"{looked})"
-        )
+    if note := without_masks(missing, strict):
+        notes.append(note)
     channels = channels or detect_channels([p for p, _ in pairs])
     start = time.perf_counter()
     images, masks, files, sizes, skipped = [], [], [], Counter(), []
@@ -67,9 +63,10 @@ def load_segfolder(
         raise DataError(f"none of the {len(pairs)} images with masks could be read: {skipped[0]}")
     notes.append(_size_note(sizes, size, len(images), time.perf_counter() - start))
     if skipped:
+        pairs_left = f"{len(skipped)} pairs" if len(skipped) > 1 else "1 pair"
         notes.append(
-            f"{len(skipped)} unreadable images or masks left out (--strict stops instead), e.g. "
-            f"{skipped[0]}"
+            f"{pairs_left} with an unreadable image or mask left out (--strict stops instead), "
+            f"e.g. {skipped[0]}"
         )
     labels = torch.stack(masks).long()
     return ImageTensors(torch.stack(images), labels, list(scheme.classes), files), notes

@@ -16,6 +16,30 @@ from .datasets import ImageTensors
 SPLIT_SEED = 0  # splits never change with --seed, so runs stay comparable
 
 
+def crop_padding(given: int | None, size: int) -> int:
+    """The random crop's padding: --crop-padding as given (0 turns the crop off), else an
+    eighth of the input size (4 pixels at CIFAR's 32), the same for every source."""
+    return given if given is not None else max(size // 8, 1)
+
+
+def choose_flips(
+    given: bool | None, colour: bool, notes: list[str], switch=("--hflip", "--no-hflip")
+) -> bool:
+    """Random horizontal flips: as given, else on for colour photos and off for greyscale
+    (scans, digits and text have a left and a right), the choice noted with `switch`, the
+    (on, off) spelling for the user's interface."""
+    if given is not None:
+        return given
+    notes.append(
+        f"random horizontal flips: on, as for colour photos; {switch[1]} where left and right "
+        "differ"
+        if colour
+        else "random horizontal flips: off for greyscale images (scans, digits and text have "
+        f"a left and a right); {switch[0]} turns them on"
+    )
+    return colour
+
+
 @dataclass
 class Splits:
     """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`,

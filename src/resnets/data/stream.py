@@ -21,15 +21,17 @@ from .imagefolder import LOADER_TIMEOUT, ImageFolderDataset, collate, worker_err
 from .loaders import ONE_PROCESS, Batch, GlobalBatches, Shard, TrainBatches
 
 
-class _Unreadables:
-    """Counts each unreadable file once, however many epochs meet it; with a device decoder,
-    turns raw batches into images on the device."""
+class Unreadable:
+    """The files of a streamed split that could not be decoded, each counted once however many
+    epochs meet it; with a device decoder, raw batches become images on the device here."""
 
-    def __init__(self, dataset: ImageFolderDataset, decoder: DeviceDecoder | None = None):
-        self.dataset, self.indices, self.decoder = dataset, set(), decoder
+    def __init__(
+        self, dataset: ImageFolderDataset, device: torch.device, decoder: DeviceDecoder | None
+    ):
+        self.dataset, self.device, self.decoder, self.indices = dataset, device, decoder, set()
         dataset.raw = decoder is not None
 
-    def _images(self, x, y: torch.Tensor, bad: list[int], epoch: int):
+    def images(self, x, y: torch.Tensor, bad: list[int], epoch: int):
         """uint8 images and labels on the device; unreadable files recorded."""
         self.indices.update(bad)
         if self.decoder is None or not isinstance(x, list):
@@ -37,10 +39,6 @@ class _Unreadables:
         images, kept = self.decoder([b for b, _ in x], [i for _, i in x], epoch)
         self.indices.update(x[p][1] for p in range(len(x)) if p not in set(kept))
         return images, y[kept].to(self.device, non_blocking=True)
-
-    @property
-    def skipped(self) -> int:
-        return len(self.indices)
 
     def files(self) -> list[str]:
         return [str(self.dataset.files[i]) for i in sorted(self.indices)]
@@ -62,7 +60,7 @@ class _StepSampler:
             yield [(self.epoch, int(i)) for i in index[self.mine]]
 
 
-class FolderTrainLoader(_Unreadables, TrainBatches):
+class FolderTrainLoader(TrainBatches):
     """Training micro-batches from an ImageFolder, finished on the training device."""
 
     def __init__(
@@ -78,8 +76,8 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
         channels_last: bool = False,
         decoder: DeviceDecoder | None = None,
     ):
-        _Unreadables.__init__(self, dataset, decoder)
-        TrainBatches.__init__(self, batches, device, mean, std, augment, mix, channels_last)
+        super().__init__(batches, device, mean, std, augment, mix, channels_last)
+        self.dataset, self.unreadable = dataset, Unreadable(dataset, device, decoder)
         self.sampler = _StepSampler(batches)
         self.loader = DataLoader(
             dataset,
@@ -92,6 +90,11 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
             timeout=LOADER_TIMEOUT if num_workers > 0 else 0,
         )
 
+    @property
+    def skipped(self) -> int:
+        """Unreadable files met so far, each once."""
+        return len(self.unreadable.indices)
+
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Batch]]:
         self.sampler.epoch, self.sampler.start = epoch, start_step
         with worker_errors():
@@ -102,10 +105,10 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
         """Refuse to go on once every training file of a class has failed to decode (their
         headers opened, so the scan let them through): that class would train on nothing."""
         labels = self.dataset.labels
-        if labels.ndim != 1 or not self.indices:
+        if labels.ndim != 1 or not self.unreadable.indices:
             return
         bad = torch.zeros(len(labels), dtype=torch.bool)
-        bad[sorted(self.indices)] = True
+        bad[sorted(self.unreadable.indices)] = True
         for c in labels.unique().tolist():
             if bad[labels == c].all():
                 first = self.dataset.files[int((labels == c).nonzero()[0])]
@@ -119,7 +122,7 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
         host_gen = torch.Generator()
         accum = self.batches.shard.accum
         for step, (x, y, bad) in enumerate(self.loader, start=start_step):
-            x, y = self._images(x, y, bad, epoch)
+            x, y = self.unreadable.images(x, y, bad, epoch)
             if len(y) < accum:
                 continue
             gen.manual_seed(mix_seed(self.batches.seed, epoch, step, 1))
@@ -138,7 +141,7 @@ class FolderTrainLoader(_Unreadables, TrainBatches):
             yield micro
 
 
-class FolderEvalLoader(_Unreadables):
+class FolderEvalLoader:
     """Evaluation batches from an ImageFolder; process r of w takes samples r, r+w, ..."""
 
     def __init__(
@@ -153,7 +156,7 @@ class FolderEvalLoader(_Unreadables):
         channels_last: bool = False,
         decoder: DeviceDecoder | None = None,
     ):
-        super().__init__(dataset, decoder)
+        self.unreadable = Unreadable(dataset, device, decoder)
         index = list(range(shard.rank, len(dataset), shard.world_size))
         batches = [index[i : i + batch_size] for i in range(0, len(index), batch_size)]
         self.loader = DataLoader(
@@ -170,10 +173,15 @@ class FolderEvalLoader(_Unreadables):
     def __len__(self) -> int:
         return len(self.loader)
 
+    @property
+    def skipped(self) -> int:
+        """Unreadable files met so far, each once."""
+        return len(self.unreadable.indices)
+
     def __iter__(self) -> Iterator[Batch]:
         with worker_errors():
             for x, y, bad in self.loader:
-                x, y = self._images(x, y, bad, epoch=0)
+                x, y = self.unreadable.images(x, y, bad, epoch=0)
                 if len(y) == 0:
                     continue
                 x = normalize(x, self.mean, self.std)

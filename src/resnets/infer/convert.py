@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..deprecation import renamed
 from ..errors import UsageError
 from ..files import check_output, publish, staging
 from ..models import ResNet, get_config
@@ -148,20 +149,22 @@ def _library_preprocessing(name: str, library: str) -> tuple[dict, str] | None:
     return prep | {"mean": list(cfg.mean), "std": list(cfg.std)}, recipe
 
 
+@renamed(source="weights")
 def convert(
-    source: str | Path,
+    weights: str | Path,
     output: str | Path,
     model: str | None = None,
     to: str = "resnets",
     tolerance: float = 1e-4,
     overwrite: bool = False,
 ) -> ConvertReport:
-    """Write `source`'s weights in the `to` layout, in the format the output's suffix names.
+    """Write `weights` (a file in torchvision's, timm's or resnets' key layout) in the `to`
+    layout, in the format the output's suffix names.
 
     `tolerance` bounds the max |logit difference| relative to the largest |logit|."""
     if to not in TARGETS:
         raise UsageError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
-    source, output = Path(source), Path(output)
+    source, output = Path(weights), Path(output)
     _check_output(source, output, to, overwrite)
     state, meta = read_weights(source)
     name = model or (meta.model if meta else None)

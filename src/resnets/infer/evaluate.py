@@ -1,7 +1,7 @@
 """`evaluate`: accuracy, per-class precision/recall/F1/ROC-AUC, calibration and a confusion
 matrix for weights (the report itself: report.py).
 
-The source is a run folder (its best weights and its data options, so the split is the one
+The weights are a run folder (its best weights and its data options, so the split is the one
 the run held out) or a weights file or .onnx export with resnets metadata: one of the run's
 (best.safetensors, export/*.onnx) needs no `data` spec, any other does. Inputs are prepared
 exactly as in training: the weights' input size and normalization.
@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import re
 import unicodedata
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import yaml
 
 from ..data import DataOptions, load_splits
 from ..data.build import eval_loader
-from ..data.datasets import ImageTensors
 from ..data.items import Undo, class_indices
 from ..data.loaders import InMemoryEvalLoader
-from ..data.provenance import item_digests, read_record
 from ..data.python import PYTHON, is_spec, read_items, to_tensors
+from ..deprecation import renamed
 from ..errors import UsageError
+from ..logs import default_logging
 from ..metrics import SegmentationMeter
 from ..models.meta import WeightsMeta
 from ..options import EVAL_SPLITS, SPLITS, absolute_data
@@ -36,7 +35,8 @@ from .backends import Predictor
 from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, SegmentationReport, classification_report, write_report
-from .sources import is_onnx, open_source, output_folder, resolve_source
+from .sources import Loaded, is_onnx, open_source, output_folder, resolve_source
+from .unseen import held_out, leave_out_trained
 
 log = logging.getLogger("resnets")
 
@@ -54,8 +54,9 @@ def _evaluate_masks(
     return SegmentationReport(split, count, r["dice"], r["iou"], r["pixel_acc"], unit)
 
 
+@renamed(source="weights")
 def evaluate(
-    source: str | Path,
+    weights: str | Path,
     data: str | Any = None,
     split: str | None = None,
     tta_flip: bool = False,
@@ -69,22 +70,45 @@ def evaluate(
     """Evaluate weights on a split; writes eval-SPLIT.json, the confusion matrix and the
     reliability diagram (PNGs) to `out`.
 
+    `weights`: a run folder, a weights file or an .onnx export (as for predict and export).
+
     `data`: a spec (its held-out `split`; "all": every image of train, val and test), or
-    Python objects (all of them are scored; see data/python.py), whose report goes to `out` or
-    the run's eval/python/. A report on other data than the run's own goes to a subfolder of
-    the run's eval/ named after the data, never over the run's own report. `explain`: maps of
+    Python objects (see data/python.py; the items the run trained or selected on are left out,
+    and said so), whose report goes to `out` or the run's eval/python/. A report on other data
+    than the run's own goes to a subfolder of the run's eval/ named after the data, never over
+    the run's own report. `explain`: maps of
     the K images the model got wrong most confidently (single-label classification), in
     mistakes-SPLIT/ beside the report."""
-    split = split or default_split(source, data)
+    default_logging()  # from Python too, the notes (items left out) are printed
+    asked, split = split is not None, split or default_split(weights, data)
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
-    loaded = open_source(source, device, backend, batch=min(batch_size, 16))
-    meta, channels, run, dev = loaded.meta, loaded.channels, loaded.run, loaded.device
+    loaded = open_source(weights, device, backend, batch=min(batch_size, 16))
     if explain and loaded.model is None:
         raise UsageError("--explain needs gradients, which an .onnx lacks: give the run folder")
+    loader, split, data = _loader(loaded, data, split, batch_size, allow_changed_data, asked)
+    meta, task, classes = loaded.meta, get_task(loaded.meta.task), loaded.classes
+    remap = class_map(loader.classes, classes, meta.classes is not None)
+    folder = _report_folder(out, loaded.run, loaded.path, data)
+    if task.masks:
+        found = _evaluate_masks(loaded.infer, loader, split, len(classes), remap)
+    elif task.multilabel:
+        found = evaluate_labels(loaded.infer, loader, split, remap, meta.thresholds, tta_flip)
+    else:
+        return _evaluate_classes(loaded, loader, split, remap, tta_flip, explain, folder)
+    found.save(folder)
+    return found
+
+
+def _loader(
+    loaded: Loaded, data: Any, split: str, batch_size: int, allow_changed_data: bool, asked: bool
+):
+    """(loader, split, data) for a spec's split or for Python objects, checked against the
+    weights' task."""
+    meta, channels, run, dev = loaded.meta, loaded.channels, loaded.run, loaded.device
     if is_spec(data):
         loader = run_split_loader(
-            run, meta, channels, split, batch_size, data, dev, allow_changed_data
+            run, meta, channels, split, batch_size, data, dev, allow_changed_data, asked
         )
     else:
         loader, split, data = objects_loader(data, meta, channels, batch_size, dev, run)
@@ -92,23 +116,21 @@ def evaluate(
     if task.masks != loader.masks:
         need = "segmentation data (shapes or segfolder:PATH)" if task.masks else "class labels"
         raise UsageError(f"{meta.task} weights need {need}; {loader.data} does not fit")
-    classes, infer = loaded.classes, loaded.infer
-    remap = class_map(loader.classes, classes, meta.classes is not None)
-    folder = _report_folder(out, run, loaded.path, data)
-    if task.masks:
-        found = _evaluate_masks(infer, loader, split, len(classes), remap)
-        found.save(folder)
-        return found
-    if task.multilabel:
-        found = evaluate_labels(infer, loader, split, remap, meta.thresholds, tta_flip)
-        found.save(folder)
-        return found
-    logits, labels = _predict_all(infer, loader, tta_flip)
+    return loader, split, data
+
+
+def _evaluate_classes(
+    loaded: Loaded, loader, split: str, remap, tta_flip: bool, explain: int, folder: Path
+) -> EvalReport:
+    """Single-label classification: the report, with the most confident mistakes' maps."""
+    logits, labels = _predict_all(loaded.infer, loader, tta_flip)
     if labels.ndim != 1:
         raise UsageError("the data has several labels per image; these weights give one class")
     labels = remap[labels]
-    report = classification_report(logits, labels, classes, split, tta_flip, meta.thresholds)
+    classes = loaded.classes
+    report = classification_report(logits, labels, classes, split, tta_flip, loaded.meta.thresholds)
     report.skipped = getattr(loader, "skipped", 0)
+    report.left_out = getattr(loader, "left_out", 0)
     if explain:
         where = folder / f"mistakes-{split}"
         report.mistakes = explain_mistakes(
@@ -174,6 +196,7 @@ def run_split_loader(
     data: str | None = None,
     device: torch.device | None = None,
     allow_changed_data: bool = False,
+    asked: bool = False,
 ):
     """Batches of a split prepared as in training: the run's own held-out split by default
     (refused if the run's data changed, unless `allow_changed_data`), normalized with the
@@ -186,12 +209,15 @@ def run_split_loader(
     own_split = run if run is not None and data is None else None
     names = SPLITS if split == "all" else (split,)
     splits = load_splits(opts, seed=0, channels=channels, run=own_split, decode=names)
+    left_out = 0
+    if data is not None and run is not None:
+        left_out = leave_out_trained(splits, names, run, opts.data, asked)
     splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
     parts = [eval_loader(splits, s, batch_size, device or torch.device("cpu")) for s in names]
     if not any(parts):
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")
     loader = parts[0] if split != "all" else Chain([p for p in parts if p is not None])
-    loader.classes, loader.data = splits.classes, opts.data
+    loader.classes, loader.data, loader.left_out = splits.classes, opts.data, left_out
     tensors = next((splits.tensors(s) for s in names if splits.tensors(s) is not None), None)
     loader.masks = bool(tensors is not None and tensors.labels.ndim >= 3)
     return loader
@@ -228,49 +254,12 @@ def objects_loader(
         items.classes = known  # numbered labels are the weights' outputs
     labels, classes, _ = class_indices(raw, items.classes, None, "evaluation data")
     tensors = to_tensors(images, labels, classes, meta.input_size, channels, meta.resize_size)
-    tensors, split = held_out(tensors, run)
+    tensors, split, left_out = held_out(tensors, run)
     mean, std = torch.tensor(meta.mean), torch.tensor(meta.std)
     loader = InMemoryEvalLoader(tensors, batch_size, device, mean, std)
     loader.classes, loader.data, loader.masks = classes, PYTHON, False
+    loader.left_out = left_out
     return loader, split, PYTHON
-
-
-def held_out(tensors: ImageTensors, run: Path | None) -> tuple[ImageTensors, str]:
-    """The items of `tensors` that `run` neither trained nor validated on, by their digests in
-    its record, and the report's split name: "test" when they are exactly the run's test
-    split, else "data". Scoring training items would report a number that looks like a test
-    score and is not; what is left out is said."""
-    saved = read_record(run) if run is not None else None
-    if not saved or "items" not in saved:
-        return tensors, "data"
-    used = {d for n in ("train", "val") for d in saved["items"].get(n, [])}
-    test = Counter(saved["items"].get("test", []))
-    digests, left = item_digests(tensors.images), Counter(test)
-    keep = []
-    for d in digests:  # a test item's image may also stand in training (duplicates): kept
-        keep.append(left[d] > 0 or d not in used)
-        left[d] -= 1
-    n, kept = len(digests), sum(keep)
-    if kept == 0:
-        raise UsageError(
-            f"all {n} items given were used to train or validate {run}; scoring them would not "
-            "be a test: give held-out data (or the same data: its held-out part is scored)"
-        )
-    scored = Counter(d for d, k in zip(digests, keep, strict=True) if k)
-    own_test = scored == test
-    if kept == n:
-        return tensors, "test" if own_test else "data"
-    what = "the run's test split" if own_test else "the rest"
-    log.info(
-        "note: evaluate: %d of the %d items given were used to train or validate this run and "
-        "are left out; %s (%d items) is scored",
-        n - kept,
-        n,
-        what,
-        kept,
-    )
-    index = torch.tensor(keep).nonzero().flatten()
-    return tensors.subset(index), "test" if own_test else "data"
 
 
 def _data_options(meta: WeightsMeta, run: Path | None, data: str | None) -> DataOptions:

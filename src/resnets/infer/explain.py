@@ -27,6 +27,7 @@ from ..devices import resolve_device
 from ..errors import DataError, UsageError
 from ..models import load_model
 from ..models.meta import WeightsMeta
+from ..options import EXPLAIN_METHODS
 from .cases import check_inputs, expand_cases, prepare_cases
 from .images import Input, expand_images, prepare_sized
 from .montage import input_pixels, write_montage, write_png
@@ -41,7 +42,6 @@ from .saliency import (
 )
 from .sources import resolve_source
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
 BATCH_SIZE = 16
 
 
@@ -104,8 +104,8 @@ def explain(
     slow for wide nets) or integrated-gradients (from a black image). `out`: a folder that
     receives one PNG per image (the image, the map over it, the top-k classes), named like
     `predict`'s masks: the input's path under the inputs' common folder, plus ".png"."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in EXPLAIN_METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(EXPLAIN_METHODS)}")
     if topk < 1:
         raise UsageError(f"topk must be at least 1, got {topk}")
     path, _ = resolve_source(weights)

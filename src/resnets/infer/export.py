@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
+from ..deprecation import renamed
 from ..errors import ResnetsError, UsageError
 from ..files import atomic_write_json, check_output, publish, staging
 from ..models import ResNet, load_model
@@ -120,8 +122,9 @@ def _reading(meta: WeightsMeta) -> dict:
     }
 
 
+@renamed(source="weights")
 def export(
-    source: str | Path,
+    weights: str | Path,
     fmt: str = "onnx",
     out: str | Path | None = None,
     dynamic_batch: bool = False,
@@ -132,7 +135,7 @@ def export(
     calibration: int = 300,
     max_drop: float = 1.0,
 ) -> ParityReport | Int8Report:
-    """Export weights (a run folder or a weights file) and check the export's outputs.
+    """Export `weights` (a run folder or a weights file) and check the export's outputs.
 
     `tolerance` bounds the max |logit difference| relative to the largest |logit|. `int8`:
     the ONNX export quantized to INT8 (see quantize.py; default RUN/export/model.int8.onnx),
@@ -141,26 +144,22 @@ def export(
     _check_options(fmt, tolerance)
     if int8:
         _quantize_module().check_int8_options(fmt, calibration, max_drop)
-    weights, run = resolve_source(source)
+    weights, run = resolve_source(weights)
     if int8 and run is None:
         raise UsageError(f"--int8 checks top-1 on a run's test split; give the run, not {weights}")
     target = Path(out) if out else _default_path(weights, run, fmt, int8)
     _check_target(target, weights, fmt, overwrite)
-    model = load_model(weights).eval()
-    meta: WeightsMeta = model.weights_meta
-    check_inputs(meta, "export")
-    if meta.input_size is None:
-        meta.input_size = model.config.input_size
-    if int8:
-        _quantize_module().check_task(meta.task)
-    x, inputs = _check_inputs(model, meta, run, images)
+    model, meta = _model(weights, int8)
+    x, inputs = _sample_inputs(model, meta, run, images)
     pre = preprocessing(meta)
     sidecar = target.with_name(target.name + ".json")
-    parity = target.with_name(target.name + ".parity.json")
     failed = target.with_name(target.name + ".parity-failed.json")
     with staging(target) as stage:
         staged = stage / (f".fp32.{target.name}" if int8 else target.name)
-        _write_checked(model, meta, fmt, staged, x, dynamic_batch, pre)
+        try:
+            _write(model, meta, fmt, staged, x, dynamic_batch, pre)
+        except OSError as e:
+            raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
         report = _parity(model, fmt, staged, x, dynamic_batch, inputs, tolerance)
         report.path, report.preprocessing = str(target), str(sidecar)
         if report.passed and int8:
@@ -178,15 +177,35 @@ def export(
             report.path, report.preprocessing = str(target), str(sidecar)
             pre = pre | {"quantization": report.quantization}
         if report.passed:
-            atomic_write_json(stage / sidecar.name, pre)
-            atomic_write_json(stage / parity.name, dataclasses.asdict(report))
-            for final in (sidecar, parity, target):  # the export last: it is what users look for
-                publish(stage / final.name, final)
+            _publish(stage, target, report, pre)
             failed.unlink(missing_ok=True)  # a stale report from an earlier failed attempt
             return report
     atomic_write_json(failed, dataclasses.asdict(report))
     kept = f"; the earlier {target.name} is untouched" if target.exists() else ""
     raise ExportError(f"{report.problem()}; not written{kept}; report in {failed}")
+
+
+def _model(weights: Path, int8: bool) -> tuple[nn.Module, WeightsMeta]:
+    """The model in eval mode and its metadata, refused where it cannot be exported."""
+    model = load_model(weights).eval()
+    meta: WeightsMeta = model.weights_meta
+    check_inputs(meta, "export")
+    if meta.input_size is None:
+        meta.input_size = model.config.input_size
+    if int8:
+        _quantize_module().check_task(meta.task)
+    return model, meta
+
+
+def _publish(stage: Path, target: Path, report, pre: dict) -> None:
+    """The preprocessing sidecar, the parity report and the export, moved from `stage` beside
+    each other, the export last: it is what users look for."""
+    sidecar = target.with_name(target.name + ".json")
+    parity = target.with_name(target.name + ".parity.json")
+    atomic_write_json(stage / sidecar.name, pre)
+    atomic_write_json(stage / parity.name, dataclasses.asdict(report))
+    for final in (sidecar, parity, target):
+        publish(stage / final.name, final)
 
 
 def _parity(model, fmt: str, staged: Path, x, dynamic_batch: bool, inputs: str, tolerance: float):
@@ -260,7 +279,7 @@ def _default_path(weights: Path, run: Path | None, fmt: str, int8: bool = False)
     return weights.with_name(stem + suffix)
 
 
-def _check_inputs(
+def _sample_inputs(
     model: ResNet, meta: WeightsMeta, run: Path | None, images: list | None
 ) -> tuple[torch.Tensor, str]:
     """Up to 16 real images (given files, else the run's test split), else random inputs."""
@@ -282,14 +301,9 @@ def _check_inputs(
     return torch.randn(8, model.config.in_chans, *extent), "random inputs (no images given)"
 
 
-def _write_checked(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) -> None:
-    try:
-        _write(model, meta, fmt, target, x, dynamic_batch, pre)
-    except OSError as e:
-        raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
-
-
 def _write(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) -> None:
+    """The export in `fmt`, its preprocessing inside the file (ONNX metadata, TorchScript's
+    extra files; safetensors: the weights' own metadata)."""
     if fmt == "safetensors":
         save_weights(model, target, meta)
         return

@@ -34,6 +34,8 @@ from .cases import (
 from .images import Input, expand_images, prepare_sized
 from .sources import Loaded, open_source, output_folder
 
+NOT_WRITTEN = "mask not written: "
+
 
 @dataclass
 class Prediction:
@@ -45,7 +47,13 @@ class Prediction:
 @dataclass
 class PredictResult:
     predictions: list[Prediction]
-    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+    # path -> why it has no result: it could not be read, or (NOT_WRITTEN ...) its mask was
+    # not written
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def unwritten(self) -> int:
+        """Inputs that were read but whose mask was not written."""
+        return sum(why.startswith(NOT_WRITTEN) for why in self.failed.values())
 
     def to_dict(self) -> dict:
         """What `predict --json` prints: each image's top classes (or mask), and failures."""
@@ -81,7 +89,10 @@ class PredictResult:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
             shown = best or (f"mask {p.mask}" if p.mask else "no label above its threshold")
             lines.append(f"{p.path}: {shown}")
-        lines += [f"{path}: unreadable ({why})" for path, why in self.failed.items()]
+        lines += [
+            f"{path}: {why}" if why.startswith(NOT_WRITTEN) else f"{path}: unreadable ({why})"
+            for path, why in self.failed.items()
+        ]
         return "\n".join(lines)
 
 
@@ -117,12 +128,14 @@ def _save_masks(
         path = paths[source]
         owner = owners.setdefault(os.path.abspath(path), source)
         if owner != source:
-            failed[name] = f"its mask {path} would overwrite {owner}; choose another masks folder"
+            failed[name] = (
+                f"{NOT_WRITTEN}{path} would overwrite {owner}; choose another masks folder"
+            )
             continue
         try:
             write(mask, size, Path(name), path)
         except OSError as e:
-            failed[name] = f"cannot write its mask {path} ({e})"
+            failed[name] = f"{NOT_WRITTEN}cannot write {path} ({e})"
             continue
         out.append(Prediction(name, [], str(path)))
     return out, failed

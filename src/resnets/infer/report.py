@@ -93,6 +93,7 @@ class EvalReport(Report):
     calibration: dict[str, Any] = field(default_factory=dict)  # per bin: count, acc, confidence
     confusion: list[list[int]] = field(default_factory=list)
     skipped: int = 0
+    left_out: int = 0  # items given that the run trained or validated on (not scored)
     mistakes: list[dict[str, Any]] = field(default_factory=list)  # evaluate(explain=K)
     files: dict[str, str] = field(default_factory=dict)
 
@@ -102,7 +103,7 @@ class EvalReport(Report):
             f"{self.split}: {self.count} images" + (" (flip TTA)" if self.tta_flip else ""),
             f"top-1 {self.acc1:.2f} %{top5}   macro F1 {self.macro_f1:.4f}",
             f"balanced accuracy {self.balanced_acc:.2f} %   macro ROC-AUC "
-            f"{_shown(self.macro_auc)}   ECE {self.ece:.2f} % "
+            f"{_four_places(self.macro_auc)}   ECE {self.ece:.2f} % "
             f"({self.calibration.get('bins', ECE_BINS)} confidence bins)",
         ]
         if self.binary:
@@ -110,23 +111,26 @@ class EvalReport(Report):
             lines.append(
                 f"positive class {b['positive_class']!r} (output {b['positive_index']}), threshold "
                 f"{b['threshold']:.3f} ({b['threshold_from']}): sensitivity "
-                f"{_shown(b['sensitivity'])}   specificity {_shown(b['specificity'])}"
+                f"{_four_places(b['sensitivity'])}   specificity {_four_places(b['specificity'])}"
             )
         header = f"{'class':<20} {'acc %':>7} {'prec':>7} {'recall':>7} {'F1':>7} {'AUC':>7}"
         lines += ["", f"{header} {'n':>6}"]
         for row in self.per_class:
             lines.append(
                 f"{row['class'][:20]:<20} {row['accuracy']:>7.2f} {row['precision']:>7.4f} "
-                f"{row['recall']:>7.4f} {row['f1']:>7.4f} {_shown(row['auc']):>7} "
+                f"{row['recall']:>7.4f} {row['f1']:>7.4f} {_four_places(row['auc']):>7} "
                 f"{row['support']:>6}"
             )
         if self.skipped:
             lines.append(f"\n{self.skipped} unreadable images skipped")
+        if self.left_out:
+            lines.append(f"\n{self.left_out} images left out: the run trained or validated on them")
         lines += [f"{k}: {v}" for k, v in self.files.items()]
         return "\n".join(lines)
 
 
-def _shown(value: float | None) -> str:
+def _four_places(value: float | None) -> str:
+    """A metric with four decimals; "n/a" where it is undefined."""
     return "n/a" if value is None else f"{value:.4f}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.decode import IMAGE_EXTENSIONS
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..models import load_model
@@ -27,6 +28,11 @@ def resolve_source(source: str | Path) -> tuple[Path, Path | None]:
         return weights, path
     if not path.is_file():
         raise UsageError(f"{path} is neither a run folder nor a weights file")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise UsageError(
+            f"{path} is an image, not weights: give the run folder or weights file first, then "
+            "the images"
+        )
     run = path.parent
     if path.name == "best.safetensors" and (run / "config.yaml").is_file():
         return path, run  # a run's own weights: its data and eval folder go with them

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from ..deprecation import renamed
 from ..errors import WeightsError
 from .registry import get_config
 from .resnet import ResNet
@@ -17,26 +18,29 @@ from .segmentation import SegmentationModel
 from .weights import load_pretrained, load_state, read_weights
 
 
+@renamed(name="model")
 def create_model(
-    name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides: Any
+    model: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides: Any
 ) -> ResNet:
-    """Build a registered model; `overrides` change config fields (num_classes, in_chans, ...).
+    """Build the registered model named `model`; `overrides` change config fields
+    (num_classes, in_chans, ...).
 
     `pretrained` is a weights file (.pth, .pt, .safetensors) in torchvision's, timm's or our
     own key layout, or "torchvision" to download torchvision's ImageNet weights. A different
     num_classes re-initializes the classifier; a different in_chans adapts the first conv.
     """
-    model = ResNet(get_config(name).replace(**overrides), name=name)
+    net = ResNet(get_config(model).replace(**overrides), name=model)
     if pretrained is not None:
-        load_pretrained(model, pretrained, strict=strict)
-    return model
+        load_pretrained(net, pretrained, strict=strict)
+    return net
 
 
+@renamed(name="model")
 def create_segmentation_model(
-    name: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
+    model: str, num_classes: int, *, pretrained: str | Path | None = None, **overrides: Any
 ) -> SegmentationModel:
     """A registered ResNet as backbone (classification weights load into it) + U-Net decoder."""
-    backbone = create_model(name, pretrained=pretrained, num_classes=0, **overrides)
+    backbone = create_model(model, pretrained=pretrained, num_classes=0, **overrides)
     return SegmentationModel(backbone, num_classes)
 
 

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from ..errors import WeightsError
+from ..options import TASKS
 from .config import ResNetConfig
 
 FORMAT_VERSION = 1
@@ -19,7 +20,6 @@ THREE_D_DEFAULTS = {
     "volume_index": None,
 }
 
-TASKS = ("classification", "segmentation", "multilabel")
 INPUTS = ("images", "volumes", "clips")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from ..deprecation import renamed
 from ..errors import UsageError, unknown_name
 from .config import ResNetConfig
 
@@ -93,11 +94,14 @@ MODELS: dict[str, ResNetConfig] = {
 }
 
 
-def register(name: str, config: ResNetConfig, *, overwrite: bool = False) -> None:
-    """Add a named config to the registry (for user-defined variants)."""
-    if name in MODELS and not overwrite:
-        raise UsageError(f"model {name!r} is already registered; pass overwrite=True to replace it")
-    MODELS[name] = config
+@renamed(name="model")
+def register(model: str, config: ResNetConfig, *, overwrite: bool = False) -> None:
+    """Add `config` to the registry as the model named `model` (user-defined variants)."""
+    if model in MODELS and not overwrite:
+        raise UsageError(
+            f"model {model!r} is already registered; pass overwrite=True to replace it"
+        )
+    MODELS[model] = config
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -105,7 +109,9 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def get_config(name: str) -> ResNetConfig:
-    if name not in MODELS:
-        raise unknown_name("model", name, MODELS)
-    return MODELS[name]
+@renamed(name="model")
+def get_config(model: str) -> ResNetConfig:
+    """The config of the registered model named `model`."""
+    if model not in MODELS:
+        raise unknown_name("model", model, MODELS)
+    return MODELS[model]

@@ -16,14 +16,14 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, UsageError, unknown_name
-from ..options import DataOptions, absolute_data, option
+from ..options import TASKS, DataOptions, absolute_data, option
 
 
 @dataclass
 class TrainConfig(DataOptions):
     """One training run, fully described."""
 
-    task: Literal["classification", "segmentation", "multilabel"] = option(
+    task: Literal[TASKS] = option(
         "classification",
         "segmentation: --data shapes or segfolder:PATH, a U-Net decoder; multilabel: several "
         "labels per image (inferred from a CSV's 'a|b' labels or 0/1 columns)",

@@ -1,5 +1,5 @@
 """The training loop, top to bottom: `train` sets up a run and calls `fit`; `fit` loops over
-epochs (evaluate, keep the best, save); `train_epoch` loops over steps (log, checkpoint,
+epochs (validate, keep the best, save); `train_epoch` loops over steps (log, checkpoint,
 stop); `train_step` is one optimizer step, fast path inline.
 """
 
@@ -22,7 +22,6 @@ from ..logs import default_logging, interactive
 from .config import TrainConfig
 from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
-from .report import finish, summary_text
 from .resolve import resolve, resume_config
 from .run import Model, Optimization, Run
 from .saving import (
@@ -33,6 +32,7 @@ from .saving import (
 )
 from .setup import determinism, setup
 from .signals import StopRequest
+from .summary import finish, summary_text
 
 log = logging.getLogger("resnets")
 
@@ -80,7 +80,7 @@ def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
         row |= {f"train_{k}": v for k, v in train_epoch(run, p.epoch, stop).items()}
         row |= {"step": p.step, "lr": run.opt.optimizer.param_groups[0]["lr"]}  # at its end
         if run.loaders.val is not None:
-            val = evaluate(run, run.loaders.val)
+            val = validate(run, run.loaders.val)
             row |= {f"val_{k}": v for k, v in val.items() if k != "count"}
         p.history.append(row)
         if run.env.main:
@@ -213,7 +213,7 @@ def raise_diverged(run: Run, when: str) -> None:
     )
 
 
-def evaluate(run: Run, loader) -> dict[str, float]:
+def validate(run: Run, loader) -> dict[str, float]:
     """The task's metrics of the selected weights (EMA when on), summed over processes."""
     return measure(run, loader).read()
 

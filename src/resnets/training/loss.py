@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..data import Splits
 from ..data.colours import IGNORE_INDEX
 from ..errors import UsageError
-from ..tasks import Task, get_task
+from ..tasks import Task, task_for
 from .config import TrainConfig
 
 
@@ -23,15 +23,10 @@ def train_labels(splits: Splits) -> torch.Tensor | None:
     return decoded.labels if decoded is not None else getattr(splits.train, "labels", None)
 
 
-def task_name(cfg: TrainConfig, splits: Splits) -> str:
-    """The task asked for; classification data with several labels per image is multi-label."""
-    labels = train_labels(splits)
-    several = labels is not None and labels.ndim == 2
-    return "multilabel" if cfg.task == "classification" and several else cfg.task
-
-
 def settle_task(cfg: TrainConfig, splits: Splits) -> Task:
-    task = get_task(task_name(cfg, splits))
+    """The run's task (`tasks.task_for`), checked against its data and noted where the labels
+    decided it."""
+    task = task_for(cfg.task, train_labels(splits))
     if task.name != cfg.task:
         splits.notes.append(
             "task: multilabel (several labels per image): sigmoid outputs, binary cross-entropy"

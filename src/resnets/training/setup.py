@@ -24,12 +24,15 @@ from ..data.sizing import ModelSize
 from ..errors import TrainingError, UsageError
 from ..models import ResNet, create_model, create_segmentation_model, get_config
 from ..models.meta import WeightsMeta
+from ..options import SPLITS
 from ..precision import PROBE_BATCH, choose_amp, step_seconds
+from ..tasks import task_for
 from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
-from .loss import check_classes, make_criterion, settle_task, task_name
+from .loss import check_classes, make_criterion, settle_task, train_labels
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
+from .resolve import peak_lr
 from .run import Model, Optimization, Run
 from .run_folder import RunFolder, check_folder, default_folder
 
@@ -237,7 +240,7 @@ def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
         resize_size=splits.resize_size,
         mean=splits.mean,
         std=splits.std,
-        task=task_name(cfg, splits),
+        task=task_for(cfg.task, train_labels(splits)).name,
         item_normalize=splits.item_normalize,
         **splits.reading,
     )
@@ -259,7 +262,7 @@ def run_info(run: Run) -> dict[str, Any]:
         "model": run.cfg.model,
         "data": run.cfg.data,
         "dataset_fingerprint": splits.fingerprint,
-        "splits": {n: len(getattr(splits, n) or []) for n in ("train", "val", "test")},
+        "splits": {n: len(getattr(splits, n) or []) for n in SPLITS},
         "device": str(name),
         "world_size": run.env.world_size,
         "steps_per_epoch": len(run.loaders.train),
@@ -302,4 +305,22 @@ def restore(run: Run, data: dict[str, Any]) -> None:
         run.folder.path,
         run.progress.epoch + 1,
         run.progress.step,
+    )
+    note_new_length(run, data.get("config") or {})
+
+
+def note_new_length(run: Run, saved: dict[str, Any]) -> None:
+    """A resume that changes --epochs or --steps lays the lr schedule out again over the new
+    length, so the lr jumps at the resumed step: said, with both values."""
+    per_epoch = len(run.loaders.train)
+    before = saved.get("steps") or (saved.get("epochs") or 0) * per_epoch
+    if not before or before == run.total_steps:
+        return
+    step, peak = run.progress.step, peak_lr(run.cfg)
+    was = Schedule(run.cfg, per_epoch, before)(step) * peak
+    now = run.opt.schedule(step) * peak
+    run.note(
+        f"the run's length changed from {before} to {run.total_steps} steps: its lr schedule is "
+        f"laid out again over the new length, so the lr at step {step} is {now:.3g} where the "
+        f"run had reached {was:.3g} (a fresh run with the new length is the clean comparison)"
     )

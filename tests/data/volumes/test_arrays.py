@@ -55,9 +55,15 @@ def _write_npz(path, dims: int, n: int = 48, side: int = 28):
 def test_a_two_class_28_cubed_npz_trains_end_to_end(tmp_path):
     data = _write_npz(tmp_path / "vessels.npz", dims=3)
     summary = train(
-        model="resnet10_3d", data=f"npz:{data}", epochs=3, batch_size=8, lr=0.02,
-        out=str(tmp_path / "run"), progress=False, tensorboard=False,
-    )  # fmt: skip
+        model="resnet10_3d",
+        data=f"npz:{data}",
+        epochs=3,
+        batch_size=8,
+        lr=0.02,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["test_acc1"] >= 90.0
     notes = " ".join(summary["notes"])
     assert "validation split: the file's own, 12 images" in notes
@@ -73,14 +79,27 @@ def test_a_two_class_28_cubed_npz_trains_end_to_end(tmp_path):
 
 def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
     flat = _write_npz(tmp_path / "flat.npz", dims=2, n=64)
-    summary = train(model="resnet20", data=f"npz:{flat}", epochs=1, batch_size=16,
-                    out=str(tmp_path / "run"), progress=False, tensorboard=False)  # fmt: skip
+    summary = train(
+        model="resnet20",
+        data=f"npz:{flat}",
+        epochs=1,
+        batch_size=16,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["test_images"] == 16
     assert any(n.startswith("only 4 optimizer steps (4 per epoch") for n in summary["notes"])
     solid = _write_npz(tmp_path / "solid.npz", dims=3, n=16, side=8)
     with pytest.raises(UsageError, match="holds 3D volumes and resnet20 is a 2D model"):
-        train(model="resnet20", data=f"npz:{solid}", epochs=1, out=str(tmp_path / "r2"),
-              progress=False, tensorboard=False)  # fmt: skip
+        train(
+            model="resnet20",
+            data=f"npz:{solid}",
+            epochs=1,
+            out=str(tmp_path / "r2"),
+            progress=False,
+            tensorboard=False,
+        )
     assert not (tmp_path / "r2").exists()
 
 
@@ -88,16 +107,24 @@ def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
     ("arrays", "message"),
     [
         ({"images": np.zeros((4, 8, 8), np.uint8)}, "needs arrays train_images and train_labels"),
-        ({"train_images": np.zeros((4, 8, 8), np.uint8), "train_labels": np.zeros(3, np.int64)},
-         "4 train images but 3 train labels"),
-        ({"train_images": np.zeros((4, 8), np.uint8), "train_labels": np.zeros(4, np.int64)},
-         r"has shape \(4, 8\); expected"),
-        ({"train_images": np.full((4, 8, 8), 2.0), "train_labels": np.zeros(4, np.int64)},
-         r"float images must lie in \[0, 1\]"),
-        ({"train_images": np.zeros((4, 8, 8), np.uint8), "train_labels": -np.ones(4, np.int64)},
-         "labels must be class indices"),
+        (
+            {"train_images": np.zeros((4, 8, 8), np.uint8), "train_labels": np.zeros(3, np.int64)},
+            "4 train images but 3 train labels",
+        ),
+        (
+            {"train_images": np.zeros((4, 8), np.uint8), "train_labels": np.zeros(4, np.int64)},
+            r"has shape \(4, 8\); expected",
+        ),
+        (
+            {"train_images": np.full((4, 8, 8), 2.0), "train_labels": np.zeros(4, np.int64)},
+            r"float images must lie in \[0, 1\]",
+        ),
+        (
+            {"train_images": np.zeros((4, 8, 8), np.uint8), "train_labels": -np.ones(4, np.int64)},
+            "labels must be class indices",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_malformed_npz_is_refused_in_one_line(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -118,9 +145,16 @@ def test_the_bundled_3d_job_learns(tmp_path):
     """A shorter cut of the README's job (resnet18_3d at 32^3, 15 epochs: >= 95 % in about 3
     minutes, benchmarks/RESULTS.md), within the test suite's time: resnet10_3d at 24^3."""
     summary = train(
-        model="resnet10_3d", data="shapes3d", image_size=24, epochs=6, batch_size=32, lr=0.02,
-        out=str(tmp_path / "run"), progress=False, tensorboard=False,
-    )  # fmt: skip
+        model="resnet10_3d",
+        data="shapes3d",
+        image_size=24,
+        epochs=6,
+        batch_size=32,
+        lr=0.02,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["test_images"] == 128
     assert summary["test_acc1"] >= 85.0, summary
 
@@ -132,5 +166,7 @@ def test_float_npz_pixels_are_scaled_and_the_note_says_so(tmp_path):
     splits, notes = load_npz(path)
     assert splits["train"].images.shape == (4, 3, 8, 8)
     assert splits["train"].images.max() == 255 and splits["train"].images.min() == 0
-    assert notes == ["float.npz: 3 classes named 0..2 (the file names none); its splits: train; "
-                     "float pixels in [0, 1] scaled by 255"]  # fmt: skip
+    assert notes == [
+        "float.npz: 3 classes named 0..2 (the file names none); its splits: train; "
+        "float pixels in [0, 1] scaled by 255"
+    ]

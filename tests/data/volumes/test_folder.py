@@ -8,7 +8,7 @@ from resnets import train
 from resnets.data.volumes.folder import load_volume_folder, parse_window, read_case
 from resnets.errors import DataError
 
-from ..test_dicom import write_dicom
+from ...helpers import write_dicom
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -82,8 +82,11 @@ def test_a_malformed_volume_is_refused_in_one_line_naming_it(tmp_path, name, con
     assert "\n" not in str(caught.value) and name in str(caught.value)
     np.save(tmp_path / "a" / "fine.npy", np.ones((4, 4, 4), np.float32))
     data, notes = load_volume_folder(tmp_path, side=4, window=None)  # not strict: left out
-    assert len(data) == 2 and "1 unreadable volumes left out (--strict stops instead)" in (
-        notes[2]) and name in notes[2]  # fmt: skip
+    assert (
+        len(data) == 2
+        and "1 unreadable volumes left out (--strict stops instead)" in (notes[2])
+        and name in notes[2]
+    )
     (tmp_path / "a" / "fine.npy").unlink()
     with pytest.raises(DataError, match="class a has no readable volumes"):
         load_volume_folder(tmp_path, side=4, window=None)
@@ -131,9 +134,16 @@ def test_a_volume_folder_trains_a_3d_model(tmp_path):
         (tmp_path / "data" / label).mkdir(parents=True)
         for k in range(12):
             _nifti(tmp_path / "data" / label / f"{k}.nii.gz", _volume(bright, rng))
-    summary = train(model="resnet10_3d", data=f"volumes:{tmp_path / 'data'}", image_size=16,
-                    epochs=2, batch_size=4, out=str(tmp_path / "run"), progress=False,
-                    tensorboard=False)  # fmt: skip
+    summary = train(
+        model="resnet10_3d",
+        data=f"volumes:{tmp_path / 'data'}",
+        image_size=16,
+        epochs=2,
+        batch_size=4,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["input_shape"] == [16, 16, 16] and summary["test_images"] == 4  # 20 % of 24
 
 

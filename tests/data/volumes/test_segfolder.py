@@ -60,11 +60,20 @@ def test_a_mask_of_another_shape_or_with_fractions_is_refused(tmp_path):
 def test_a_3d_unet_learns_to_segment_balls_and_evaluate_agrees(tmp_path):
     rng = np.random.default_rng(2)
     data = write_set(tmp_path / "data", 40, rng, suffix="")
-    summary = train(model="resnet10_3d", task="segmentation", data=f"segfolder:{data}",
-                    image_size=16, epochs=10, batch_size=4, lr=0.05, out=str(tmp_path / "run"),
-                    progress=False, tensorboard=False)  # fmt: skip
+    summary = train(
+        model="resnet10_3d",
+        task="segmentation",
+        data=f"segfolder:{data}",
+        image_size=16,
+        epochs=10,
+        batch_size=4,
+        lr=0.05,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["test_dice"] >= 75.0, summary  # measured 89.2
-    saved = sorted((tmp_path / "run" / "predictions").glob("*_mask.nii.gz"))  # as their scans
+    saved = sorted((tmp_path / "run" / "test-masks").glob("*_mask.nii.gz"))  # as their scans
     assert len(saved) == summary["test_images"]
     assert (data / "images" / saved[0].name.replace("_mask", "")).is_file()
     assert nibabel.load(saved[0]).shape == (16, 16, 16)

@@ -8,7 +8,7 @@ from PIL import Image
 from resnets import train
 from resnets.data.volumes.video import load_video_folder, picks
 from resnets.errors import DataError
-from resnets.training.report import summary_text
+from resnets.training.summary import summary_text
 
 av = pytest.importorskip("av")
 
@@ -104,15 +104,25 @@ def test_a_3d_model_learns_which_way_a_square_moves_from_video_files(tmp_path):
         (tmp_path / "data" / label).mkdir(parents=True)
         for k in range(30):
             write_clip(tmp_path / "data" / label / f"{k}.mp4", moving_square(label == "down", rng))
-    summary = train(model="resnet10_3d", data=f"video:{tmp_path / 'data'}", frames=8,
-                    image_size=24, epochs=6, batch_size=8, lr=0.02, out=str(tmp_path / "run"),
-                    progress=False, tensorboard=False)  # fmt: skip
+    summary = train(
+        model="resnet10_3d",
+        data=f"video:{tmp_path / 'data'}",
+        frames=8,
+        image_size=24,
+        epochs=6,
+        batch_size=8,
+        lr=0.02,
+        out=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+    )
     assert summary["input_shape"] == [8, 24, 24]
     assert summary["test_acc1"] >= 90.0, summary
     text = summary_text(summary)  # clips counted as clips; no top-5 of two classes
     assert f"({summary['test_images']} clips, evaluated once)" in text and "top-5" not in text
-    assert any(n.startswith("validation split:") and n.endswith("training clips")
-               for n in summary["notes"])  # fmt: skip
+    assert any(
+        n.startswith("validation split:") and n.endswith("training clips") for n in summary["notes"]
+    )
 
 
 def test_an_unreadable_clip_is_left_out_and_named_unless_strict(tmp_path):
@@ -122,8 +132,9 @@ def test_an_unreadable_clip_is_left_out_and_named_unless_strict(tmp_path):
         write_clip(tmp_path / label / "ok.mp4", moving_square(label == "a", rng))
     (tmp_path / "a" / "broken.mp4").write_bytes(b"not a video")
     data, notes = load_video_folder(tmp_path, side=16, frames=4)
-    assert len(data) == 2 and any("1 unreadable clips left out" in n and "broken.mp4" in n
-                                  for n in notes)  # fmt: skip
+    assert len(data) == 2 and any(
+        "1 unreadable clips left out" in n and "broken.mp4" in n for n in notes
+    )
     with pytest.raises(DataError, match=r"broken\.mp4 is not a readable clip"):
         load_video_folder(tmp_path, side=16, frames=4, strict=True)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ...errors import DataError
+from ...options import SPLITS
 from ..datasets import ImageTensors
 
 SHAPES3D = ["sphere", "cube", "torus"]
@@ -65,7 +66,8 @@ def load_npz(path: Path) -> tuple[dict[str, ImageTensors], list[str]]:
         arrays = np.load(path, allow_pickle=False)
         names = set(arrays.files)
     except (OSError, ValueError) as e:
-        raise DataError(f"{path} is not a readable .npz file ({e})") from None
+        why = "not a NumPy .npz archive" if "pickle" in str(e) else str(e)
+        raise DataError(f"{path} is not a readable .npz file ({why})") from None
     if not {"train_images", "train_labels"} <= names:
         raise DataError(
             f"{path} needs arrays train_images and train_labels (MedMNIST's layout); "
@@ -73,7 +75,7 @@ def load_npz(path: Path) -> tuple[dict[str, ImageTensors], list[str]]:
         )
     labels = {
         s: _labels(arrays[f"{s}_labels"], f"{path}:{s}_labels")
-        for s in ("train", "val", "test")
+        for s in SPLITS
         if f"{s}_labels" in names
     }
     width = max(int(y.max()) + 1 if y.ndim == 1 else y.shape[1] for y in labels.values())

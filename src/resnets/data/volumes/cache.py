@@ -22,7 +22,7 @@ from ..datasets import ImageTensors
 
 FORMAT = 2  # bump when what a loader produces changes (2: the files each item came from)
 log = logging.getLogger(__name__)
-Loaded = tuple[ImageTensors, list[str]]
+Read = tuple[ImageTensors, list[str]]  # a folder's tensors and the notes on how it was read
 
 
 def folder_key(root: Path, options: tuple) -> str:
@@ -35,7 +35,7 @@ def folder_key(root: Path, options: tuple) -> str:
     return h.hexdigest()[:24]
 
 
-def cached(root: Path, options: tuple, mode: str, load: Callable[[], Loaded]) -> Loaded:
+def cached(root: Path, options: tuple, mode: str, load: Callable[[], Read]) -> Read:
     """`load()`'s result, from the disk cache when it holds this folder read with these
     `options`; else loaded and (unless `mode` is "none" or "memory") stored for next time."""
     if mode in ("none", "memory") or not root.is_dir():

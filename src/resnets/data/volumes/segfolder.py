@@ -17,7 +17,7 @@ import torch
 
 from ...errors import DataError
 from ..datasets import ImageTensors
-from ..pairing import image_folder, pair_masks
+from ..pairing import image_folder, pair_masks, without_masks
 from .folder import DEFAULT_SIDE, SUFFIXES, read_volume, resample, said, to_uint8
 
 
@@ -38,10 +38,12 @@ def load_volume_segfolder(
     spacing,
     pattern: str | None = None,
     index: int | None = None,
+    strict: bool = False,
 ) -> tuple[ImageTensors, list[str]]:
     """The volumes and their masks as (N, 1, S, S, S) uint8 and (N, S, S, S) class indices,
     and notes on what was read (masks paired as in 2D: pairing.py)."""
     pairs, missing, paired = pair_masks(root, pattern, is_volume)
+    without = without_masks(missing, strict, "volumes")  # with --strict: stops here
     side = side or DEFAULT_SIDE
     cube = (side,) * 3
     images, masks, values, kinds = [], [], set(), set()
@@ -74,11 +76,7 @@ def load_volume_segfolder(
         + ("" if order == list(range(len(order))) else " (numbered in that order)"),
     ]
     notes.append("intensities: " + ", ".join(sorted(said(k, window) for k in kinds)))
-    if missing:
-        volume, looked = missing[0]
-        notes.append(
-            f"{len(missing)} of the volumes had no mask and were left out, e.g. {volume.name} "
-            f"(looked for {looked})"
-        )
+    if without:
+        notes.append(without)
     files = [image for image, _ in pairs]
     return ImageTensors(torch.stack(images), labels, [str(v) for v in order], files), notes

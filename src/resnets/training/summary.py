@@ -74,11 +74,12 @@ def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
 
 @torch.no_grad()
 def save_test_masks(run: Run, model: nn.Module) -> Path:
-    """The test split's predicted masks in RUN/predictions. Read from files, each is named after
+    """The test split's predicted masks in RUN/test-masks (apart from RUN/predictions, where
+    `predict` writes new images' masks). Read from files, each is named after
     its image and lies on the image's own pixels (a volume's voxels), as `predict` writes
     them; generated data has no files, so its masks are numbered in the split's order, at the
     training size (PNG; volumes: .npy)."""
-    folder = run.folder.path / "predictions"
+    folder = run.folder.path / "test-masks"
     files = getattr(run.splits.test, "files", None)
     if files:
         from ..infer.predict import predict  # the same reading and writing as for new images
@@ -117,7 +118,7 @@ def unreadable_images(loaders: Loaders, decoded: list[str]) -> dict[str, Any]:
     the decoding before training left out."""
     files = list(decoded)
     for loader in (loaders.train, loaders.val, loaders.test):
-        files += loader.files() if hasattr(loader, "files") else []
+        files += loader.unreadable.files() if hasattr(loader, "unreadable") else []
     return {"skipped_images": len(files), "unreadable": files[:20]}
 
 
