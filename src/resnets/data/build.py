@@ -114,8 +114,7 @@ def load_splits(
 def _note_empty_classes(splits: Splits) -> None:
     """A class with no training image cannot be learnt: said in the notes, by name (classes
     numbered from the labels' range, or given by num_classes, may have none)."""
-    decoded = splits.tensors("train")
-    labels = decoded.labels if decoded is not None else getattr(splits.train, "labels", None)
+    labels = splits.train_labels()
     if labels is None or labels.ndim != 1:
         return
     counts = torch.bincount(labels, minlength=len(splits.classes))

@@ -122,6 +122,12 @@ class Splits:
         data = getattr(self, name)
         return data if self.in_memory else self.decoded.get(name)
 
+    def train_labels(self) -> torch.Tensor | None:
+        """The training split's labels (a folder that streams has them too; masks only when
+        decoded)."""
+        decoded = self.tensors("train")
+        return decoded.labels if decoded is not None else getattr(self.train, "labels", None)
+
 
 def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(kept, split-off) indices; each class gives round(fraction x its count), at least one."""

@@ -16,22 +16,15 @@ from ..tasks import Task, task_for
 from .config import TrainConfig
 
 
-def train_labels(splits: Splits) -> torch.Tensor | None:
-    """The training split's labels (a folder that streams has them too; masks only when
-    decoded)."""
-    decoded = splits.tensors("train")
-    return decoded.labels if decoded is not None else getattr(splits.train, "labels", None)
-
-
 def settle_task(cfg: TrainConfig, splits: Splits) -> Task:
     """The run's task (`tasks.task_for`), checked against its data and noted where the labels
     decided it."""
-    task = task_for(cfg.task, train_labels(splits))
+    task = task_for(cfg.task, splits.train_labels())
     if task.name != cfg.task:
         splits.notes.append(
             "task: multilabel (several labels per image): sigmoid outputs, binary cross-entropy"
         )
-    task.check_data(cfg.data, train_labels(splits), bool(cfg.mixup_alpha or cfg.cutmix_alpha))
+    task.check_data(cfg.data, splits.train_labels(), bool(cfg.mixup_alpha or cfg.cutmix_alpha))
     if task.multilabel and cfg.label_smoothing:
         splits.notes.append("label smoothing does not apply to multi-label targets: not used")
     return task
@@ -113,7 +106,7 @@ def sigmoid_focal_loss(
 def positive_weights(splits: Splits, device: torch.device) -> torch.Tensor:
     """BCE's pos_weight: negatives / positives of each label in the training split (capped at
     100), so that rare labels are not learnt as "always absent"."""
-    labels = train_labels(splits).double()
+    labels = splits.train_labels().double()
     pos = labels.sum(0)
     weight = ((len(labels) - pos) / pos.clamp_min(1)).clamp(max=100)
     low, high = float(weight.min()), float(weight.max())

@@ -30,7 +30,7 @@ from ..tasks import task_for
 from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
-from .loss import check_classes, make_criterion, settle_task, train_labels
+from .loss import check_classes, make_criterion, settle_task
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
 from .resolve import peak_lr
 from .run import Model, Optimization, Run
@@ -240,7 +240,7 @@ def weights_meta(cfg: TrainConfig, model: Model, splits: Splits) -> WeightsMeta:
         resize_size=splits.resize_size,
         mean=splits.mean,
         std=splits.std,
-        task=task_for(cfg.task, train_labels(splits)).name,
+        task=task_for(cfg.task, splits.train_labels()).name,
         item_normalize=splits.item_normalize,
         **splits.reading,
     )
