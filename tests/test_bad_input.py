@@ -165,6 +165,22 @@ CASES = {
         ["experiment", "gradients", "--depths", "20,x"],
         "--depths takes integers separated by commas",
     ),
+    "an image given as the weights": (
+        ["evaluate", f"{IMG}/ok.png"],
+        "is an image, not weights: give the run folder",
+    ),
+    "an image given as an npz": (
+        ["train", "--data", f"npz:{IMG}/ok.png"],
+        r"is not a readable .npz file \(not a NumPy .npz archive\)",
+    ),
+    "a mask pattern for class folders": (
+        ["train", "--data", "imagefolder:shapes_named", "--mask-pattern", "{stem}_gt.png"],
+        "--mask-pattern applies to --data segfolder:DIR",
+    ),
+    "a CSV that is an image": (
+        ["train", "--data", f"csv:{IMG}/ok.png"],
+        "is not a UTF-8 CSV text file",
+    ),
     "evaluate with unknown classes": (
         ["evaluate", f"{R}/best.safetensors", "--data", "imagefolder:shapes_named"],
         "classes the weights do not know: circle",
