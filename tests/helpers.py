@@ -20,11 +20,12 @@ from torch import nn
 from resnets.data import DataOptions, load_splits
 from resnets.training.signals import StopRequest
 
+QUIET = {"progress": False, "tensorboard": False}  # a training run without bar or event files
+
 
 def quick(**options):
-    """Options for a short, quiet training run (one epoch, no progress bar, no TensorBoard
-    files), with `options` on top."""
-    return {"epochs": 1, "progress": False, "tensorboard": False} | options
+    """Options for a short, quiet training run (one epoch, QUIET), with `options` on top."""
+    return {"epochs": 1, **QUIET} | options
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -6,7 +6,7 @@ from PIL import Image
 from resnets.data import DataOptions, load_splits
 from resnets.errors import DataError
 
-from ..helpers import write_image_folder
+from ..helpers import QUIET, write_image_folder
 
 
 def write_table(tmp_path, header="filename,diagnosis", split=False, extra_rows=()):
@@ -71,8 +71,7 @@ def test_a_csv_run_trains_and_evaluates_on_its_own_split(tmp_path):
         epochs=1,
         num_workers=0,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     report = evaluate(tmp_path / "run", out=tmp_path / "eval")
     assert report.count == s["test_images"] == 4 and report.acc1 == pytest.approx(s["test_acc1"])

@@ -14,6 +14,8 @@ from resnets import ImageClassifier, evaluate, load_model, predict, train
 from resnets.data import DataOptions, load_splits
 from resnets.errors import UsageError
 
+from ..helpers import QUIET
+
 CORNERS = ("bl", "br", "tl", "tr")
 
 
@@ -62,8 +64,7 @@ def corners_run(tmp_path_factory):
         model="resnet20",
         epochs=3,
         batch_size=32,
-        progress=False,
-        tensorboard=False,
+        **QUIET,
         out=str(root / "run"),
         num_workers=0,
         seed=0,

@@ -10,6 +10,8 @@ from resnets.data.colours import IGNORE_INDEX
 from resnets.data.datasets import make_shapes
 from resnets.errors import DataError
 
+from ..helpers import QUIET
+
 
 def write_set(root, masks_as="png", suffix="", n=24, palette=False):
     """The shapes set (circle or square on noise) with binary masks written as data sets do."""
@@ -74,8 +76,7 @@ def test_training_ignores_void_pixels(tmp_path):
         batch_size=8,
         epochs=1,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert s["test_dice"] is not None and torch.isfinite(torch.tensor(s["test_dice"]))
 
@@ -104,8 +105,7 @@ def test_a_changed_folder_keeps_the_runs_split_by_file_name(tmp_path):
         batch_size=8,
         epochs=1,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
         amp="none",
     )
     extra = write_set(tmp_path / "more", n=30)
@@ -137,8 +137,7 @@ def test_test_masks_are_named_after_their_images_at_their_size_and_reports_are_f
         batch_size=8,
         epochs=1,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     masks = sorted((tmp_path / "run" / "test-masks").iterdir())
     assert len(masks) == s["test_images"] == 5

@@ -12,6 +12,7 @@ from resnets.models.meta import WeightsMeta
 from resnets.models.weights import read_weights
 
 from ..data.volumes.test_folder import _nifti, _volume
+from ..helpers import QUIET
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -38,8 +39,7 @@ def volume_run(tmp_path_factory):
         batch_size=4,
         lr=0.02,
         out=str(root / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
         window="100,400",
     )
     return root
@@ -108,8 +108,7 @@ def test_clips_predict_with_the_frames_they_were_trained_on(tmp_path):
         batch_size=4,
         lr=0.01,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     _, meta = read_weights(tmp_path / "run" / "best.safetensors")
     assert (meta.inputs, meta.input_depth, meta.intensity) == ("clips", 4, None)

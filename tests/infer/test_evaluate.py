@@ -8,6 +8,8 @@ from resnets.cli import main
 from resnets.data import DataOptions, load_splits
 from resnets.errors import UsageError
 
+from ..helpers import QUIET
+
 
 def test_evaluate_a_run_reproduces_its_test_accuracy(digits_run):
     summary = json.loads((digits_run / "summary.json").read_text())
@@ -110,8 +112,7 @@ def folder_run(tmp_path_factory):
         epochs=1,
         num_workers=0,
         out=str(run),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     return run, data
 
@@ -226,8 +227,7 @@ def binary_run(tmp_path_factory):
         lr=0.02,
         epochs=2,
         out=str(run),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
         seed=0,
     )
     return run

@@ -11,7 +11,7 @@ from resnets import ImageClassifier, load_model, predict
 from resnets.cli import main
 from resnets.errors import UsageError
 
-from ..helpers import save_digit_pngs
+from ..helpers import QUIET, save_digit_pngs
 
 
 def test_predictions_on_files_equal_the_model_on_the_same_pixels(digits_run, tmp_path):
@@ -145,8 +145,7 @@ def seg_weights(tmp_path_factory):
         image_size=32,
         batch_size=32,
         out=str(run),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     return run / "best.safetensors"
 

@@ -14,7 +14,7 @@ from resnets.training.checkpoint import load_checkpoint
 from resnets.training.saving import Interrupted
 from resnets.training.signals import StopRequest
 
-from ..helpers import StopAtStep, quick, write_cifar, write_image_folder
+from ..helpers import QUIET, StopAtStep, quick, write_cifar, write_image_folder
 
 QUICK = quick(epochs=2)
 
@@ -189,8 +189,7 @@ def test_modern_options_together(tmp_path):
         amp="bf16",
         channels_last=True,
         grad_checkpointing=True,
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert s["steps"] == 2 * (1295 // 64) and s["test_acc1"] is not None
 

@@ -12,7 +12,7 @@ from resnets.data import DataOptions, load_splits
 from resnets.errors import UsageError
 from resnets.models.segmentation import SegmentationModel
 
-QUIET = {"progress": False, "tensorboard": False}
+from ..helpers import QUIET
 
 
 @pytest.fixture(scope="module")

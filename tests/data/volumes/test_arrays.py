@@ -10,6 +10,8 @@ from resnets.data.augment import CropFlip
 from resnets.data.volumes.arrays import SHAPES3D, load_npz, make_shapes3d
 from resnets.errors import DataError, UsageError
 
+from ...helpers import QUIET
+
 
 def test_shapes3d_is_balanced_deterministic_and_three_dimensional():
     a, b = make_shapes3d(30, 16, seed=1), make_shapes3d(30, 16, seed=1)
@@ -61,8 +63,7 @@ def test_a_two_class_28_cubed_npz_trains_end_to_end(tmp_path):
         batch_size=8,
         lr=0.02,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["test_acc1"] >= 90.0
     notes = " ".join(summary["notes"])
@@ -85,8 +86,7 @@ def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
         epochs=1,
         batch_size=16,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["test_images"] == 16
     assert any(n.startswith("only 4 optimizer steps (4 per epoch") for n in summary["notes"])
@@ -97,8 +97,7 @@ def test_a_2d_npz_trains_a_2d_model_and_a_2d_model_refuses_volumes(tmp_path):
             data=f"npz:{solid}",
             epochs=1,
             out=str(tmp_path / "r2"),
-            progress=False,
-            tensorboard=False,
+            **QUIET,
         )
     assert not (tmp_path / "r2").exists()
 
@@ -152,8 +151,7 @@ def test_the_bundled_3d_job_learns(tmp_path):
         batch_size=32,
         lr=0.02,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["test_images"] == 128
     assert summary["test_acc1"] >= 85.0, summary

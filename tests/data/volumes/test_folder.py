@@ -8,7 +8,7 @@ from resnets import train
 from resnets.data.volumes.folder import load_volume_folder, parse_window, read_case
 from resnets.errors import DataError
 
-from ...helpers import write_dicom
+from ...helpers import QUIET, write_dicom
 
 nibabel = pytest.importorskip("nibabel")
 
@@ -141,8 +141,7 @@ def test_a_volume_folder_trains_a_3d_model(tmp_path):
         epochs=2,
         batch_size=4,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["input_shape"] == [16, 16, 16] and summary["test_images"] == 4  # 20 % of 24
 

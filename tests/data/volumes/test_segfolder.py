@@ -9,6 +9,8 @@ from resnets import evaluate, predict, train
 from resnets.data.volumes.segfolder import load_volume_segfolder
 from resnets.errors import DataError
 
+from ...helpers import QUIET
+
 nibabel = pytest.importorskip("nibabel")
 
 
@@ -69,8 +71,7 @@ def test_a_3d_unet_learns_to_segment_balls_and_evaluate_agrees(tmp_path):
         batch_size=4,
         lr=0.05,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["test_dice"] >= 75.0, summary  # measured 89.2
     saved = sorted((tmp_path / "run" / "test-masks").glob("*_mask.nii.gz"))  # as their scans

@@ -10,6 +10,8 @@ from resnets.data.volumes.video import load_video_folder, picks
 from resnets.errors import DataError
 from resnets.training.summary import summary_text
 
+from ...helpers import QUIET
+
 av = pytest.importorskip("av")
 
 
@@ -113,8 +115,7 @@ def test_a_3d_model_learns_which_way_a_square_moves_from_video_files(tmp_path):
         batch_size=8,
         lr=0.02,
         out=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
+        **QUIET,
     )
     assert summary["input_shape"] == [8, 24, 24]
     assert summary["test_acc1"] >= 90.0, summary
