@@ -27,6 +27,10 @@ DATASETS = (
     "npz",  # MedMNIST-style arrays: train_images, train_labels, val_..., test_... (2D or 3D)
     "volumes",  # 3D: class folders of NIfTI, .npy/.npz volumes or DICOM series
     "video",  # 3D: class folders of clips (video files or folders of frames)
+    "shapes-boxes",  # detection: synthetic circles, squares and triangles with their boxes
+    "coco",  # detection: a COCO JSON file, its images beside it
+    "voc",  # detection: Pascal VOC XML folders
+    "yolo",  # detection: YOLO txt folders (normalised centre and size per line)
 )
 
 
@@ -35,7 +39,10 @@ BACKENDS = ("eager", "fast", "compile", "onnxruntime", "auto")
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 CONVERT_TARGETS = ("resnets", "torchvision", "timm")
 SPLITS = ("train", "val", "test")
-TASKS = ("classification", "segmentation", "multilabel")  # what a model's outputs mean
+TASKS = ("classification", "segmentation", "multilabel", "detection")  # what outputs mean
+# detection: torchvision's heads on a resnets FPN; fasterrcnn-c5 is the seed's own single-map
+# design (RPN and RoI pooling on the last stage only)
+DETECTION_HEADS = ("fasterrcnn", "retinanet", "fcos", "fasterrcnn-c5")
 EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
@@ -93,7 +100,8 @@ class DataOptions:
         "digits",
         "digits | synthetic | cifar10[:PATH] | cifar100[:PATH] | mnist[:PATH] | "
         "fashion-mnist[:PATH] | imagefolder:PATH | csv:FILE; segmentation: shapes | "
-        "segfolder:PATH; 3D: shapes3d | npz:FILE | volumes:PATH | video:PATH",
+        "segfolder:PATH; 3D: shapes3d | npz:FILE | volumes:PATH | video:PATH; detection: "
+        "shapes-boxes | coco:FILE | voc:DIR | yolo:DIR | csv:FILE (path, x1, y1, x2, y2, label)",
     )
     image_size: int | None = option(
         None,
@@ -110,7 +118,11 @@ class DataOptions:
     num_workers: int | None = option(
         None, "image-folder decoding processes (default: CPUs - 1, max 8)", "[0, inf)"
     )
-    strict: bool = option(False, "fail on an unreadable image instead of skipping and counting it")
+    strict: bool = option(
+        False,
+        "fail on an unreadable image (detection: on any box problem) instead of skipping and "
+        "counting it",
+    )
     synthetic_samples: int = option(
         2048, "training images for --data synthetic (shapes3d: a quarter of it)", "[1, inf)"
     )

@@ -30,6 +30,8 @@ def training_curves(
 ) -> Path:
     """Loss and the task's score (top-1 accuracy, or Dice) per epoch, train and validation."""
     label = {"acc1": "top-1 accuracy", "dice": "Dice", "auc": "macro ROC-AUC"}.get(score, score)
+    unit = "" if score == "map" else " (%)"  # COCO mAP is a fraction, as COCO prints it
+    label = "mAP@[.5:.95]" if score == "map" else label
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] for row in history]
@@ -42,7 +44,7 @@ def training_curves(
                     epochs, [math.nan if v is None else v for v in scores], style, label=split
                 )
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel=f"{label} (%)", title=label)
+    ax_acc.set(xlabel="epoch", ylabel=f"{label}{unit}", title=label)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

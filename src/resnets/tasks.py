@@ -26,6 +26,7 @@ class Task:
     test_keys: tuple[str, ...]  # what the summary reports of the test split
     masks: bool  # labels and outputs are per pixel
     multilabel: bool = False  # labels are multi-hot rows: one sigmoid decision per label
+    boxes: bool = False  # outputs are boxes with a class and a score (detection/)
 
     def meter(
         self,
@@ -80,7 +81,10 @@ class Task:
 CLASSIFICATION = Task("classification", "acc1", "top-1", ("acc1", "acc5", "loss"), masks=False)
 SEGMENTATION = Task("segmentation", "dice", "Dice", ("dice", "iou", "pixel_acc", "loss"), True)
 MULTILABEL = Task("multilabel", "auc", "macro AUC", ("auc", "map", "f1", "loss"), False, True)
-TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION, MULTILABEL)}
+# Detection trains and scores through detection/ (torchvision's detectors compute their own
+# losses); its meter is COCO mAP there, selected on mAP@[.5:.95].
+DETECTION = Task("detection", "map", "mAP", ("map", "map50", "map75"), False, boxes=True)
+TASKS = {t.name: t for t in (CLASSIFICATION, SEGMENTATION, MULTILABEL, DETECTION)}
 assert tuple(TASKS) == TASK_NAMES, "options.py names the tasks"
 
 

@@ -143,10 +143,25 @@ def resnet_fpn_backbone(
     with "p6p7" (see `pick_stages`).
     """
     cfg = get_config(name).replace(**overrides)
+    pick_stages(returned_stages, len(cfg.layers), extra_levels, name)  # before building
+    backbone = detection_resnet(name, pretrained, trainable_stages, frozen_bn, **overrides)
+    return ResNetFPN(backbone, returned_stages, out_channels, extra_levels)
+
+
+def detection_resnet(
+    name: str,
+    pretrained: str | Path | None = None,
+    trainable_stages: int | None = None,
+    frozen_bn: bool = True,
+    **overrides: Any,
+) -> ResNet:
+    """A registered ResNet without its classifier, its first stages frozen and its BN
+    statistics fixed as torchvision's detection backbones have them (see
+    `resnet_fpn_backbone`)."""
+    cfg = get_config(name).replace(**overrides)
     if cfg.spatial_dims != 2:
         raise UsageError(f"torchvision's detection models take 2D images; {name} is a 3D model")
     n = len(cfg.layers)
-    stages = pick_stages(returned_stages, n, extra_levels, name)  # before building or loading
     if trainable_stages is None:
         trainable_stages = max(n - 1, 0)
     if not 0 <= trainable_stages <= n + 1:
@@ -157,4 +172,18 @@ def resnet_fpn_backbone(
     parts = [backbone.stem, *backbone.stages]
     for part in parts[: len(parts) - trainable_stages]:
         part.requires_grad_(False)
-    return ResNetFPN(backbone, stages, out_channels, extra_levels)
+    return backbone
+
+
+class LastStage(nn.Module):
+    """The seed's single-map backbone: the last stage's output alone, as map "0" (no
+    pyramid), for a Faster R-CNN whose RPN and RoI pooling both read that one map."""
+
+    def __init__(self, backbone: ResNet):
+        super().__init__()
+        self.backbone = backbone
+        self.out_channels = backbone.feature_info[-1].channels
+        self.strides = (backbone.feature_info[-1].stride,)
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        return OrderedDict([("0", self.backbone.forward_intermediates(x)[-1])])

@@ -12,12 +12,13 @@ from ..options import TASKS
 from .config import ResNetConfig
 
 FORMAT_VERSION = 1
-THREE_D_DEFAULTS = {
+LATER_FIELDS = {
     "inputs": "images",
     "input_depth": None,
     "intensity": None,
     "spacing": None,
     "volume_index": None,
+    "detector": None,
 }
 
 INPUTS = ("images", "volumes", "clips")
@@ -47,6 +48,9 @@ class WeightsMeta:
     intensity: str | None = None
     spacing: list[float] | None = None  # volumes: the --spacing (mm, depth-height-width)
     volume_index: int | None = None  # 4D files: which volume was read (--volume-index)
+    # detection: the head, its anchors, the input size (longer side), the classes' ids in
+    # COCO results and the score threshold (detection/models.py)
+    detector: dict | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -58,7 +62,7 @@ class WeightsMeta:
 
     def to_json(self) -> str:
         data = asdict(self) | {"config": self.config.to_dict(), "format_version": FORMAT_VERSION}
-        for name, default in THREE_D_DEFAULTS.items():  # 2D weights stay readable by older
+        for name, default in LATER_FIELDS.items():  # weights stay readable by older
             if data[name] == default:  # versions, which know none of these fields
                 del data[name]
         return json.dumps(data)

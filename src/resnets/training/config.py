@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, UsageError, unknown_name
-from ..options import TASKS, DataOptions, absolute_data, option
+from ..options import DETECTION_HEADS, TASKS, DataOptions, absolute_data, option
 
 
 @dataclass
@@ -26,7 +26,32 @@ class TrainConfig(DataOptions):
     task: Literal[TASKS] = option(
         "classification",
         "segmentation: --data shapes or segfolder:PATH, a U-Net decoder; multilabel: several "
-        "labels per image (inferred from a CSV's 'a|b' labels or 0/1 columns)",
+        "labels per image (inferred from a CSV's 'a|b' labels or 0/1 columns); detection: "
+        "boxes (--data shapes-boxes | coco:FILE | voc:DIR | yolo:DIR | csv:FILE)",
+    )
+    head: Literal[DETECTION_HEADS] = option(
+        "fasterrcnn",
+        "detection: fasterrcnn | retinanet | fcos (torchvision's, on a resnets FPN) | "
+        "fasterrcnn-c5 (the seed's design: RPN and RoI pooling on the last stage alone)",
+    )
+    trainable_stages: int | None = option(
+        None,
+        "detection: how many of the backbone's last stages train (default: 3 with "
+        "--pretrained, as torchvision; all without)",
+        "[0, inf)",
+    )
+    frozen_bn: bool | None = option(
+        None,
+        "detection: BatchNorm statistics fixed (default: on with --pretrained, as torchvision)",
+    )
+    rois_per_image: int = option(
+        128,
+        "detection, Faster R-CNN: RoIs sampled per image for the box head (torchvision: 512; "
+        "128 is detectron2's advice for small sets, and 4x faster on a CPU)",
+        "[1, inf)",
+    )
+    score_threshold: float = option(
+        0.05, "detection: boxes below this score are dropped before NMS and scoring", "[0, 1)"
     )
     model: str = option("resnet20", "registered model name (resnets list)")
     pretrained: str | None = option(None, "initial weights: a .pth/.safetensors file")

@@ -54,6 +54,14 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
     if cfg.resume:
         cfg = resume_config(cfg, options)
     env, device = setup_distributed(cfg.device)
+    if cfg.task == "detection":  # torchvision's detectors: their own loop (detection/train.py)
+        from ..detection.train import train_detector
+
+        try:
+            with determinism(cfg.deterministic):
+                return train_detector(cfg, env, device)
+        finally:
+            cleanup()
     try:
         with determinism(cfg.deterministic):
             run = setup(cfg, env, device, objects)

@@ -80,9 +80,36 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def detection_rules(values: dict[str, Any]) -> dict[str, Any]:
+    """torchvision's detection reference (references/detection: SGD lr 0.02 for 16 images,
+    momentum 0.9, wd 1e-4, a linear warm-up from 0.001, lr / 10 at epochs 16 and 22 of 26),
+    scaled to the batch and to --epochs; a ResNet-18 at 8 images a batch, which a CPU can
+    train, where classification's defaults (resnet20's CIFAR stem, 128 a batch) do not fit."""
+    epochs = int(values.get("epochs", 30))
+    milestones = tuple(sorted({max(1, round(epochs * 16 / 26)), max(1, round(epochs * 22 / 26))}))
+    return {
+        "model": "resnet18",
+        "batch_size": 8,
+        "lr": 0.02,
+        "lr_scaling": "linear",
+        "lr_base_batch": 16,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "schedule": "multistep",
+        "milestones": milestones,
+        "milestone_unit": "epoch",
+        "warmup_epochs": 1.0,
+        "warmup_factor": 0.001,
+    }
+
+
 def recipe_rules(recipe: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Values a recipe derives from the model; each applies only if the user did not set it."""
+    """Values a recipe derives from the task and the model; each applies only if the user did
+    not set it."""
     from ..models import MODELS
+
+    if values.get("task") == "detection" and recipe == "default":
+        return detection_rules(values)
 
     model = MODELS.get(values.get("model", "resnet20"))
     if model is None:

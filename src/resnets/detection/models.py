@@ -1,0 +1,121 @@
+"""Detectors: torchvision's Faster R-CNN, RetinaNet and FCOS (their heads, losses, anchor
+matching, box coding and NMS) on a resnets FPN, for any 2D model in the registry, and the
+seed's own single-map Faster R-CNN (`fasterrcnn-c5`: the RPN and RoI pooling on the last stage
+alone, no pyramid).
+
+Images reach the detector at the size detection/dataset.py made them (the longer side the
+input size): torchvision's own resize to 800 px is switched off, and its normalisation uses the
+training data's mean and std (ImageNet's with --pretrained). Labels are class index + 1: 0 is
+the background."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+
+from ..errors import UsageError, unknown_name
+from ..models.detection import LastStage, ResNetFPN, detection_resnet
+from ..models.registry import get_config
+from ..options import DETECTION_HEADS
+
+
+class KeepSize(GeneralizedRCNNTransform):
+    """torchvision's transform (normalise, batch with padding to a multiple of 32) without its
+    resize: the images come at the size chosen for them."""
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def anchor_base(box_sides: torch.Tensor) -> int:
+    """The smallest anchor: the 10th percentile of the training boxes' sides (square root of
+    their area, at the input size) as a power of two, within 8..64; torchvision's 32 at 800 px."""
+    if box_sides.numel() == 0:
+        return 32
+    p10 = float(torch.quantile(box_sides.float(), 0.1))
+    return int(min(64, max(8, 2 ** round(math.log2(max(p10, 1.0))))))
+
+
+def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Module:
+    """A detector from its spec (what WeightsMeta.detector keeps): model, head, num_classes
+    (the user's classes; the background is added), in_chans, mean, std, anchor, size,
+    trainable_stages, frozen_bn, score_threshold."""
+    head, name = spec["head"], spec["model"]
+    if head not in DETECTION_HEADS:
+        raise unknown_name("head", head, DETECTION_HEADS)
+    cfg = get_config(name)
+    if cfg.spatial_dims != 2:
+        raise UsageError(f"detection takes 2D images; {name} is a 3D model")
+    n = len(cfg.layers)
+    trainable = spec["trainable_stages"]
+    if trainable is None:
+        trainable = 3 if pretrained else n + 1  # torchvision: 3 when pretrained, else all
+    resnet = detection_resnet(
+        name, pretrained, min(trainable, n + 1), spec["frozen_bn"], in_chans=spec["in_chans"]
+    )
+    common = {
+        "num_classes": spec["num_classes"] + 1,
+        "min_size": spec["size"],
+        "max_size": spec["size"],
+        "image_mean": spec["mean"],
+        "image_std": spec["std"],
+    }
+    base, ratios = spec["anchor"], (0.5, 1.0, 2.0)
+    if head == "fasterrcnn-c5":
+        backbone = LastStage(resnet)
+        sizes = tuple(base * 2**k for k in range(5))
+        model = FasterRCNN(
+            backbone,
+            rpn_anchor_generator=AnchorGenerator((sizes,), (ratios,)),
+            box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+            box_score_thresh=spec["score_threshold"],
+            box_batch_size_per_image=spec.get("rois_per_image", 512),
+            **common,
+        )
+    elif head == "fasterrcnn":
+        backbone = ResNetFPN(resnet, None, 256, "pool")
+        maps = len(backbone.strides)
+        anchors = AnchorGenerator(tuple((base * 2**k,) for k in range(maps)), (ratios,) * maps)
+        names = [str(k) for k in range(maps - 1)]  # the pyramid's maps, not the extra pool
+        model = FasterRCNN(
+            backbone,
+            rpn_anchor_generator=anchors,
+            box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+            box_score_thresh=spec["score_threshold"],
+            box_batch_size_per_image=spec.get("rois_per_image", 512),
+            **common,
+        )
+    elif head == "retinanet":
+        backbone = ResNetFPN(resnet, None, 256, "p6p7")
+        octave = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+        maps = len(backbone.strides)
+        sizes = tuple(tuple(round(base * 2**k * o) for o in octave) for k in range(maps))
+        model = RetinaNet(
+            backbone,
+            anchor_generator=AnchorGenerator(sizes, (ratios,) * maps),
+            score_thresh=spec["score_threshold"],
+            **common,
+        )
+    else:
+        backbone = ResNetFPN(resnet, None, 256, "p6p7")
+        sizes = tuple((s,) for s in backbone.strides)  # torchvision's: one per stride
+        model = FCOS(
+            backbone,
+            anchor_generator=AnchorGenerator(sizes, ((1.0,),) * len(sizes)),
+            score_thresh=spec["score_threshold"],
+            **common,
+        )
+    model.transform = KeepSize(spec["size"], spec["size"], spec["mean"], spec["std"])
+    return model
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The ResNet inside a detector."""
+    return model.backbone.backbone
