@@ -38,11 +38,9 @@ def training_curves(
     for split, style in (("train", "-"), ("val", "--")):
         if any(f"{split}_loss" in row for row in history):
             ax_loss.plot(epochs, [r.get(f"{split}_loss") for r in history], style, label=split)
-            scores = [r.get(f"{split}_{score}") for r in history]
-            if any(v is not None for v in scores):  # multi-label AUC: validation only
-                ax_acc.plot(
-                    epochs, [math.nan if v is None else v for v in scores], style, label=split
-                )
+        scores = [r.get(f"{split}_{score}") for r in history]
+        if any(v is not None for v in scores):  # multi-label AUC, detection mAP: validation only
+            ax_acc.plot(epochs, [math.nan if v is None else v for v in scores], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel=f"{label}{unit}", title=label)
     for ax in (ax_loss, ax_acc):

@@ -195,11 +195,11 @@ def test_duplicates_dropped_and_points_are_no_boxes(tmp_path):
 
 def test_boxes_in_another_frame_are_refused_with_the_guess(tmp_path):
     spec = bad_voc(tmp_path, [((100, 80, 200, 160), "cat"), ((120, 90, 220, 170), "dog")])
-    with pytest.raises(DataError, match="drawn on a 64x48 image|another coordinate frame"):
+    with pytest.raises(DataError, match=r"drawn on a 64x48 image|another coordinate frame"):
         read_boxes(spec)
     write_images(tmp_path / "n")
     (tmp_path / "n.csv").write_text("path,x1,y1,x2,y2,label\nn/a.png,0.1,0.1,0.5,0.5,cat\n")
-    with pytest.raises(DataError, match="normalised to 0..1"):
+    with pytest.raises(DataError, match=r"normalised to 0\.\.1"):
         read_boxes(f"csv:{tmp_path / 'n.csv'}")
     (tmp_path / "w.csv").write_text(
         "path,x1,y1,x2,y2,label\nn/a.png,30,20,10,10,cat\nn/a.png,40,30,5,5,dog\n"

@@ -94,7 +94,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         explain=args.explain,
     )
     if args.json:
-        print(json.dumps(dataclasses.asdict(report), indent=2))
+        plain = report.to_dict() if hasattr(report, "to_dict") else dataclasses.asdict(report)
+        print(json.dumps(plain, indent=2))
     else:
         print(report.table())
 
@@ -112,6 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         masks_out=args.masks_out,
         overwrite=args.overwrite,
         out=args.out,
+        score_threshold=args.score_threshold,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

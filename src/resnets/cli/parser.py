@@ -168,10 +168,17 @@ def _inference_commands(sub) -> None:
     )
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.25,
+        help="detection: boxes at or above this score are drawn and listed",
+    )
     p.add_argument("--out", help="write the predictions to a .csv or .json file, not the screen")
     p.add_argument(
         "--masks-out",
-        help="segmentation: folder for the masks (PNG; volumes: NIfTI or .npy; default: "
+        help="segmentation: folder for the masks (PNG; volumes: NIfTI or .npy; detection: the "
+        "drawn boxes; default: "
         "RUN/predictions, or WEIGHTS-predictions beside a weights file)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -94,7 +94,8 @@ def resize(image: np.ndarray, boxes: torch.Tensor, size: int) -> tuple[torch.Ten
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    x = torch.from_numpy(np.array(image))  # a copy: decoded arrays may be read-only
+    x = x.permute(2, 0, 1).float().div_(255)
     if (nh, nw) != (h, w):
         x = F.interpolate(x[None], (nh, nw), mode="bilinear", antialias=True, align_corners=False)[
             0

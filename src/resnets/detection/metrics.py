@@ -50,6 +50,10 @@ class BoxScores:
     pr_curves: dict[str, list[list[float]]] = field(default_factory=dict)  # class: [R, P] @ .5
     confusion: list[list[int]] | None = None  # rows true, columns predicted; last: background
     confusion_threshold: float | None = None
+    title: str = ""
+
+    def table(self) -> str:
+        return table(self, self.title)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -38,6 +38,8 @@ from ..training.config import TrainConfig, to_dict
 from ..training.distributed import DistEnv
 from ..training.optim import Schedule, build_optimizer, set_lr
 from ..training.run_folder import RunFolder, check_folder, default_folder
+from ..training.saving import Interrupted
+from ..training.signals import StopRequest
 from .boxes import BoxSet
 from .dataset import BoxDataset, BoxSplits, collate, split_boxes
 from .metrics import BoxScores, score_boxes, table
@@ -78,10 +80,11 @@ def train_detector(cfg: TrainConfig, env: DistEnv, device: torch.device) -> dict
     torch.manual_seed(cfg.seed)
     run = setup_detection(cfg, device)
     try:
-        summary = fit(run)
+        with StopRequest() as stop:
+            summary = fit(run, stop)
     except BaseException as e:
         run.folder.abandon()
-        if isinstance(e, Exception):
+        if isinstance(e, Exception) and not isinstance(e, Interrupted):
             run.folder.mark_failed(e)
         raise
     log.info("%s", summary_text(summary))
@@ -248,7 +251,9 @@ def checkpoint_bytes(model: nn.Module) -> int:
 # --- the loop --------------------------------------------------------------------------------
 
 
-def fit(run: DetectionRun) -> dict[str, Any]:
+def fit(run: DetectionRun, stop: StopRequest) -> dict[str, Any]:
+    """Epochs until --epochs (or --steps, or an early stop); a Ctrl-C or SIGTERM ends the epoch
+    under way, saves, and stops (a detector is checkpointed at epoch ends only)."""
     cfg, p = run.cfg, run.progress
     epochs = cfg.epochs if cfg.steps is None else -(-cfg.steps // run.steps_per_epoch)
     while p.epoch < epochs:
@@ -277,6 +282,11 @@ def fit(run: DetectionRun) -> dict[str, Any]:
         if cfg.early_stop and p.bad_epochs >= cfg.early_stop:
             log.info("early stop: no improvement in %d epochs", cfg.early_stop)
             break
+        if stop.requested and p.epoch < epochs:
+            raise Interrupted(
+                f"stopped after epoch {p.epoch}; saved {run.folder.path / 'last.pt'}. Resume "
+                f"with: resnets train --resume {run.folder.path}"
+            )
     return finish(run)
 
 

@@ -80,6 +80,10 @@ def evaluate(
     the K images the model got wrong most confidently (single-label classification), in
     mistakes-SPLIT/ beside the report."""
     default_logging()  # from Python too, the notes (items left out) are printed
+    from ..detection.infer import evaluate_detector, is_detector
+
+    if isinstance(data, str | type(None)) and is_detector(weights):
+        return evaluate_detector(weights, data, split, out, device, min(batch_size, 16))
     asked, split = split is not None, split or default_split(weights, data)
     if split not in EVAL_SPLITS:
         raise UsageError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")

@@ -157,6 +157,7 @@ def predict(
     masks_out: str | Path | None = None,
     overwrite: bool = False,
     out: str | Path | None = None,
+    score_threshold: float = 0.25,
 ) -> PredictResult:
     """Top-k predictions for each image; unreadable files are reported, not fatal.
 
@@ -168,8 +169,15 @@ def predict(
     covers the whole image.
     `weights`: a run folder, a weights file or an .onnx export (run by ONNX Runtime, CPU).
     `backend`: see `resnets.infer.backends` (eager, fast, compile, onnxruntime, auto).
-    `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`)."""
+    `out`: also write the predictions to this .csv or .json file (see `PredictResult.save`).
+    Detection weights: boxes at or above `score_threshold`, drawn into `masks_out` (see
+    detection/infer.py)."""
     check_results_file(out, overwrite)
+    from ..detection.infer import is_detector, predict_boxes
+
+    if is_detector(weights):
+        files = [images] if isinstance(images, str | Path) else list(images)
+        return predict_boxes(weights, files, score_threshold, masks_out, out, overwrite, device)
     loaded, files = _open(weights, images, device, backend, batch_size)
     meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
     three_d = meta.inputs != "images"

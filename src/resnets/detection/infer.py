@@ -1,0 +1,265 @@
+"""A trained detector used: `evaluate` on a split or on other box files, and `predict` on
+images (boxes in each image's own pixels, drawn as PNGs, and written as CSV, JSON and COCO
+results JSON). `resnets evaluate` and `resnets predict` come here for detection weights."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..devices import resolve_device
+from ..errors import UsageError
+from ..files import atomic_write_json, atomic_write_text
+from ..models.meta import WeightsMeta
+from ..models.weights import read_weights
+from .dataset import BoxDataset, read_image, resize, split_boxes
+from .metrics import BoxScores
+from .models import build_detector
+from .readers import read_boxes
+
+log = logging.getLogger("resnets")
+
+
+def is_detector(weights: str | Path) -> bool:
+    """Whether `weights` (a run folder or weights file) hold a detector."""
+    from ..infer.sources import resolve_source
+
+    path, _ = resolve_source(weights)
+    if path.suffix.lower() == ".onnx":
+        return False
+    _, meta = read_weights(path)
+    return meta is not None and meta.task == "detection"
+
+
+def load_detector(
+    weights: str | Path, device: torch.device
+) -> tuple[nn.Module, WeightsMeta, Path | None]:
+    from ..infer.sources import resolve_source
+
+    path, run = resolve_source(weights)
+    state, meta = read_weights(path)
+    if meta is None or meta.detector is None:
+        raise UsageError(f"{path} holds no detector (its metadata names no detection head)")
+    model = build_detector(meta.detector)
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta, run
+
+
+def evaluate_detector(
+    weights: str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    out: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+) -> BoxScores:
+    """COCO scores of a detector: on its run's test split by default, or on every image of
+    other box files (`data`); writes eval-SPLIT.json, pr-SPLIT.png and confusion-SPLIT.png."""
+    from ..training.config import load_config_file
+    from .report import write_scores
+    from .train import evaluate_split
+
+    dev = resolve_device(device)
+    model, meta, run = load_detector(weights, dev)
+    spec = meta.detector
+    own = data is None
+    if own:
+        if run is None:
+            raise UsageError("a weights file outside its run needs --data (the boxes to score)")
+        cfg = load_config_file(run / "config.yaml")
+        data = cfg.get("data")
+        boxes = read_boxes(data, False, max(cfg.get("synthetic_samples", 2048) // 4, 16))
+        splits = split_boxes(
+            boxes,
+            cfg.get("val_split"),
+            cfg.get("test_split", 0.2),
+            cfg.get("seed", 0),
+            spec["size"],
+        )
+        split = split or "test"
+    else:
+        boxes = read_boxes(data)
+        splits = split_boxes(boxes, 0.0, 0.0, 0, spec["size"])
+        splits.train = list(range(len(boxes.images)))
+        split = split or "all"
+    indices = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
+    if indices is None:
+        indices = sorted(splits.train + splits.val + splits.test)
+    if not indices:
+        raise UsageError(f"the {split} split of {data} holds no images")
+    check_classes(boxes.classes, meta.classes or [], data)
+    dataset = BoxDataset(splits, indices, False, False, 0.0, 0)
+    for note in boxes.notes:
+        log.info("note: %s", note)
+    scores, _ = evaluate_split(model, dataset, dev, meta.classes or [], True, batch_size)
+    folder = (
+        Path(out)
+        if out
+        else (
+            run / "eval"
+            if run is not None
+            else Path(weights).with_name(Path(weights).stem + "-eval")
+        )
+    )
+    if out is None and not own and run is not None:
+        folder = folder / Path(str(data).partition(":")[2] or str(data)).stem
+    write_scores(scores, folder, split, meta.classes or [])
+    scores.title = f"{split} split of {data} ({len(indices)} images); written to {folder}"
+    return scores
+
+
+def check_classes(found: list[str], trained: list[str], data: str) -> None:
+    if found != trained:
+        raise UsageError(
+            f"{data} has classes {', '.join(found)}; the detector was trained on "
+            f"{', '.join(trained)}: score it on boxes of the same classes"
+        )
+
+
+@dataclass
+class Detection:
+    path: str
+    boxes: list[list[float]]  # x1, y1, x2, y2 in the image's own pixels
+    labels: list[str]
+    scores: list[float]
+    drawn: str | None = None
+
+
+@dataclass
+class DetectionResult:
+    predictions: list[Detection]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+    def unwritten(self) -> int:
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "predictions": [d.__dict__ for d in self.predictions],
+            "failed": [{"path": p, "error": e} for p, e in self.failed],
+        }
+
+    def table(self) -> str:
+        lines = []
+        for d in self.predictions:
+            found = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(d.labels, d.scores, strict=True))
+            lines.append(f"{d.path}: {len(d.boxes)} box(es){': ' + found if found else ''}")
+        lines += [f"{p}: unreadable ({e})" for p, e in self.failed]
+        return "\n".join(lines)
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["path", "x1", "y1", "x2", "y2", "label", "score"])
+        for d in self.predictions:
+            for box, label, score in zip(d.boxes, d.labels, d.scores, strict=True):
+                writer.writerow([d.path, *(f"{v:.2f}" for v in box), label, f"{score:.4f}"])
+        return buf.getvalue()
+
+    def coco_results(self, ids: list[int]) -> list[dict[str, Any]]:
+        """COCO's results format; image_id is the file's position in the list given."""
+        out = []
+        for i, d in enumerate(self.predictions):
+            for box, label, score in zip(d.boxes, d.labels, d.scores, strict=True):
+                x1, y1, x2, y2 = box
+                cat = ids[self.classes.index(label)]
+                out.append(
+                    {
+                        "image_id": i,
+                        "file_name": d.path,
+                        "category_id": cat,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": score,
+                    }
+                )
+        return out
+
+
+def image_files(images: list[str | Path]) -> list[Path]:
+    from ..data.decode import IMAGE_EXTENSIONS
+
+    files = []
+    for given in images:
+        path = Path(given)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{path} does not exist")
+    if not files:
+        raise UsageError("no images to predict on")
+    return files
+
+
+def predict_boxes(
+    weights: str | Path,
+    images: list[str | Path],
+    score_threshold: float = 0.25,
+    draw_to: str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    device: str = "auto",
+) -> DetectionResult:
+    """Boxes, classes and scores for each image, at or above `score_threshold`; drawn PNGs,
+    detections.csv and coco-results.json in `draw_to` (default RUN/predictions), never over
+    an existing file without `overwrite`."""
+    from ..infer.sources import output_folder
+    from .boxes import BoxImage
+    from .report import PALETTE, draw_boxes
+
+    dev = resolve_device(device)
+    model, meta, _ = load_detector(weights, dev)
+    spec, classes = meta.detector, meta.classes or []
+    folder = Path(draw_to) if draw_to else output_folder(weights, "predictions")
+    result = DetectionResult([], classes=classes)
+    for path in image_files([str(i) for i in images]):
+        item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
+        try:
+            pixels = read_image(item, spec["in_chans"] == 1)
+        except (OSError, ValueError) as e:
+            result.failed.append((str(path), str(e).splitlines()[0]))
+            continue
+        image, _ = resize(pixels, torch.zeros(0, 4), spec["size"])
+        with torch.no_grad():
+            found = model([image.to(dev)])[0]
+        keep = found["scores"] >= score_threshold
+        h, w = pixels.shape[:2]
+        scale = torch.tensor([w / image.shape[2], h / image.shape[1]] * 2)
+        boxes = found["boxes"][keep].cpu() * scale
+        labels = [classes[int(c) - 1] for c in found["labels"][keep]]
+        scores = found["scores"][keep].cpu()
+        target = folder / f"{path.stem}.png"
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target} exists; pass --overwrite or another --masks-out folder")
+        colours = [PALETTE[(int(c) - 1) % len(PALETTE)] for c in found["labels"][keep]]
+        folder.mkdir(parents=True, exist_ok=True)
+        draw_boxes(pixels, boxes, labels, scores, colours).save(target)
+        result.predictions.append(
+            Detection(
+                str(path),
+                [[round(float(v), 2) for v in b] for b in boxes],
+                labels,
+                [round(float(s), 4) for s in scores],
+                str(target),
+            )
+        )
+    atomic_write_text(folder / "detections.csv", result.csv_text())
+    atomic_write_json(folder / "coco-results.json", result.coco_results(spec["category_ids"]))
+    if out is not None:
+        text = (
+            json.dumps(result.to_dict(), indent=2)
+            if str(out).endswith(".json")
+            else result.csv_text()
+        )
+        atomic_write_text(Path(out), text)
+    return result

@@ -1,0 +1,97 @@
+"""Training, resuming, evaluating and predicting a detector on the bundled box set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import resnets
+from resnets.detection import train as detection_train
+from resnets.errors import UsageError
+from resnets.training.saving import Interrupted
+from tests.helpers import QUIET, StopAtStep
+
+TINY = {
+    "task": "detection",
+    "data": "shapes-boxes",
+    "synthetic_samples": 96,  # 24 images: 17 train (5 steps of 4), 2 val, 5 test
+    "batch_size": 4,
+    "seed": 0,
+    **QUIET,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("det") / "run"
+    summary = resnets.train(out=str(out), epochs=2, **TINY)
+    return out, summary
+
+
+def test_a_run_folder_like_classification(trained):
+    out, summary = trained
+    for name in ("config.yaml", "last.pt", "best.safetensors", "metrics.csv", "summary.json"):
+        assert (out / name).is_file(), name
+    for name in ("eval-test.json", "pr-test.png", "confusion-test.png"):
+        assert (out / "eval" / name).is_file(), name
+    assert (out / "val-predictions.png").is_file()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["test_map50"] == summary["test_map50"]
+    assert 0.0 <= summary["test_map"] <= summary["test_map50"] <= 1.0
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * 5
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_map" in rows[0]
+    assert any("kept as negatives" in n for n in summary["notes"])
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, trained, monkeypatch):
+    out, _ = trained
+    first = tmp_path / "resumed"
+    monkeypatch.setattr(detection_train, "StopRequest", lambda: StopAtStep(1))  # after epoch 1
+    with pytest.raises(Interrupted, match="after epoch 1"):
+        resnets.train(out=str(first), epochs=2, **TINY)
+    monkeypatch.undo()
+    resnets.train(resume=str(first), **QUIET)
+    whole, resumed = load_file(out / "best.safetensors"), load_file(first / "best.safetensors")
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    a = json.loads((out / "summary.json").read_text())
+    b = json.loads((first / "summary.json").read_text())
+    assert a["test_map"] == b["test_map"]
+
+
+def test_evaluate_and_predict_the_trained_detector(trained, tmp_path):
+    out, summary = trained
+    report = resnets.evaluate(out)
+    assert report.summary["map"] == pytest.approx(summary["test_map"], abs=1e-9)
+    assert [r["class"] for r in report.per_class] == ["circle", "square", "triangle"]
+    from PIL import Image
+
+    from resnets.detection.shapes import shapes_boxes
+
+    pixels = shapes_boxes(2, seed=7).found
+    Image.fromarray(pixels[0].pixels).save(tmp_path / "rgb.jpg")
+    Image.fromarray(pixels[1].pixels[:, :, 0]).resize((200, 150)).save(tmp_path / "grey.png")
+    result = resnets.predict(out, [tmp_path], masks_out=tmp_path / "drawn", score_threshold=0.0)
+    assert sorted(p.path.rsplit("/", 1)[1] for p in result.predictions) == ["grey.png", "rgb.jpg"]
+    grey = next(p for p in result.predictions if p.path.endswith("grey.png"))
+    assert all(0 <= b[0] <= b[2] <= 200 and 0 <= b[1] <= b[3] <= 150 for b in grey.boxes)
+    assert (tmp_path / "drawn" / "rgb.png").is_file()
+    coco = json.loads((tmp_path / "drawn" / "coco-results.json").read_text())
+    assert len(coco) == sum(len(p.boxes) for p in result.predictions)
+
+
+def test_detection_needs_boxes(tmp_path):
+    with pytest.raises(UsageError, match="reads boxes"):
+        resnets.train(task="detection", data="digits", out=str(tmp_path / "r"), **QUIET)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("head", ["retinanet", "fcos", "fasterrcnn-c5"])
+def test_every_head_trains_a_step(tmp_path, head):
+    options = TINY | {"synthetic_samples": 32, "steps": 1, "head": head}
+    summary = resnets.train(out=str(tmp_path / head), **options)
+    assert summary["steps"] == 1 and summary["head"] == head
