@@ -236,3 +236,9 @@ def test_bundled_set_is_the_same_every_time():
     assert a.classes == ["circle", "square", "triangle"]
     assert all(torch.equal(x.boxes, y.boxes) for x, y in zip(a.images, b.images, strict=True))
     assert any(len(im.labels) == 0 for im in a.images)
+
+
+def test_a_folder_in_another_format_is_named_as_such(tmp_path):
+    write_voc(tmp_path / "set")
+    with pytest.raises(UsageError, match="no YOLO label files"):
+        read_boxes(f"yolo:{tmp_path / 'set'}")

@@ -233,6 +233,12 @@ def read_yolo(root: Path) -> Read:
                 boxes.append(tuple(values))
                 labels.append(names[cls] if names and 0 <= cls < len(names) else str(cls))
         found.append(Found(image, boxes, labels, str(label_file or image), None))
+    if not any(label is not None and label.is_file() for _, label, _ in pairs):
+        example = pairs[0][1]
+        raise UsageError(
+            f"{root} holds {len(pairs)} images but no YOLO label files (looked for {example}); "
+            "is it another format (voc:DIR, coco:FILE, csv:FILE)?"
+        )
     found = yolo_to_pixels(found)
     notes = [f"YOLO classes: {', '.join(names)}" if names else "YOLO classes named by their ids"]
     if polygons:
