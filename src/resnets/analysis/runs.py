@@ -37,13 +37,20 @@ from ..training.run_folder import is_run_folder
 
 # Each task's validation score and the test numbers the table shows, as resnets.tasks
 # defines them (that module imports PyTorch; a test keeps the two in step).
-SCORES = {"classification": "acc1", "segmentation": "dice", "multilabel": "auc"}
+SCORES = {
+    "classification": "acc1",
+    "segmentation": "dice",
+    "multilabel": "auc",
+    "detection": "map",
+}
 TEST_SHOWN = {
     "classification": ("acc1",),
     "segmentation": ("dice", "iou"),
     "multilabel": ("auc", "map"),
+    "detection": ("map", "map50"),
 }
 LABELS = {"acc1": "top-1", "dice": "Dice", "iou": "IoU", "auc": "AUC", "map": "mAP"}
+LABELS["map50"] = "mAP50"
 IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")  # not the math
 RUNNING_MIN_SECONDS = 600  # a run written this recently may still be running
 FIRST_EPOCH_SECONDS = 3600  # ... and one with no epoch done yet, this long after its start

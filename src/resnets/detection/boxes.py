@@ -39,6 +39,18 @@ class Found:
 
 
 @dataclass
+class Read:
+    """A reader's result: the items, the classes and ids the files declare (None: taken from
+    the boxes), what it decided (notes), and the splits the files ship with (image paths)."""
+
+    found: list[Found]
+    classes: list[str] | None = None
+    ids: list[int] | None = None
+    notes: list[str] = field(default_factory=list)
+    splits: dict[str, set[Path]] | None = None
+
+
+@dataclass
 class BoxImage:
     path: Path
     boxes: torch.Tensor  # [N, 4] float32, x1 y1 x2 y2 in pixels of the upright image

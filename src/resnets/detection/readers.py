@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -16,20 +15,7 @@ import yaml
 from ..data.decode import IMAGE_EXTENSIONS
 from ..errors import DataError, UsageError
 from ..options import split_spec
-from .boxes import BoxSet, Found, assemble
-
-
-@dataclass
-class Read:
-    """A reader's result: the items, the classes and ids the files declare (None: taken from
-    the boxes), what it decided (notes), and the splits the files ship with (image paths)."""
-
-    found: list[Found]
-    classes: list[str] | None = None
-    ids: list[int] | None = None
-    notes: list[str] = field(default_factory=list)
-    splits: dict[str, set[Path]] | None = None
-
+from .boxes import BoxSet, Found, Read, assemble
 
 BOX_FORMATS = ("coco", "voc", "yolo", "csv", "shapes-boxes")
 

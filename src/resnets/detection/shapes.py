@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxes import Found
-from .readers import Read
+from .boxes import Found, Read
 
 SIZE = 128
 CLASSES = ["circle", "square", "triangle"]
