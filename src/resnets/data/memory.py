@@ -132,22 +132,13 @@ def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTenso
     cache for the next run with the same files and options (volumes/cache.py)."""
     window, spacing = parse_window(opts.window), parse_spacing(opts.spacing)
     if name == "video":
-        options: tuple = (name, opts.image_size, opts.frames, opts.strict)
-        load = partial(load_video_folder, path, opts.image_size, opts.frames, opts.strict)
+        load, args = load_video_folder, (opts.image_size, opts.frames, opts.strict)
     elif name == "volumes":
-        options = (name, opts.image_size, window, spacing, opts.strict, opts.volume_index)
-        load = partial(
-            load_volume_folder,
-            path,
-            opts.image_size,
-            window,
-            spacing,
-            opts.strict,
-            opts.volume_index,
-        )
+        load = load_volume_folder
+        args = (opts.image_size, window, spacing, opts.strict, opts.volume_index)
     else:
-        options = (
-            name,
+        load = load_volume_segfolder
+        args = (
             opts.image_size,
             window,
             spacing,
@@ -155,17 +146,8 @@ def read_3d_folder(name: str, path: Path, opts: DataOptions) -> tuple[ImageTenso
             opts.volume_index,
             opts.strict,
         )
-        load = partial(
-            load_volume_segfolder,
-            path,
-            opts.image_size,
-            window,
-            spacing,
-            opts.mask_pattern,
-            opts.volume_index,
-            opts.strict,
-        )
-    return cached(path, options, opts.cache, load)
+    # the cache key is the reader's own arguments, so that no option is left out of it
+    return cached(path, (name, *args), opts.cache, partial(load, path, *args))
 
 
 def check_3d_options(name: str, path: Path | None, opts: DataOptions) -> None:
