@@ -232,7 +232,10 @@ def test_unknown_class_and_missing_columns_are_one_line_errors(tmp_path):
 
 
 def test_bundled_set_is_the_same_every_time():
-    a, b = read_boxes("shapes-boxes", samples=32), read_boxes("shapes-boxes", samples=32)
+    a, b = (
+        read_boxes("shapes-boxes", synthetic_samples=128),
+        read_boxes("shapes-boxes", synthetic_samples=128),
+    )
     assert a.classes == ["circle", "square", "triangle"]
     assert all(torch.equal(x.boxes, y.boxes) for x, y in zip(a.images, b.images, strict=True))
     assert any(len(im.labels) == 0 for im in a.images)

@@ -84,6 +84,32 @@ def test_evaluate_and_predict_the_trained_detector(trained, tmp_path):
     assert len(coco) == sum(len(p.boxes) for p in result.predictions)
 
 
+def test_evaluate_on_other_boxes_scores_each_image_once(trained, tmp_path):
+    from PIL import Image
+
+    from resnets.detection.shapes import shapes_boxes
+
+    out, _ = trained
+    root = tmp_path / "voc"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    found = shapes_boxes(6, seed=3).found
+    for i, item in enumerate(found):
+        Image.fromarray(item.pixels).save(root / "JPEGImages" / f"{i}.png")
+        objects = "".join(
+            f"<object><name>{label}</name><bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+            for (x1, y1, x2, y2), label in zip(item.boxes, item.labels, strict=True)
+        )
+        xml = f"<annotation><filename>{i}.png</filename>{objects}</annotation>"
+        (root / "Annotations" / f"{i}.xml").write_text(xml)
+    (root / "ImageSets/Main/train.txt").write_text("0\n1\n2\n3\n")
+    (root / "ImageSets/Main/test.txt").write_text("4\n5\n")
+    every = resnets.evaluate(out, data=f"voc:{root}")
+    assert every.images == 6 and every.boxes == sum(len(f.boxes) for f in found)
+    assert resnets.evaluate(out, data=f"voc:{root}", split="test").images == 2
+
+
 def test_detection_needs_boxes(tmp_path):
     with pytest.raises(UsageError, match="reads boxes"):
         resnets.train(task="detection", data="digits", out=str(tmp_path / "r"), **QUIET)

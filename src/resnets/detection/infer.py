@@ -19,7 +19,7 @@ from ..devices import resolve_device
 from ..errors import UsageError
 from ..files import atomic_write_json, atomic_write_text
 from ..models.meta import WeightsMeta
-from ..models.weights import read_weights
+from ..models.weights import read_meta, read_weights
 from .dataset import BoxDataset, read_image, resize, split_boxes
 from .metrics import BoxScores
 from .models import build_detector
@@ -35,13 +35,15 @@ def is_detector(weights: str | Path) -> bool:
     path, _ = resolve_source(weights)
     if path.suffix.lower() == ".onnx":
         return False
-    _, meta = read_weights(path)
+    meta = read_meta(path)  # the header alone: evaluate and predict ask this of every model
     return meta is not None and meta.task == "detection"
 
 
 def load_detector(
     weights: str | Path, device: torch.device
-) -> tuple[nn.Module, WeightsMeta, Path | None]:
+) -> tuple[nn.Module, WeightsMeta, Path, Path | None]:
+    """The detector in `weights` (a run folder or weights file), its metadata, the weights
+    file and the run folder (None for a file outside a run)."""
     from ..infer.sources import resolve_source
 
     path, run = resolve_source(weights)
@@ -50,7 +52,7 @@ def load_detector(
         raise UsageError(f"{path} holds no detector (its metadata names no detection head)")
     model = build_detector(meta.detector)
     model.load_state_dict(state)
-    return model.to(device).eval(), meta, run
+    return model.to(device).eval(), meta, path, run
 
 
 def evaluate_detector(
@@ -63,12 +65,13 @@ def evaluate_detector(
 ) -> BoxScores:
     """COCO scores of a detector: on its run's test split by default, or on every image of
     other box files (`data`); writes eval-SPLIT.json, pr-SPLIT.png and confusion-SPLIT.png."""
+    from ..infer.sources import report_folder
     from ..training.config import load_config_file
     from .report import write_scores
     from .train import evaluate_split
 
     dev = resolve_device(device)
-    model, meta, run = load_detector(weights, dev)
+    model, meta, path, run = load_detector(weights, dev)
     spec = meta.detector
     own = data is None
     if own:
@@ -76,7 +79,7 @@ def evaluate_detector(
             raise UsageError("a weights file outside its run needs --data (the boxes to score)")
         cfg = load_config_file(run / "config.yaml")
         data = cfg.get("data")
-        boxes = read_boxes(data, False, max(cfg.get("synthetic_samples", 2048) // 4, 16))
+        boxes = read_boxes(data, False, cfg.get("synthetic_samples", 2048))
         splits = split_boxes(
             boxes,
             cfg.get("val_split"),
@@ -87,12 +90,10 @@ def evaluate_detector(
         split = split or "test"
     else:
         boxes = read_boxes(data)
-        splits = split_boxes(boxes, 0.0, 0.0, 0, spec["size"])
-        splits.train = list(range(len(boxes.images)))
+        splits = split_boxes(boxes, 0.0, 0.0, 0, spec["size"])  # the splits it ships, if any
         split = split or "all"
-    indices = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
-    if indices is None:
-        indices = sorted(splits.train + splits.val + splits.test)
+    every = list(range(len(boxes.images)))  # "all": each image once, in a split or not
+    indices = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split, every)
     if not indices:
         raise UsageError(f"the {split} split of {data} holds no images")
     check_classes(boxes.classes, meta.classes or [], data)
@@ -100,17 +101,7 @@ def evaluate_detector(
     for note in boxes.notes:
         log.info("note: %s", note)
     scores, _ = evaluate_split(model, dataset, dev, meta.classes or [], True, batch_size)
-    folder = (
-        Path(out)
-        if out
-        else (
-            run / "eval"
-            if run is not None
-            else Path(weights).with_name(Path(weights).stem + "-eval")
-        )
-    )
-    if out is None and not own and run is not None:
-        folder = folder / Path(str(data).partition(":")[2] or str(data)).stem
+    folder = report_folder(out, run, path, None if own else data)
     write_scores(scores, folder, split, meta.classes or [])
     scores.title = f"{split} split of {data} ({len(indices)} images); written to {folder}"
     return scores
@@ -184,20 +175,17 @@ class DetectionResult:
         return out
 
 
-def image_files(images: list[str | Path]) -> list[Path]:
-    from ..data.decode import IMAGE_EXTENSIONS
+def image_paths(images: list[str | Path]) -> list[Path]:
+    """Image files as given, folders expanded (as classification's predict does them)."""
+    from ..infer.images import expand_images
 
-    files = []
-    for given in images:
-        path = Path(given)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UsageError(f"{path} does not exist")
-    if not files:
-        raise UsageError("no images to predict on")
+    files = expand_images(images)
+    held = [f for f in files if not isinstance(f, Path)]
+    if held:
+        raise UsageError(
+            f"detection predicts on image files; a {type(held[0]).__name__} held in Python is "
+            "not supported yet: save it first"
+        )
     return files
 
 
@@ -218,11 +206,11 @@ def predict_boxes(
     from .report import PALETTE, draw_boxes
 
     dev = resolve_device(device)
-    model, meta, _ = load_detector(weights, dev)
+    model, meta, _, _ = load_detector(weights, dev)
     spec, classes = meta.detector, meta.classes or []
     folder = Path(draw_to) if draw_to else output_folder(weights, "predictions")
     result = DetectionResult([], classes=classes)
-    for path in image_files([str(i) for i in images]):
+    for path in image_paths(images):
         item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
         try:
             pixels = read_image(item, spec["in_chans"] == 1)

@@ -20,13 +20,14 @@ from .boxes import BoxSet, Found, Read, assemble
 BOX_FORMATS = ("coco", "voc", "yolo", "csv", "shapes-boxes")
 
 
-def read_boxes(spec: str, strict: bool = False, samples: int = 512) -> BoxSet:
-    """The BoxSet of a --data spec for detection."""
+def read_boxes(spec: str, strict: bool = False, synthetic_samples: int = 2048) -> BoxSet:
+    """The BoxSet of a --data spec for detection; shapes-boxes makes a quarter of
+    --synthetic-samples images (at least 16), as shapes3d does."""
     name, path = split_spec(spec)
     if name == "shapes-boxes":
         from .shapes import shapes_boxes
 
-        read = shapes_boxes(samples)
+        read = shapes_boxes(max(synthetic_samples // 4, 16))
     elif name not in BOX_FORMATS:
         raise UsageError(
             f"--task detection reads boxes: --data shapes-boxes | coco:FILE | voc:DIR | "

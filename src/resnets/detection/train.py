@@ -107,7 +107,7 @@ def setup_detection(cfg: TrainConfig, device: torch.device) -> DetectionRun:
 
 
 def build_run(cfg: TrainConfig, device: torch.device, folder: RunFolder) -> DetectionRun:
-    boxes = read_boxes(cfg.data, cfg.strict, max(cfg.synthetic_samples // 4, 16))
+    boxes = read_boxes(cfg.data, cfg.strict, cfg.synthetic_samples)
     splits = split_boxes(boxes, cfg.val_split, cfg.test_split, cfg.seed, cfg.image_size)
     if cfg.num_classes is not None and cfg.num_classes != len(boxes.classes):
         raise UsageError(

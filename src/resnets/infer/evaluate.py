@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from .backends import Predictor
 from .explain import explain_mistakes
 from .multilabel import MultiLabelReport, evaluate_labels
 from .report import EvalReport, SegmentationReport, classification_report, write_report
-from .sources import Loaded, is_onnx, open_source, output_folder, resolve_source
+from .sources import Loaded, open_source, report_folder, resolve_source
 from .unseen import held_out, leave_out_trained
 
 log = logging.getLogger("resnets")
@@ -93,7 +92,7 @@ def evaluate(
     loader, split, data = _loader(loaded, data, split, batch_size, allow_changed_data, asked)
     meta, task, classes = loaded.meta, get_task(loaded.meta.task), loaded.classes
     remap = class_map(loader.classes, classes, meta.classes is not None)
-    folder = _report_folder(out, loaded.run, loaded.path, data)
+    folder = report_folder(out, loaded.run, loaded.path, data)
     if task.masks:
         found = _evaluate_masks(loaded.infer, loader, split, len(classes), remap)
     elif task.multilabel:
@@ -152,19 +151,6 @@ def default_split(source: str | Path, data: Any) -> str:
     saved = yaml.safe_load((run / "config.yaml").read_text()) if run is not None else {}
     own = isinstance(saved, dict) and saved.get("data") == absolute_data(data)
     return "test" if own else "all"
-
-
-def _report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:
-    """`out`, else the run's eval/ (an export's report in eval/EXPORT-NAME/, and a subfolder
-    named after other data: never over the run's own report), else WEIGHTS-NAME-eval/ beside
-    the weights file: never the current folder."""
-    folder = Path(out) if out else output_folder(weights, "eval")
-    if run is not None and not out and is_onnx(weights):
-        folder = folder / weights.name
-    if data is not None and run is not None and not out:
-        folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def class_map(data: list[str], weights: list[str], named: bool) -> torch.Tensor:

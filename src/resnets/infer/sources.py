@@ -3,6 +3,7 @@ to a run), and the one way predict and evaluate open it, ready to run."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def output_folder(source: str | Path, name: str) -> Path:
     WEIGHTS-NAME beside the weights file; never the current folder."""
     weights, run = resolve_source(source)
     return run / name if run is not None else weights.with_name(f"{weights.stem}-{name}")
+
+
+def report_folder(out, run: Path | None, weights: Path, data: str | None) -> Path:
+    """`out`, else the run's eval/ (an export's report in eval/EXPORT-NAME/, and a subfolder
+    named after other data: never over the run's own report), else WEIGHTS-NAME-eval/ beside
+    the weights file: never the current folder."""
+    folder = Path(out) if out else output_folder(weights, "eval")
+    if run is not None and not out and is_onnx(weights):
+        folder = folder / weights.name
+    if data is not None and run is not None and not out:
+        folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def is_onnx(path: Path) -> bool:

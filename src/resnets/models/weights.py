@@ -74,6 +74,17 @@ def read_weights(path: str | Path) -> tuple[StateDict, WeightsMeta | None]:
     return _unwrap(obj, path), meta
 
 
+def read_meta(path: str | Path) -> WeightsMeta | None:
+    """The resnets metadata of a weights file, without its tensors where the format allows
+    (a safetensors header, or the .json beside a PyTorch file)."""
+    path = Path(path)
+    if path.is_file() and (path.suffix.lower() == ".safetensors" or _is_safetensors(path)):
+        return _read_safetensors(path, tensors=False)[1]
+    if meta_beside(path).is_file():
+        return WeightsMeta.from_json(meta_beside(path).read_text(), str(meta_beside(path)))
+    return read_weights(path)[1]
+
+
 def meta_beside(path: Path) -> Path:
     """Where the metadata of a plain PyTorch state_dict file lives: `clf.pth.json`."""
     return path.with_name(path.name + ".json")
@@ -94,12 +105,14 @@ def _unpickler_reason(error: Exception) -> str:
     return detail[0].strip() if detail and detail[0].strip() else type(error).__name__
 
 
-def _read_safetensors(path: Path) -> tuple[StateDict, WeightsMeta | None]:
+def _read_safetensors(path: Path, tensors: bool = True) -> tuple[StateDict, WeightsMeta | None]:
+    """The tensors (none unless `tensors`) and the resnets metadata of a safetensors file."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            keys = f.keys() if tensors else []
+            state = {k: f.get_tensor(k) for k in keys}
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(
