@@ -24,7 +24,6 @@ FUNCTION_LINES = 60  # a screen
 LONG_ON_PURPOSE: dict[str, str] = {  # "path" or "path:function" -> why it is long
     # Detection (#26) landed in one session; each of these is to be split at the seam named.
     "cli/parser.py:_inference_commands": "evaluate and predict flags; split per command",
-    "detection/infer.py:evaluate_detector": "split: choosing the images from scoring them",
     "detection/infer.py:predict_boxes": "split: one image's boxes from writing the files",
     "detection/models.py:build_detector": "split: one builder per head",
     "detection/readers.py": "four formats; split into one module per format",

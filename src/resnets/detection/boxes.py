@@ -36,6 +36,7 @@ class Found:
     declared_size: tuple[int, int] | None = None  # (width, height) the file states
     pixels: np.ndarray | None = None  # an image made in memory (the bundled set)
     one_based: bool = False  # VOC: pixels count from 1 and x2, y2 are inclusive
+    normalised: bool = False  # YOLO: centre x, centre y, width, height as shares of the image
 
 
 @dataclass
@@ -176,7 +177,7 @@ def assemble(
         if rotated:
             turned.append(str(item.image))
         boxes, labels, frame = clean_boxes(item, size, index, problems)
-        frames.setdefault(item.source, Frame(item, size)).add(frame, item)
+        frames.setdefault(item.source, Frame(item, size)).add(frame)
         images.append(BoxImage(item.image, boxes, labels, size, item.pixels))
     for frame in frames.values():
         frame.check()
@@ -200,19 +201,30 @@ def assemble(
 
 def clean_boxes(
     item: Found, size: tuple[int, int], index: dict[str, int], problems: Problems
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, float]]:
     """One image's boxes, checked: what cannot be right dropped, what overlaps the edge
-    clipped, duplicates removed. Also returns (boxes, outside, inverted) for `Frame`."""
+    clipped, duplicates removed. Also returns, for `Frame`, (boxes, outside, inverted, the
+    largest coordinate in pixels)."""
     w, h = size
     kept: list[tuple[float, float, float, float]] = []
     labels: list[int] = []
     seen: set[tuple] = set()
     outside = inverted = 0
+    largest = 0.0
     for box, label in zip(item.boxes, item.labels, strict=True):
         x1, y1, x2, y2 = (float(v) for v in box)
+        if item.normalised:
+            cx, cy, bw, bh = x1, y1, x2, y2
+            x1, y1, x2, y2 = (
+                (cx - bw / 2) * w,
+                (cy - bh / 2) * h,
+                (cx + bw / 2) * w,
+                (cy + bh / 2) * h,
+            )
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
             problems.add("not-finite", item.source)
             continue
+        largest = max(largest, abs(x1), abs(y1), abs(x2), abs(y2))
         if x2 < x1 or y2 < y1:
             inverted += 1
             problems.add("inverted", item.source)
@@ -240,7 +252,8 @@ def clean_boxes(
         kept.append((x1, y1, x2, y2))
         labels.append(index[label])
     boxes = torch.tensor(kept, dtype=torch.float32).reshape(-1, 4)
-    return boxes, torch.tensor(labels, dtype=torch.int64), (len(item.boxes), outside, inverted)
+    counts = (len(item.boxes), outside, inverted, largest)
+    return boxes, torch.tensor(labels, dtype=torch.int64), counts
 
 
 class Frame:
@@ -253,9 +266,8 @@ class Frame:
         self.boxes = self.outside = self.inverted = 0
         self.largest = 0.0  # the largest coordinate: at most 1 means normalised boxes
 
-    def add(self, counts: tuple[int, int, int], item: Found) -> None:
-        finite = [abs(v) for b in item.boxes for v in b if math.isfinite(v)]
-        self.largest = max([self.largest, *finite])
+    def add(self, counts: tuple[int, int, int, float]) -> None:
+        self.largest = max(self.largest, counts[3])
         self.boxes += counts[0]
         self.outside += counts[1]
         self.inverted += counts[2]
@@ -274,10 +286,9 @@ class Frame:
 
     def guess(self) -> str:
         item, (w, h) = self.item, self.size
-        values = [v for b in item.boxes for v in b]
         if self.inverted > OUTSIDE_SHARE * self.boxes:
             return "they look like x, y, width, height rather than x1, y1, x2, y2"
-        if values and max(values) <= 1.0:
+        if self.largest <= 1.0:
             return "they look normalised to 0..1 (YOLO style): use yolo:DIR or pixel coordinates"
         if item.declared_size and tuple(item.declared_size) != (w, h):
             dw, dh = item.declared_size

@@ -40,7 +40,8 @@ def split_boxes(
     val_share = 0.1 if val_split is None else val_split
     if "train" in shipped:
         train, val, test = shipped["train"], shipped.get("val", []), shipped.get("test", [])
-        carve = [i for i in order if i in set(train)]
+        listed = set(train)
+        carve = [i for i in order if i in listed]
         if not val and val_share > 0:
             k = max(1, round(val_share * len(carve)))
             val, train = carve[:k], carve[k:]
@@ -87,20 +88,25 @@ def read_image(item: BoxImage, grey: bool) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def scaled(w: int, h: int, size: int) -> tuple[int, int, torch.Tensor]:
+    """The size (width, height) an image of w x h is resized to, its longer side `size`, and
+    the factor its boxes are multiplied by."""
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    return nw, nh, torch.tensor([nw / w, nh / h, nw / w, nh / h])
+
+
 def resize(image: np.ndarray, boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Float [C, H, W] in 0..1 with its longer side `size`, and the boxes scaled with it."""
     import torch.nn.functional as F
 
     h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nw, nh, factor = scaled(w, h, size)
     x = torch.from_numpy(np.array(image))  # a copy: decoded arrays may be read-only
     x = x.permute(2, 0, 1).float().div_(255)
     if (nh, nw) != (h, w):
-        x = F.interpolate(x[None], (nh, nw), mode="bilinear", antialias=True, align_corners=False)[
-            0
-        ]
-    factor = torch.tensor([nw / w, nh / h, nw / w, nh / h])
+        x = x[None]
+        x = F.interpolate(x, (nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
     return x.clamp_(0, 1), boxes * factor
 
 

@@ -43,6 +43,12 @@ def anchor_base(box_sides: torch.Tensor) -> int:
     return int(min(64, max(8, 2 ** round(math.log2(max(p10, 1.0))))))
 
 
+def default_trainable_stages(model: str, pretrained: bool) -> int:
+    """torchvision's choice: the last 3 stages train from pretrained weights, else every
+    stage and the stem (the net's stages + 1)."""
+    return 3 if pretrained else len(get_config(model).layers) + 1
+
+
 def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Module:
     """A detector from its spec (what WeightsMeta.detector keeps): model, head, num_classes
     (the user's classes; the background is added), in_chans, mean, std, anchor, size,
@@ -53,12 +59,8 @@ def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Mo
     cfg = get_config(name)
     if cfg.spatial_dims != 2:
         raise UsageError(f"detection takes 2D images; {name} is a 3D model")
-    n = len(cfg.layers)
-    trainable = spec["trainable_stages"]
-    if trainable is None:
-        trainable = 3 if pretrained else n + 1  # torchvision: 3 when pretrained, else all
     resnet = detection_resnet(
-        name, pretrained, min(trainable, n + 1), spec["frozen_bn"], in_chans=spec["in_chans"]
+        name, pretrained, spec["trainable_stages"], spec["frozen_bn"], in_chans=spec["in_chans"]
     )
     common = {
         "num_classes": spec["num_classes"] + 1,

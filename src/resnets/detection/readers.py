@@ -219,14 +219,14 @@ def read_yolo(root: Path) -> Read:
                     values += [max(xs) - min(xs), max(ys) - min(ys)]
                 boxes.append(tuple(values))
                 labels.append(names[cls] if names and 0 <= cls < len(names) else str(cls))
-        found.append(Found(image, boxes, labels, str(label_file or image), None))
+        source = str(label_file or image)
+        found.append(Found(image, boxes, labels, source, None, normalised=True))
     if not any(label is not None and label.is_file() for _, label, _ in pairs):
         example = pairs[0][1]
         raise UsageError(
             f"{root} holds {len(pairs)} images but no YOLO label files (looked for {example}); "
             "is it another format (voc:DIR, coco:FILE, csv:FILE)?"
         )
-    found = yolo_to_pixels(found)
     notes = [f"YOLO classes: {', '.join(names)}" if names else "YOLO classes named by their ids"]
     if polygons:
         notes.append(f"{polygons} segment line(s) read as their bounding boxes")
@@ -235,25 +235,6 @@ def read_yolo(root: Path) -> Read:
         if split:
             splits.setdefault(split, set()).add(image)
     return Read(found, names, list(range(len(names))) if names else None, notes, splits or None)
-
-
-def yolo_to_pixels(found: list[Found]) -> list[Found]:
-    """Normalised centre and size to x1, y1, x2, y2 in pixels of each image."""
-    from .boxes import image_size
-
-    out = []
-    for f in found:
-        try:
-            (w, h), _, _ = image_size(f.image)
-        except (OSError, ValueError):
-            out.append(f)  # assemble skips and counts it
-            continue
-        boxes = [
-            ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
-            for cx, cy, bw, bh in f.boxes
-        ]
-        out.append(Found(f.image, boxes, f.labels, f.source))
-    return out
 
 
 def yolo_names(root: Path) -> tuple[list[str] | None, dict[str, Path]]:
@@ -267,11 +248,7 @@ def yolo_names(root: Path) -> tuple[list[str] | None, dict[str, Path]]:
         names = data["names"]
         if isinstance(names, dict):
             names = [str(names[k]) for k in sorted(names, key=int)]
-        base = (
-            root / data.get("path", ".")
-            if not Path(str(data.get("path", "."))).is_absolute()
-            else Path(data["path"])
-        )
+        base = root / str(data.get("path") or ".")  # an absolute path replaces root
         splits = {
             s: base / data[s] for s in ("train", "val", "test") if isinstance(data.get(s), str)
         }

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from ..files import atomic_write_json
-from .dataset import BoxDataset
 from .metrics import BoxScores
 
 PALETTE = [(230, 25, 75), (0, 130, 200), (255, 165, 0), (145, 30, 180), (70, 240, 240)]
@@ -70,18 +69,19 @@ def draw_boxes(
 
 
 def draw_examples(
-    data: BoxDataset, detections: list[dict], classes: list[str], path: Path, count: int = 8
+    examples: list[tuple[torch.Tensor, dict]],
+    detections: list[dict],
+    classes: list[str],
+    path: Path,
 ) -> Path | None:
-    """Up to `count` validation images side by side with their true and predicted boxes."""
-    if not len(data):
+    """(image, target) pairs side by side with their true and predicted boxes."""
+    if not examples:
         return None
     from PIL import Image
 
     tiles = []
-    for i in range(min(count, len(data))):
-        image, target = data[i]
+    for (image, target), det in zip(examples, detections, strict=True):
         pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-        det = detections[i]
         labels = det["labels"].tolist()
         colours = [PALETTE[(c - 1) % len(PALETTE)] for c in labels]
         names = [classes[c - 1] for c in labels]

@@ -25,6 +25,7 @@ from ..models.registry import get_config
 from ..models.weights import save_weights
 from ..training.checkpoint import (
     BEST,
+    PREVIOUS_BEST,
     STAMP,
     Progress,
     best_stamp,
@@ -38,12 +39,12 @@ from ..training.config import TrainConfig, to_dict
 from ..training.distributed import DistEnv
 from ..training.optim import Schedule, build_optimizer, set_lr
 from ..training.run_folder import RunFolder, check_folder, default_folder
-from ..training.saving import Interrupted
+from ..training.saving import Interrupted, set_aside_best
 from ..training.signals import StopRequest
 from .boxes import BoxSet
-from .dataset import BoxDataset, BoxSplits, collate, split_boxes
+from .dataset import BoxDataset, BoxSplits, collate, scaled, split_boxes
 from .metrics import BoxScores, score_boxes, table
-from .models import anchor_base, backbone_of, build_detector
+from .models import anchor_base, backbone_of, build_detector, default_trainable_stages
 from .readers import read_boxes
 
 log = logging.getLogger("resnets")
@@ -179,10 +180,14 @@ def detector_spec(
     else:
         mean, std = image_statistics(train_set, in_chans)
     sides = []
-    for i in range(len(train_set)):
-        _, b = train_set.resized(i)
+    for i in range(len(train_set)):  # the boxes at the input size, from the sizes alone
+        item = train_set.item(i)
+        b = item.boxes * scaled(*item.size, splits.size)[2]
         sides.append(((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp_min(0).sqrt())
     frozen = bool(cfg.pretrained) if cfg.frozen_bn is None else cfg.frozen_bn
+    trainable = cfg.trainable_stages
+    if trainable is None:
+        trainable = default_trainable_stages(cfg.model, bool(cfg.pretrained))
     return {
         "model": cfg.model,
         "head": cfg.head,
@@ -192,7 +197,7 @@ def detector_spec(
         "std": std,
         "anchor": anchor_base(torch.cat(sides)),
         "size": splits.size,
-        "trainable_stages": cfg.trainable_stages,
+        "trainable_stages": trainable,
         "frozen_bn": frozen,
         "score_threshold": cfg.score_threshold,
         "rois_per_image": cfg.rois_per_image,
@@ -226,20 +231,16 @@ def describe(spec: dict[str, Any], cfg: TrainConfig, hflip: bool) -> list[str]:
         "fcos": "FCOS on an FPN",
         "fasterrcnn-c5": "the seed's single-map Faster R-CNN (last stage only)",
     }[spec["head"]]
-    stats = "ImageNet's" if cfg.normalize == "imagenet" else "the training images'"
+    stats = "ImageNet's" if spec["mean"] == IMAGENET[0] else "the training images'"
+    parts = len(get_config(cfg.model).layers) + 1
+    k = spec["trainable_stages"]
+    training = "the stem and every stage train" if k == parts else f"the last {k} stage(s) train"
     return [
         f"{head} on {cfg.model} ({spec['in_chans']} channel(s), {stats} mean and std); smallest "
         f"anchor {base} px, from the training boxes' sizes",
         f"augmentation: {'horizontal flips' if hflip else 'no flips'}"
         + (f", zoom ±{cfg.scale:g}" if cfg.scale else ""),
-        f"BatchNorm {'frozen' if spec['frozen_bn'] else 'trained'}; "
-        + (
-            f"{spec['trainable_stages']} trainable stage(s)"
-            if spec["trainable_stages"] is not None
-            else "every stage trains"
-            if not cfg.pretrained
-            else "the last 3 stages train"
-        ),
+        f"BatchNorm {'frozen' if spec['frozen_bn'] else 'trained'}; {training}",
     ]
 
 
@@ -261,7 +262,6 @@ def fit(run: DetectionRun, stop: StopRequest) -> dict[str, Any]:
         row = {"epoch": p.epoch + 1, **train_epoch(run, p.epoch, epochs)}
         p.train_seconds += time.perf_counter() - start
         row["lr"] = run.optimizer.param_groups[0]["lr"]
-        improved = False
         if run.splits.val:
             scores, _ = evaluate_split(run.model, run.val_set, run.device, run.splits.boxes.classes)
             row |= {"val_map": scores.summary["map"], "val_map50": scores.summary["map50"]}
@@ -307,7 +307,6 @@ def train_epoch(run: DetectionRun, epoch: int, epochs: int) -> dict[str, float]:
     data.epoch = epoch
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed + epoch))
     batches = order.split(cfg.batch_size)
-    total_steps = cfg.steps or epochs * run.steps_per_epoch
     run.model.train()
     sums: dict[str, float] = {}
     bar = tqdm(
@@ -319,7 +318,7 @@ def train_epoch(run: DetectionRun, epoch: int, epochs: int) -> dict[str, float]:
     )
     steps = 0
     for batch in batches:
-        if p.step >= total_steps:
+        if p.step >= run.schedule.total:
             break
         set_lr(run.optimizer, run.schedule(p.step))
         losses = train_step(run, batch.tolist())
@@ -392,22 +391,11 @@ def evaluate_split(
 def save(run: DetectionRun, improved: bool) -> None:
     """best.safetensors when validation improved (the previous one kept aside until last.pt
     records the new selection), then last.pt."""
-    import os
-    import shutil
-
-    from ..training.checkpoint import PREVIOUS_BEST
-
     folder = run.folder.path
     if improved:
-        best, previous = folder / BEST, folder / PREVIOUS_BEST
-        if best.is_file():
-            previous.unlink(missing_ok=True)
-            try:
-                os.link(best, previous)
-            except OSError:
-                shutil.copy2(best, previous)
+        set_aside_best(folder)
         stamp = {STAMP: best_stamp(run.progress)}
-        save_weights(run.model, best, run.meta, state=run.best_state, extra=stamp)
+        save_weights(run.model, folder / BEST, run.meta, state=run.best_state, extra=stamp)
     payload = {
         "model_name": run.cfg.model,
         "config": to_dict(run.cfg),
@@ -453,8 +441,9 @@ def finish(run: DetectionRun) -> dict[str, Any]:
     if run.splits.val:
         from .report import draw_examples
 
-        _, detections = evaluate_split(run.model, run.val_set, run.device, classes)
-        draw_examples(run.val_set, detections, classes, run.folder.path / "val-predictions.png")
+        examples = [run.val_set[i] for i in range(min(8, len(run.val_set)))]  # those drawn
+        detections = detect(run.model, [image for image, _ in examples], run.device)
+        draw_examples(examples, detections, classes, run.folder.path / "val-predictions.png")
     seen = p.step * cfg.batch_size
     summary = {
         "model": cfg.model,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
@@ -43,18 +44,24 @@ def save_last(run: Run, meter: Meter | None = None) -> None:
     with the previous best kept aside until last.pt records the new one."""
     folder = run.folder.path
     if run.saves.best_pending:
-        best, previous = folder / BEST, folder / PREVIOUS_BEST
-        if best.is_file():
-            previous.unlink(missing_ok=True)
-            try:
-                os.link(best, previous)  # best.safetensors is replaced by a rename: this stays
-            except OSError:
-                shutil.copy2(best, previous)
+        set_aside_best(folder)
         save_best_weights(run)
     save_checkpoint(folder / "last.pt", checkpoint_payload(run, meter), run.progress)
     (folder / PREVIOUS_BEST).unlink(missing_ok=True)
     run.saves.best_pending = False
     run.folder.commit()
+
+
+def set_aside_best(folder: Path) -> None:
+    """Keep best.safetensors as .best-previous.safetensors while a new one is written; the
+    caller removes it once last.pt records the new selection (see checkpoint.load_best)."""
+    best, previous = folder / BEST, folder / PREVIOUS_BEST
+    if best.is_file():
+        previous.unlink(missing_ok=True)
+        try:
+            os.link(best, previous)  # best.safetensors is replaced by a rename: this stays
+        except OSError:
+            shutil.copy2(best, previous)
 
 
 SAVE_SHARE = 0.1  # epoch checkpoints may take at most about this share of the run's time
