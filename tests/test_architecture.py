@@ -26,7 +26,6 @@ LONG_ON_PURPOSE: dict[str, str] = {  # "path" or "path:function" -> why it is lo
     "cli/parser.py:_inference_commands": "evaluate and predict flags; split per command",
     "detection/infer.py:predict_boxes": "split: one image's boxes from writing the files",
     "detection/models.py:build_detector": "split: one builder per head",
-    "detection/readers.py": "four formats; split into one module per format",
     "detection/train.py": "split: checkpoints and the end of a run into their own modules",
     "detection/train.py:build_run": "split: the detector spec from the run's parts",
     "infer/predict.py:predict": "the detection branch; move it to the caller",

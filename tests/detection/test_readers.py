@@ -221,6 +221,21 @@ def test_exif_orientation_and_grey_are_read_upright(tmp_path):
     assert any("EXIF orientation" in n for n in boxes.notes)
 
 
+def test_a_csv_saved_by_excel_or_not_a_csv(tmp_path):
+    write_images(tmp_path / "img")
+    text = (
+        "\ufeffImage,XMin,YMin,XMax,YMax,Class\nimg/a.png,4,6,30,40,cat\n\nimg/b.png,1,x,3,4,cat\n"
+    )
+    (tmp_path / "bom.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match="row 4: box coordinates"):  # counted as in the file
+        read_boxes(f"csv:{tmp_path / 'bom.csv'}")
+    (tmp_path / "bom.csv").write_text(text.split("\n\n")[0] + "\n", encoding="utf-8")
+    assert read_boxes(f"csv:{tmp_path / 'bom.csv'}").box_count == 1
+    (tmp_path / "img.csv").write_bytes((tmp_path / "img" / "a.png").read_bytes())
+    with pytest.raises(DataError, match="not a UTF-8 CSV"):
+        read_boxes(f"csv:{tmp_path / 'img.csv'}")
+
+
 def test_unknown_class_and_missing_columns_are_one_line_errors(tmp_path):
     write_yolo(tmp_path)
     (tmp_path / "labels" / "b.txt").write_text("5 0.5 0.5 0.2 0.2\n")
