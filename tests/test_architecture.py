@@ -21,15 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "resnets"
 FILE_LINES = 350  # above this a file is read as doing two jobs unless declared
 FUNCTION_LINES = 60  # a screen
-LONG_ON_PURPOSE: dict[str, str] = {  # "path" or "path:function" -> why it is long
-    # Detection (#26) landed in one session; each of these is to be split at the seam named.
-    "cli/parser.py:_inference_commands": "evaluate and predict flags; split per command",
-    "detection/infer.py:predict_boxes": "split: one image's boxes from writing the files",
-    "detection/models.py:build_detector": "split: one builder per head",
-    "detection/train.py": "split: checkpoints and the end of a run into their own modules",
-    "detection/train.py:build_run": "split: the detector spec from the run's parts",
-    "infer/predict.py:predict": "the detection branch; move it to the caller",
-}
+LONG_ON_PURPOSE: dict[str, str] = {}  # "path" or "path:function" -> why it is long
 # what models may import from the rest: leaves that import nothing of the package but errors
 LEAVES = {"resnets.errors", "resnets.files", "resnets.deprecation", "resnets.options"}
 

@@ -79,7 +79,9 @@ def test_evaluate_and_predict_the_trained_detector(trained, tmp_path):
     assert sorted(p.path.rsplit("/", 1)[1] for p in result.predictions) == ["grey.png", "rgb.jpg"]
     grey = next(p for p in result.predictions if p.path.endswith("grey.png"))
     assert all(0 <= b[0] <= b[2] <= 200 and 0 <= b[1] <= b[3] <= 150 for b in grey.boxes)
-    assert (tmp_path / "drawn" / "rgb.png").is_file()
+    assert (tmp_path / "drawn" / "rgb.jpg.png").is_file()  # named as predict names masks
+    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+        resnets.predict(out, [tmp_path / "rgb.jpg"], masks_out=tmp_path / "drawn")
     coco = json.loads((tmp_path / "drawn" / "coco-results.json").read_text())
     assert len(coco) == sum(len(p.boxes) for p in result.predictions)
 

@@ -126,10 +126,15 @@ def _training_commands(sub) -> None:
 
 
 def _inference_commands(sub) -> None:
-    """evaluate and predict."""
-    defaults = _Defaults
+    """evaluate, predict and explain."""
+    _evaluate_command(sub)
+    _predict_command(sub)
+    _explain_command(sub)
+
+
+def _evaluate_command(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="accuracy, per-class metrics, confusion matrix", formatter_class=defaults
+        "evaluate", help="accuracy, per-class metrics, confusion matrix", formatter_class=_Defaults
     )
     p.add_argument("weights", help="run folder, weights file (.safetensors / .pt) or .onnx export")
     p.add_argument("--data", help="dataset spec (default: the run's own)")
@@ -160,8 +165,10 @@ def _inference_commands(sub) -> None:
     )
     p.set_defaults(handler=commands.cmd_evaluate)
 
+
+def _predict_command(sub) -> None:
     p = sub.add_parser(
-        "predict", help="top-k classes for image files or folders", formatter_class=defaults
+        "predict", help="top-k classes for image files or folders", formatter_class=_Defaults
     )
     p.add_argument(
         "weights", help="run folder, weights file with resnets metadata, or .onnx export"
@@ -186,8 +193,6 @@ def _inference_commands(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.set_defaults(handler=commands.cmd_predict)
-
-    _explain_command(sub)
 
 
 def _explain_command(sub) -> None:

@@ -8,10 +8,12 @@ import csv
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,8 +22,9 @@ from ..errors import UsageError
 from ..files import atomic_write_json, atomic_write_text
 from ..models.meta import WeightsMeta
 from ..models.weights import read_meta, read_weights
-from .dataset import BoxDataset, read_image, resize, split_boxes
-from .metrics import BoxScores
+from .boxes import BoxImage
+from .dataset import BoxDataset, collate, read_image, resize, scaled, split_boxes
+from .metrics import BoxScores, score_boxes
 from .models import build_detector
 from .readers import read_boxes
 
@@ -55,6 +58,32 @@ def load_detector(
     return model.to(device).eval(), meta, path, run
 
 
+@torch.no_grad()
+def detect(
+    model: nn.Module, images: list[torch.Tensor], device: torch.device
+) -> list[dict[str, torch.Tensor]]:
+    model.eval()
+    out = model([im.to(device) for im in images])
+    return [{k: v.cpu() for k, v in o.items()} for o in out]
+
+
+def evaluate_split(
+    model: nn.Module,
+    data: BoxDataset,
+    device: torch.device,
+    classes: list[str],
+    confusion: bool = False,
+    batch_size: int = 8,
+) -> tuple[BoxScores, list[dict[str, torch.Tensor]]]:
+    """The split's COCO scores, and the detections (labels: class index + 1)."""
+    detections, targets = [], []
+    for start in range(0, len(data), batch_size):
+        images, truth = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        detections += detect(model, images, device)
+        targets += truth
+    return score_boxes(detections, targets, classes, confusion), detections
+
+
 def evaluate_detector(
     weights: str | Path,
     data: str | None = None,
@@ -68,7 +97,6 @@ def evaluate_detector(
     from ..infer.sources import report_folder
     from ..training.config import load_config_file
     from .report import write_scores
-    from .train import evaluate_split
 
     dev = resolve_device(device)
     model, meta, path, run = load_detector(weights, dev)
@@ -127,7 +155,7 @@ class Detection:
 @dataclass
 class DetectionResult:
     predictions: list[Detection]
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # file: why, as PredictResult's
     classes: list[str] = field(default_factory=list)
 
     def unwritten(self) -> int:
@@ -136,7 +164,7 @@ class DetectionResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "predictions": [d.__dict__ for d in self.predictions],
-            "failed": [{"path": p, "error": e} for p, e in self.failed],
+            "failed": [{"path": p, "error": e} for p, e in self.failed.items()],
         }
 
     def table(self) -> str:
@@ -144,7 +172,7 @@ class DetectionResult:
         for d in self.predictions:
             found = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(d.labels, d.scores, strict=True))
             lines.append(f"{d.path}: {len(d.boxes)} box(es){': ' + found if found else ''}")
-        lines += [f"{p}: unreadable ({e})" for p, e in self.failed]
+        lines += [f"{p}: unreadable ({e})" for p, e in self.failed.items()]
         return "\n".join(lines)
 
     def csv_text(self) -> str:
@@ -198,56 +226,63 @@ def predict_boxes(
     overwrite: bool = False,
     device: str = "auto",
 ) -> DetectionResult:
-    """Boxes, classes and scores for each image, at or above `score_threshold`; drawn PNGs,
-    detections.csv and coco-results.json in `draw_to` (default RUN/predictions), never over
-    an existing file without `overwrite`."""
-    from ..infer.sources import output_folder
-    from .boxes import BoxImage
+    """Boxes, classes and scores for each image, at or above `score_threshold`; drawn PNGs
+    (named as predict names masks: `mask_paths`), detections.csv and coco-results.json in
+    `draw_to` (default RUN/predictions); an existing drawing is replaced only with
+    `overwrite`, and that is checked before anything is written."""
+    from ..infer.sources import mask_paths, output_folder
     from .report import PALETTE, draw_boxes
 
     dev = resolve_device(device)
     model, meta, _, _ = load_detector(weights, dev)
     spec, classes = meta.detector, meta.classes or []
     folder = Path(draw_to) if draw_to else output_folder(weights, "predictions")
+    files = image_paths(images)
+    drawn = mask_paths(files, folder)
+    taken = [p for p in drawn.values() if p.exists()]
+    if taken and not overwrite:
+        raise UsageError(f"{taken[0]} exists; pass --overwrite or another --masks-out folder")
     result = DetectionResult([], classes=classes)
-    for path in image_paths(images):
-        item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
+    for path in files:
         try:
-            pixels = read_image(item, spec["in_chans"] == 1)
+            pixels, found = detect_file(model, path, spec, dev, score_threshold)
         except (OSError, ValueError) as e:
-            result.failed.append((str(path), str(e).splitlines()[0]))
+            result.failed[str(path)] = str(e).splitlines()[0]
             continue
-        image, _ = resize(pixels, torch.zeros(0, 4), spec["size"])
-        with torch.no_grad():
-            found = model([image.to(dev)])[0]
-        keep = found["scores"] >= score_threshold
-        h, w = pixels.shape[:2]
-        scale = torch.tensor([w / image.shape[2], h / image.shape[1]] * 2)
-        boxes = found["boxes"][keep].cpu() * scale
-        labels = [classes[int(c) - 1] for c in found["labels"][keep]]
-        scores = found["scores"][keep].cpu()
-        target = folder / f"{path.stem}.png"
-        if target.exists() and not overwrite:
-            raise UsageError(f"{target} exists; pass --overwrite or another --masks-out folder")
-        colours = [PALETTE[(int(c) - 1) % len(PALETTE)] for c in found["labels"][keep]]
-        folder.mkdir(parents=True, exist_ok=True)
-        draw_boxes(pixels, boxes, labels, scores, colours).save(target)
-        result.predictions.append(
-            Detection(
-                str(path),
-                [[round(float(v), 2) for v in b] for b in boxes],
-                labels,
-                [round(float(s), 4) for s in scores],
-                str(target),
-            )
-        )
+        labels = found["labels"].tolist()
+        names = [classes[c - 1] for c in labels]
+        colours = [PALETTE[(c - 1) % len(PALETTE)] for c in labels]
+        target = drawn[os.path.abspath(path)]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        draw_boxes(pixels, found["boxes"], names, found["scores"], colours).save(target)
+        boxes = [[round(float(v), 2) for v in b] for b in found["boxes"]]
+        scores = [round(float(v), 4) for v in found["scores"]]
+        result.predictions.append(Detection(str(path), boxes, names, scores, str(target)))
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "detections.csv", result.csv_text())
     atomic_write_json(folder / "coco-results.json", result.coco_results(spec["category_ids"]))
     if out is not None:
-        text = (
-            json.dumps(result.to_dict(), indent=2)
-            if str(out).endswith(".json")
-            else result.csv_text()
-        )
+        as_json = str(out).endswith(".json")
+        text = json.dumps(result.to_dict(), indent=2) if as_json else result.csv_text()
         atomic_write_text(Path(out), text)
     return result
+
+
+@torch.no_grad()
+def detect_file(
+    model: nn.Module, path: Path, spec: dict[str, Any], device: torch.device, threshold: float
+) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """An image file read upright as the detector was trained ([H, W, C] uint8), and its
+    detections at or above `threshold`, boxes in the file's own pixels."""
+    item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
+    pixels = read_image(item, spec["in_chans"] == 1)
+    image, _ = resize(pixels, torch.zeros(0, 4), spec["size"])
+    found = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
+    keep = found["scores"] >= threshold
+    h, w = pixels.shape[:2]
+    factor = scaled(w, h, spec["size"])[2]
+    return pixels, {
+        "boxes": found["boxes"][keep] / factor,
+        "labels": found["labels"][keep],
+        "scores": found["scores"][keep],
+    }

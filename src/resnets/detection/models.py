@@ -20,9 +20,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
-from ..errors import UsageError, unknown_name
+from ..errors import unknown_name
 from ..models.detection import LastStage, ResNetFPN, detection_resnet
 from ..models.registry import get_config
+from ..models.resnet import ResNet
 from ..options import DETECTION_HEADS
 
 
@@ -49,18 +50,22 @@ def default_trainable_stages(model: str, pretrained: bool) -> int:
     return 3 if pretrained else len(get_config(model).layers) + 1
 
 
+RATIOS = (0.5, 1.0, 2.0)  # anchor aspect ratios, torchvision's
+
+
 def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Module:
     """A detector from its spec (what WeightsMeta.detector keeps): model, head, num_classes
     (the user's classes; the background is added), in_chans, mean, std, anchor, size,
-    trainable_stages, frozen_bn, score_threshold."""
-    head, name = spec["head"], spec["model"]
+    trainable_stages, frozen_bn, score_threshold, rois_per_image."""
+    head = spec["head"]
     if head not in DETECTION_HEADS:
         raise unknown_name("head", head, DETECTION_HEADS)
-    cfg = get_config(name)
-    if cfg.spatial_dims != 2:
-        raise UsageError(f"detection takes 2D images; {name} is a 3D model")
     resnet = detection_resnet(
-        name, pretrained, spec["trainable_stages"], spec["frozen_bn"], in_chans=spec["in_chans"]
+        spec["model"],
+        pretrained,
+        spec["trainable_stages"],
+        spec["frozen_bn"],
+        in_chans=spec["in_chans"],
     )
     common = {
         "num_classes": spec["num_classes"] + 1,
@@ -69,53 +74,66 @@ def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Mo
         "image_mean": spec["mean"],
         "image_std": spec["std"],
     }
-    base, ratios = spec["anchor"], (0.5, 1.0, 2.0)
-    if head == "fasterrcnn-c5":
-        backbone = LastStage(resnet)
-        sizes = tuple(base * 2**k for k in range(5))
-        model = FasterRCNN(
-            backbone,
-            rpn_anchor_generator=AnchorGenerator((sizes,), (ratios,)),
-            box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
-            box_score_thresh=spec["score_threshold"],
-            box_batch_size_per_image=spec.get("rois_per_image", 512),
-            **common,
-        )
-    elif head == "fasterrcnn":
-        backbone = ResNetFPN(resnet, None, 256, "pool")
-        maps = len(backbone.strides)
-        anchors = AnchorGenerator(tuple((base * 2**k,) for k in range(maps)), (ratios,) * maps)
-        names = [str(k) for k in range(maps - 1)]  # the pyramid's maps, not the extra pool
-        model = FasterRCNN(
-            backbone,
-            rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
-            box_score_thresh=spec["score_threshold"],
-            box_batch_size_per_image=spec.get("rois_per_image", 512),
-            **common,
-        )
-    elif head == "retinanet":
-        backbone = ResNetFPN(resnet, None, 256, "p6p7")
-        octave = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
-        maps = len(backbone.strides)
-        sizes = tuple(tuple(round(base * 2**k * o) for o in octave) for k in range(maps))
-        model = RetinaNet(
-            backbone,
-            anchor_generator=AnchorGenerator(sizes, (ratios,) * maps),
-            score_thresh=spec["score_threshold"],
-            **common,
-        )
-    else:
-        backbone = ResNetFPN(resnet, None, 256, "p6p7")
-        sizes = tuple((s,) for s in backbone.strides)  # torchvision's: one per stride
-        model = FCOS(
-            backbone,
-            anchor_generator=AnchorGenerator(sizes, ((1.0,),) * len(sizes)),
-            score_thresh=spec["score_threshold"],
-            **common,
-        )
+    model = HEADS[head](resnet, spec, common)
     model.transform = KeepSize(spec["size"], spec["size"], spec["mean"], spec["std"])
     return model
+
+
+def two_stage(backbone: nn.Module, anchors: AnchorGenerator, maps: list[str], spec, common):
+    """torchvision's Faster R-CNN, its RoIs pooled from `maps`."""
+    return FasterRCNN(
+        backbone,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(maps, 7, 2),
+        box_score_thresh=spec["score_threshold"],
+        box_batch_size_per_image=spec.get("rois_per_image", 512),
+        **common,
+    )
+
+
+def fasterrcnn(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
+    """On the FPN: one anchor size per map, doubling from the smallest."""
+    backbone = ResNetFPN(resnet, None, 256, "pool")
+    n, base = len(backbone.strides), spec["anchor"]
+    anchors = AnchorGenerator(tuple((base * 2**k,) for k in range(n)), (RATIOS,) * n)
+    names = [str(k) for k in range(n - 1)]  # the pyramid's maps, not the extra pool
+    return two_stage(backbone, anchors, names, spec, common)
+
+
+def fasterrcnn_c5(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
+    """The seed's design: the last stage alone, all five anchor sizes on it."""
+    sizes = tuple(spec["anchor"] * 2**k for k in range(5))
+    anchors = AnchorGenerator((sizes,), (RATIOS,))
+    return two_stage(LastStage(resnet), anchors, ["0"], spec, common)
+
+
+def retinanet(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
+    """On the FPN with P6 and P7: three scales per octave on each map, as torchvision's."""
+    backbone = ResNetFPN(resnet, None, 256, "p6p7")
+    octave = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+    n, base = len(backbone.strides), spec["anchor"]
+    sizes = tuple(tuple(round(base * 2**k * o) for o in octave) for k in range(n))
+    anchors = AnchorGenerator(sizes, (RATIOS,) * n)
+    return RetinaNet(
+        backbone, anchor_generator=anchors, score_thresh=spec["score_threshold"], **common
+    )
+
+
+def fcos(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
+    """On the FPN with P6 and P7: one location per pixel, sized by its stride (torchvision's)."""
+    backbone = ResNetFPN(resnet, None, 256, "p6p7")
+    sizes = tuple((s,) for s in backbone.strides)
+    anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+    return FCOS(backbone, anchor_generator=anchors, score_thresh=spec["score_threshold"], **common)
+
+
+HEADS = {
+    "fasterrcnn": fasterrcnn,
+    "retinanet": retinanet,
+    "fcos": fcos,
+    "fasterrcnn-c5": fasterrcnn_c5,
+}
+assert tuple(HEADS) == DETECTION_HEADS, "options.py names the heads"
 
 
 def backbone_of(model: nn.Module) -> nn.Module:

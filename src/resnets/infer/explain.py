@@ -31,7 +31,6 @@ from ..options import EXPLAIN_METHODS
 from .cases import check_inputs, expand_cases, prepare_cases
 from .images import Input, expand_images, prepare_sized
 from .montage import input_pixels, write_montage, write_png
-from .predict import mask_paths
 from .saliency import (
     Method,
     gradcam,
@@ -40,7 +39,7 @@ from .saliency import (
     resize_maps,
     scorecam,
 )
-from .sources import resolve_source
+from .sources import mask_paths, resolve_source
 
 BATCH_SIZE = 16
 

@@ -32,7 +32,7 @@ from .cases import (
     write_mask_volume,
 )
 from .images import Input, expand_images, prepare_sized
-from .sources import Loaded, open_source, output_folder
+from .sources import Loaded, mask_paths, open_source, output_folder
 
 NOT_WRITTEN = "mask not written: "
 
@@ -94,18 +94,6 @@ class PredictResult:
             for path, why in self.failed.items()
         ]
         return "\n".join(lines)
-
-
-def mask_paths(
-    files: list[Path], folder: Path, rename: Callable[[str], str] = lambda rel: rel + ".png"
-) -> dict[str, Path]:
-    """Where each input's mask goes: its path relative to the inputs' common folder, mirrored
-    under `folder`, with ".png" added to the whole name (`a/x.png`, `b/x.jpg` ->
-    `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask
-    (`rename`: another rule for the relative path)."""
-    absolute = [os.path.abspath(f) for f in files]
-    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-    return {a: folder / rename(os.path.relpath(a, root)) for a in absolute}
 
 
 def _save_masks(
@@ -179,7 +167,7 @@ def predict(
         files = [images] if isinstance(images, str | Path) else list(images)
         return predict_boxes(weights, files, score_threshold, masks_out, out, overwrite, device)
     loaded, files = _open(weights, images, device, backend, batch_size)
-    meta, classes, infer, dev = loaded.meta, loaded.classes, loaded.infer, loaded.device
+    meta = loaded.meta
     three_d = meta.inputs != "images"
     if meta.input_size is None or meta.mean is None:
         raise DataError(f"{loaded.path} lacks preprocessing metadata (input size, mean, std)")
@@ -192,22 +180,38 @@ def predict(
         folder = Path(masks_out) if masks_out else output_folder(loaded.path, "predictions")
         masks, owners = _mask_targets(files, folder, overwrite, three_d)
     resize = None if segmentation else meta.resize_size
-    k = min(topk, len(classes))
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
-        if three_d:
-            x, names, failed, sizes = prepare_cases(batch, meta, loaded.channels)
-        else:
-            x, names, sizes, failed = prepare_sized(batch, meta, loaded.channels, resize, start)
-        result.failed |= failed
-        if x is None:
-            continue
-        preds, failed = _read_out(infer(x.to(dev)), names, sizes, meta, classes, k, masks, owners)
+        preds, failed = _predict_batch(loaded, batch, start, resize, topk, masks, owners)
         result.predictions += preds
         result.failed |= failed
     if out is not None:
         result.save(out)
     return result
+
+
+def _predict_batch(
+    loaded: Loaded,
+    batch: list,
+    start: int,
+    resize: int | None,
+    topk: int,
+    masks: dict[str, Path],
+    owners: dict[str, str],
+) -> tuple[list[Prediction], dict[str, str]]:
+    """One batch of inputs prepared as the weights were trained and read out: its
+    predictions, and the inputs that could not be read or written, with why."""
+    meta, classes = loaded.meta, loaded.classes
+    if meta.inputs != "images":
+        x, names, failed, sizes = prepare_cases(batch, meta, loaded.channels)
+    else:
+        x, names, sizes, failed = prepare_sized(batch, meta, loaded.channels, resize, start)
+    if x is None:
+        return [], failed
+    k = min(topk, len(classes))
+    logits = loaded.infer(x.to(loaded.device))
+    preds, unwritten = _read_out(logits, names, sizes, meta, classes, k, masks, owners)
+    return preds, failed | unwritten
 
 
 def _read_out(

@@ -3,7 +3,9 @@ to a run), and the one way predict and evaluate open it, ready to run."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,18 @@ def report_folder(out, run: Path | None, weights: Path, data: str | None) -> Pat
         folder = folder / re.sub(r"[^\w.-]+", "_", data).strip("_")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def mask_paths(
+    files: list[Path], folder: Path, rename: Callable[[str], str] = lambda rel: rel + ".png"
+) -> dict[str, Path]:
+    """Where each input's mask goes: its path relative to the inputs' common folder, mirrored
+    under `folder`, with ".png" added to the whole name (`a/x.png`, `b/x.jpg` ->
+    `folder/a/x.png.png`, `folder/b/x.jpg.png`), so that two inputs never share a mask
+    (`rename`: another rule for the relative path)."""
+    absolute = [os.path.abspath(f) for f in files]
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return {a: folder / rename(os.path.relpath(a, root)) for a in absolute}
 
 
 def is_onnx(path: Path) -> bool:
