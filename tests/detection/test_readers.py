@@ -236,6 +236,18 @@ def test_a_csv_saved_by_excel_or_not_a_csv(tmp_path):
         read_boxes(f"csv:{tmp_path / 'img.csv'}")
 
 
+def test_columns_named_by_the_user(tmp_path):
+    write_images(tmp_path / "img")
+    (tmp_path / "t.csv").write_text("picture,x1,y1,x2,y2,kind\nimg/a.png,4,6,30,40,cat\n")
+    columns = {"path": "picture", "label": "kind"}
+    boxes = read_boxes(f"csv:{tmp_path / 't.csv'}", columns=columns)
+    assert boxes.classes == ["cat"] and boxes.box_count == 1
+    with pytest.raises(DataError, match="no column 'Kind'"):
+        read_boxes(f"csv:{tmp_path / 't.csv'}", columns={"label": "Kind"})
+    with pytest.raises(UsageError, match="columns of a csv: table"):
+        read_boxes("shapes-boxes", columns=columns)
+
+
 def test_unknown_class_and_missing_columns_are_one_line_errors(tmp_path):
     write_yolo(tmp_path)
     (tmp_path / "labels" / "b.txt").write_text("5 0.5 0.5 0.2 0.2\n")

@@ -49,8 +49,14 @@ TEST_SHOWN = {
     "multilabel": ("auc", "map"),
     "detection": ("map", "map50"),
 }
-LABELS = {"acc1": "top-1", "dice": "Dice", "iou": "IoU", "auc": "AUC", "map": "mAP"}
-LABELS["map50"] = "mAP50"
+LABELS = {
+    "acc1": "top-1",
+    "dice": "Dice",
+    "iou": "IoU",
+    "auc": "AUC",
+    "map": "mAP",
+    "map50": "mAP50",
+}
 IGNORED = ("out", "resume", "overwrite", "progress", "tensorboard", "log_every")  # not the math
 RUNNING_MIN_SECONDS = 600  # a run written this recently may still be running
 FIRST_EPOCH_SECONDS = 3600  # ... and one with no epoch done yet, this long after its start

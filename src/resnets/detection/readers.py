@@ -10,14 +10,24 @@ from ..errors import UsageError
 from ..options import split_spec
 from .boxes import BoxSet, assemble
 from .formats import READERS
+from .formats.table import read_box_csv
 
 BOX_FORMATS = ("coco", "voc", "yolo", "csv", "shapes-boxes")
 
 
-def read_boxes(spec: str, strict: bool = False, synthetic_samples: int = 2048) -> BoxSet:
+def read_boxes(
+    spec: str,
+    strict: bool = False,
+    synthetic_samples: int = 2048,
+    columns: dict[str, str] | None = None,
+) -> BoxSet:
     """The BoxSet of a --data spec for detection; shapes-boxes makes a quarter of
-    --synthetic-samples images (at least 16), as shapes3d does."""
+    --synthetic-samples images (at least 16), as shapes3d does. `columns`: a csv: table's
+    path and label columns by name ({"path": ..., "label": ...}, from --path-column and
+    --label-column)."""
     name, path = split_spec(spec)
+    if columns and name != "csv":
+        raise UsageError("--path-column and --label-column name the columns of a csv: table")
     if name == "shapes-boxes":
         from .shapes import shapes_boxes
 
@@ -33,7 +43,7 @@ def read_boxes(spec: str, strict: bool = False, synthetic_samples: int = 2048) -
         where = Path(path).expanduser()
         if not where.exists():
             raise UsageError(f"{where} does not exist")
-        read = READERS[name](where)
+        read = read_box_csv(where, columns) if name == "csv" else READERS[name](where)
     boxes = assemble(read.found, read.classes, read.ids, strict, read.notes)
     if read.splits:
         position = {im.path.resolve(): i for i, im in enumerate(boxes.images)}

@@ -42,7 +42,9 @@ def setup_detection(cfg: TrainConfig, device: torch.device) -> DetectionRun:
 
 
 def build_run(cfg: TrainConfig, device: torch.device, folder: RunFolder) -> DetectionRun:
-    boxes = read_boxes(cfg.data, cfg.strict, cfg.synthetic_samples)
+    named = {"path": cfg.path_column, "label": cfg.label_column}
+    columns = {k: v for k, v in named.items() if v is not None}
+    boxes = read_boxes(cfg.data, cfg.strict, cfg.synthetic_samples, columns)
     splits = split_boxes(boxes, cfg.val_split, cfg.test_split, cfg.seed, cfg.image_size)
     if cfg.num_classes is not None and cfg.num_classes != len(boxes.classes):
         raise UsageError(

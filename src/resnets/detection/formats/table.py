@@ -22,10 +22,11 @@ CSV_COLUMNS = {
 }
 
 
-def read_box_csv(file: Path) -> Read:
+def read_box_csv(file: Path, given: dict[str, str] | None = None) -> Read:
     """path, x1, y1, x2, y2, label rows (one per box; a row with empty box fields is an image
-    with none), columns found by their usual names in any order; a table without a header is
-    read in that order (keras-retinanet's)."""
+    with none), columns found by their usual names in any order, or named in `given`
+    ({"path": --path-column, "label": --label-column}); a table without a header is read in
+    that order (keras-retinanet's)."""
     try:  # utf-8-sig: a table saved by Excel starts with a byte-order mark
         with file.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -37,7 +38,7 @@ def read_box_csv(file: Path) -> Read:
         ) from None
     if not rows:
         raise DataError(f"{file} is empty")
-    columns, body, note = csv_columns(rows, file)
+    columns, body, note = csv_columns(rows, file, given or {})
     images: dict[Path, Found] = {}
     for n, row in body:
         value = {k: row[i].strip() if i < len(row) else "" for k, i in columns.items()}
@@ -56,18 +57,27 @@ def read_box_csv(file: Path) -> Read:
 
 
 def csv_columns(
-    rows: list[tuple[int, list[str]]], file: Path
+    rows: list[tuple[int, list[str]]], file: Path, given: dict[str, str]
 ) -> tuple[dict[str, int], list[tuple[int, list[str]]], str | None]:
     """Where each field is: by the header's names, or in keras-retinanet's order when the
     first row is a box (numbers in its second to fifth fields)."""
     first = rows[0][1]
     header = [c.strip().lower() for c in first]
     numeric = len(first) >= 6 and all(_number(c) for c in first[1:5])
+    if numeric and given:
+        raise UsageError(f"{file} has no header, so it has no columns to name with --path-column")
     if numeric:
         order = dict(zip(("path", "x1", "y1", "x2", "y2", "label"), range(6), strict=True))
         return order, rows, f"{file.name} has no header: read as path, x1, y1, x2, y2, label"
     columns = {}
+    for key, name in given.items():  # named by the user: exactly, as csv: labels are
+        stripped = [c.strip() for c in first]
+        if name not in stripped:
+            raise DataError(f"{file} has no column {name!r} (columns: {', '.join(first)})")
+        columns[key] = stripped.index(name)
     for key, names in CSV_COLUMNS.items():
+        if key in columns:
+            continue
         hit = next((header.index(n) for n in names if n in header), None)
         if hit is None:
             raise UsageError(
