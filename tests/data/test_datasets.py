@@ -6,7 +6,8 @@ import torch
 
 from resnets.data import DataOptions, load_splits
 from resnets.data import datasets as ds
-from resnets.data.splits import stratified_split
+from resnets.data.python import PythonData
+from resnets.data.splits import Splits, stratified_split
 from resnets.errors import DataError, UsageError
 
 from ..helpers import write_cifar, write_image_folder, write_mnist
@@ -167,3 +168,21 @@ def test_synthetic_is_learnable_and_sized():
     means = torch.stack([s.train.images[s.train.labels == c].float().mean(0) for c in range(10)])
     assert (means[0] - means[1]).abs().mean() > 10  # classes differ by their pattern
     assert np.isclose(sum(len(getattr(s, k)) for k in ("train", "val")), 200)
+
+
+@pytest.mark.parametrize("source", ["digits", "imagefolder", "python"])
+def test_every_source_is_carved_by_one_rule_and_says_so_alike(tmp_path, source):
+    """Test, then validation, held out by `splits.carve` whatever the source; the notes count
+    what the splits hold, in the same words; the splits come whole, normalization included."""
+    objects = None
+    data = {"digits": "digits", "python": "python"}.get(source)
+    if source == "imagefolder":
+        data = f"imagefolder:{write_image_folder(tmp_path / 'f', per_class=20)}"
+    if source == "python":
+        images = ds.load_digits().images[:200]
+        objects = PythonData((images.numpy(), (torch.arange(200) % 4).numpy()))
+    s = load_splits(DataOptions(data=data, image_size=16), seed=0, objects=objects)
+    seen = len(s.train) + len(s.val)
+    assert any(n.startswith(f"test split: {len(s.test)} images held out from") for n in s.notes)
+    assert f"validation split: {len(s.val)} of {seen} training images" in s.notes
+    assert isinstance(s, Splits) and len(s.mean) == len(s.std) == s.channels

@@ -99,11 +99,11 @@ def test_make_criterion_picks_focal_with_class_weights_as_alpha():
     splits = load_splits(DataOptions(), seed=0)
     cfg = TrainConfig(loss="focal", focal_gamma=2.0, class_weights="balanced")
     cpu = torch.device("cpu")
-    criterion = make_criterion(get_task("classification"), cfg, splits, cpu)
+    criterion = make_criterion(get_task("classification"), cfg, splits, cpu, [])
     x, y = logits_and_labels(classes=10)
     weight = class_weights(cfg, splits, cpu)
     assert torch.equal(criterion(x, y), focal_loss(x, y, 2.0, weight))
-    plain = make_criterion(get_task("classification"), TrainConfig(), splits, cpu)
+    plain = make_criterion(get_task("classification"), TrainConfig(), splits, cpu, [])
     assert torch.allclose(plain(x, y), F.cross_entropy(x, y))
     assert not torch.allclose(criterion(x, y), plain(x, y))
 

@@ -148,8 +148,8 @@ def nan_losses(monkeypatch, bad: Callable[[int], bool]) -> None:
     real = setup.make_criterion
     calls = {"n": 0}
 
-    def poisoned(task, cfg, splits, device):
-        criterion = real(task, cfg, splits, device)
+    def poisoned(task, cfg, splits, device, notes):
+        criterion = real(task, cfg, splits, device, notes)
 
         def f(logits, y):
             calls["n"] += 1

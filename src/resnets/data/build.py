@@ -8,7 +8,7 @@ for the final, single evaluation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,10 +34,7 @@ from .memory import memory_splits
 from .provenance import fingerprint, read_record, same_data
 from .python import PYTHON, PythonData, python_splits
 from .sizing import ModelSize
-from .splits import (
-    Splits,
-    unit,
-)
+from .splits import ReadSplits, Splits, unit
 from .stream import FolderEvalLoader, FolderTrainLoader
 
 SAMPLERS = ("uniform", "balanced")
@@ -70,48 +67,58 @@ def load_splits(
     run: Path | None = None,
     decode: tuple[str, ...] = SPLITS,
     objects: PythonData | None = None,
+    normalization: tuple[list[float], list[float]] | None = None,
 ) -> Splits:
     """Load the data named by `opts.data`, carve validation (and test) splits, and settle the
     input size (from `model` and the images), the normalization and how folders are read.
 
     With `run`, the data must be what that run was made from (see provenance.py). Folder
     splits named in `decode` are decoded once when they fit (see cache.py). `objects`: data
-    given as Python objects (python.py); `opts.data` is then "python"."""
+    given as Python objects (python.py); `opts.data` is then "python". `normalization`: the
+    (mean, std) to use, a model's own, in place of `opts.normalize`."""
+    read = _read(opts, seed, channels, model, objects)
+    read.fingerprint = fingerprint(read)
+    read.rotate, read.scale = opts.rotate, opts.scale
+    if opts.rotate or opts.scale:
+        about = "each axis" if read.spatial_dims == 3 and read.name != "video" else "the frame"
+        read.notes.append(
+            f"training augmentation: rotation up to {opts.rotate:g} degrees about "
+            f"{about}, zoom {1 - opts.scale:g}..{1 + opts.scale:g}x"
+        )
+    if run is not None:
+        read = same_data(read, read_record(run), opts.allow_changed_data)
+    workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
+    if not read.in_memory:
+        decode_once(read, opts.cache, decode, workers)
+    if normalization is not None:
+        read.notes.append("normalization: the weights' own mean and std")
+        return Splits.normalized(read, *normalization)
+    return Splits.normalized(read, *_normalization(read, opts.normalize or "dataset", workers))
+
+
+def _read(opts: DataOptions, seed: int, channels, model, objects) -> ReadSplits:
+    """The source's splits as read and carved, checked to hold classes that can be learnt."""
     _check_mask_options(opts)
     if objects is not None:
-        splits = python_splits(objects, opts, channels, model)
+        read = python_splits(objects, opts, channels, model)
     elif opts.data == PYTHON:
         raise UsageError(
             "this run was trained on Python objects; give them again: "
             "resnets.train(data=..., resume=RUN) or evaluate(RUN, data=...)"
         )
     elif (name_path := parse_spec(opts.data))[0] in ("imagefolder", "csv"):
-        splits = imf.folder_splits(name_path[1], opts, seed, channels, model, kind=name_path[0])
+        read = imf.folder_splits(name_path[1], opts, seed, channels, model, kind=name_path[0])
     else:
-        splits = memory_splits(*name_path, opts, channels)
-    if len(splits.classes) < 2:
+        read = memory_splits(*name_path, opts, channels)
+    if len(read.classes) < 2:
         raise DataError(
-            f"{opts.data} has only one class ({splits.classes[0]}); a classifier needs two or more"
+            f"{opts.data} has only one class ({read.classes[0]}); a classifier needs two or more"
         )
-    _note_empty_classes(splits)
-    splits.fingerprint = fingerprint(splits)
-    splits.rotate, splits.scale = opts.rotate, opts.scale
-    if opts.rotate or opts.scale:
-        about = "each axis" if splits.spatial_dims == 3 and splits.name != "video" else "the frame"
-        splits.notes.append(
-            f"training augmentation: rotation up to {opts.rotate:g} degrees about "
-            f"{about}, zoom {1 - opts.scale:g}..{1 + opts.scale:g}x"
-        )
-    if run is not None:
-        splits = same_data(splits, read_record(run), opts.allow_changed_data)
-    workers = default_workers(decoding=True) if opts.num_workers is None else opts.num_workers
-    if not splits.in_memory:
-        decode_once(splits, opts.cache, decode, workers)
-    _normalization(splits, opts.normalize or "dataset", workers)
-    return splits
+    _note_empty_classes(read)
+    return read
 
 
-def _note_empty_classes(splits: Splits) -> None:
+def _note_empty_classes(splits: ReadSplits) -> None:
     """A class with no training image cannot be learnt: said in the notes, by name (classes
     numbered from the labels' range, or given by num_classes, may have none)."""
     labels = splits.train_labels()
@@ -138,26 +145,26 @@ def _check_mask_options(opts: DataOptions) -> None:
             raise UsageError(f"{flag} applies to --data segfolder:DIR, not to --data {opts.data}")
 
 
-def _normalization(splits: Splits, how: str, workers: int) -> None:
+def _normalization(read: ReadSplits, how: str, workers: int) -> tuple[list[float], list[float]]:
     """Mean and std: ImageNet's, or measured on the training split (all of it when it is in
     memory, an even sample of 1,000 images when it streams)."""
     if how == "imagenet":
-        grey = splits.channels == 1
-        splits.mean = [sum(IMAGENET_MEAN) / 3] if grey else list(IMAGENET_MEAN)
-        splits.std = [sum(IMAGENET_STD) / 3] if grey else list(IMAGENET_STD)
-        splits.notes.append("normalization: ImageNet's mean and std")
-        return
-    train = splits.tensors("train")
+        grey = read.channels == 1
+        read.notes.append("normalization: ImageNet's mean and std")
+        if grey:
+            return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    train = read.tensors("train")
     if train is not None:
         mean, std = channel_stats(train.images)
-        where = f"all {len(train)} training {unit(train, splits.name)}"
+        where = f"all {len(train)} training {unit(train, read.name)}"
     else:
-        sample = sample_images(splits.train, splits.input_size, workers)
+        sample = sample_images(read.train, read.input_size, workers)
         mean, std = channel_stats(sample)
-        where = f"{len(sample)} of {len(splits.train)} training images (an even sample)"
-    splits.mean, splits.std = mean.tolist(), std.tolist()
-    shown = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(splits.mean, splits.std, strict=True))
-    splits.notes.append(f"normalization: the data's own mean/std ({shown}), from {where}")
+        where = f"{len(sample)} of {len(read.train)} training images (an even sample)"
+    shown = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(mean.tolist(), std.tolist(), strict=True))
+    read.notes.append(f"normalization: the data's own mean/std ({shown}), from {where}")
+    return mean.tolist(), std.tolist()
 
 
 @dataclass
@@ -165,6 +172,7 @@ class Loaders:
     train: TrainLoader
     val: EvalLoader | None
     test: EvalLoader | None
+    notes: list[str] = field(default_factory=list)  # what building them decided (the sampler)
 
 
 def make_loaders(
@@ -184,7 +192,8 @@ def make_loaders(
     mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
     augment = splits.train_augment()
     decoded = splits.tensors("train")
-    batches = train_batches(splits, batch_size, shard, seed, sampler)
+    notes: list[str] = []
+    batches = train_batches(splits, batch_size, shard, seed, sampler, notes)
     common = {"device": device, "mean": mean, "std": std, "channels_last": channels_last}
     if decoded is not None:
         train = InMemoryTrainLoader(decoded, batches, augment=augment, mix=mix, **common)
@@ -207,14 +216,14 @@ def make_loaders(
             splits, split, eval_batch, device, eval_shard, channels_last, num_workers
         )
 
-    return Loaders(train, evaluation("val"), evaluation("test"))
+    return Loaders(train, evaluation("val"), evaluation("test"), notes)
 
 
 def train_batches(
-    splits: Splits, batch_size: int, shard: Shard, seed: int, sampler: str = "uniform"
+    splits: Splits, batch_size: int, shard: Shard, seed: int, sampler: str, notes: list[str]
 ) -> GlobalBatches:
     """The training split's global batches. "balanced": each epoch draws as many images as the
-    split holds, with replacement, each with probability 1 / its class's count."""
+    split holds, with replacement, each with probability 1 / its class's count (noted)."""
     if sampler not in SAMPLERS:
         raise unknown_name("sampler", sampler, SAMPLERS)
     data = splits.tensors("train") or splits.train  # decoded once: unreadable files left out
@@ -223,7 +232,7 @@ def train_batches(
         weights = balanced_weights(data.labels)
         counts = torch.bincount(data.labels)
         counts = counts[counts > 0]
-        splits.notes.append(
+        notes.append(
             f"sampler: balanced: each epoch draws {len(data)} training images with replacement, "
             f"every class equally likely (classes of {int(counts.min())} to "
             f"{int(counts.max())} images), so images of rare classes repeat"

@@ -4,7 +4,8 @@ On two cores, decoding the same small PNGs every epoch takes a core from trainin
 decoded splits fit a memory budget (a quarter of the available RAM), they are decoded once,
 in parallel, and train through the in-memory path; `--cache disk` keeps them in a uint8 array
 file keyed by the files (path, size, modification time), the size and the channels, which
-later runs and `evaluate` reuse. A cached image is exactly what the stream's worker would
+later runs and `evaluate` reuse (`cache_key`: the one key of the disk cache, whose 3D
+folders volumes/cache.py keeps beside). A cached image is exactly what the stream's worker would
 have produced for it, so batches are the same either way.
 """
 
@@ -17,6 +18,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,18 +28,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import DataError, UsageError
-from ..files import atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from .datasets import ImageTensors
 from .imagefolder import ImageFolderDataset, collate, worker_errors
 from .sizing import SAMPLE, even_sample
 
 if TYPE_CHECKING:
-    from .splits import Splits
+    from .splits import ReadSplits
 
 log = logging.getLogger("resnets")
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
-FORMAT = 1  # bump when what a cache file holds changes
+FORMAT = 3  # bump when what any cache file holds changes (3: one key for 2D and 3D)
 
 
 def available_memory() -> int:
@@ -93,14 +95,21 @@ def choose(mode: str, nbytes: int, why_not: str | None) -> tuple[str, str]:
     )
 
 
-def split_key(data: ImageFolderDataset, size: int) -> str:
-    """What a cache file depends on: each file's path, size and modification time, the label,
-    the image size, channels and the transform."""
-    h = hashlib.sha256(f"{FORMAT}|{size}|{data.channels}|{data.transform!r}".encode())
-    for f, y in zip(data.files, data.labels.tolist(), strict=True):
+def cache_key(kind: str, options: object, files: Iterable[tuple[Path, object]]) -> str:
+    """The one key of every disk-cache file, 2D split or 3D folder: its `kind`, the reading
+    `options`, and each file's path, size and modification time with what it stands for (its
+    label, for a 2D split). Any change to one of them is another file."""
+    h = hashlib.sha256(f"{FORMAT}|{kind}|{options!r}".encode())
+    for f, meaning in files:
         st = f.stat()
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{y}\n".encode())
-    return h.hexdigest()[:24]
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{meaning}\n".encode())
+    return f"{kind}-{h.hexdigest()[:24]}"
+
+
+def split_key(data: ImageFolderDataset, size: int) -> str:
+    """A 2D split's key: its files and labels, the image size, channels and transform."""
+    options = (size, data.channels, repr(data.transform))
+    return cache_key("split", options, zip(data.files, data.labels.tolist(), strict=True))
 
 
 @dataclass
@@ -182,21 +191,17 @@ def _write_cache(array: Path, data: ImageFolderDataset, shape, what: str, worker
             f"the disk cache needs {gigabytes(need)} but {array.parent} has {gigabytes(free)} "
             "free; set RESNETS_CACHE to a folder on a larger disk, or pass --cache none"
         )
-    tmp = array.with_name(f".{array.stem}.{os.getpid()}.npy")
-    try:
+    with atomic_path(array) as tmp:
         mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         start = time.perf_counter()
         kept = decode_into(torch.from_numpy(mapped), data, what, workers)
         mapped.flush()
         del mapped
         atomic_write_text(array.with_suffix(".json"), json.dumps({"kept": kept.tolist()}))
-        tmp.replace(array)
-    finally:
-        tmp.unlink(missing_ok=True)
     return _report(what, shape[0], start)
 
 
-def decode_once(splits: Splits, mode: str, names: tuple[str, ...], workers: int) -> None:
+def decode_once(splits: ReadSplits, mode: str, names: tuple[str, ...], workers: int) -> None:
     """Decode the folder splits in `names` once, into memory or the disk cache, when `mode`
     and the budget allow; say in the notes how the images are read and why."""
     present = [n for n in names if getattr(splits, n) is not None]

@@ -22,7 +22,7 @@ from .csvlabels import as_labels, read_table
 from .decode import IMAGE_EXTENSIONS, decode, detect_channels
 from .device_decode import read_bytes
 from .sizing import ModelSize, choose_size, header_size
-from .splits import Splits, carve_val, choose_flips, crop_padding, strata, stratified_split
+from .splits import ReadSplits, carve, choose_flips, crop_padding
 
 LOADER_TIMEOUT = 300  # seconds without a batch from the workers before giving up
 
@@ -202,13 +202,7 @@ def _three_splits(root: Path, opts: DataOptions, notes: list[str], kind: str):
             notes.append("val/ serves as the test set; validation is carved from train/")
     else:
         train, val, test = _scan_split(root), None, None
-    if test is None:
-        kept, held = stratified_split(strata(train), opts.test_split)
-        train, test = train.subset(kept), train.subset(held)
-        notes.append(f"test split: {len(test.files)} images held out from {root} (fixed seed)")
-    if val is None:
-        train, val = carve_val(train, opts.val_split, notes)
-    return train, val, test
+    return carve(train, val, test, opts, notes, source=str(root))
 
 
 def folder_splits(
@@ -218,7 +212,7 @@ def folder_splits(
     channels: int | None,
     model: ModelSize | None,
     kind: str = "imagefolder",
-) -> Splits:
+) -> ReadSplits:
     """The folder's (or label table's) splits as datasets, with size, crops and flips."""
     notes: list[str] = []
     train, val, test = _three_splits(root, opts, notes, kind)
@@ -237,7 +231,7 @@ def folder_splits(
             return None
         return ImageFolderDataset(split.files, split.labels, transform, channels, seed, opts.strict)
 
-    return Splits(
+    return ReadSplits(
         name=f"{kind}:{root}",
         train=dataset(train, train_transform(size, crop, hflip=flip)),
         val=dataset(val, eval_transform(size, resize)),
@@ -245,8 +239,6 @@ def folder_splits(
         classes=train.classes,
         channels=channels,
         input_size=size,
-        mean=[],
-        std=[],
         stream_only=_why_streamed(opts.gpu_decode, crop),
         crop_padding=crop_padding(opts.crop_padding, size) if crop == "resize" else 0,
         hflip=flip if crop == "resize" else False,

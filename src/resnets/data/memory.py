@@ -15,7 +15,7 @@ from . import datasets as ds
 from .datasets import ImageTensors
 from .loaders import to_channels
 from .segfolder import load_segfolder
-from .splits import SPLIT_SEED, Splits, carve_val, crop_padding, strata, stratified_split, unit
+from .splits import SPLIT_SEED, ReadSplits, carve, crop_padding
 from .volumes.arrays import load_npz, make_shapes3d, reading_3d
 from .volumes.cache import cached
 from .volumes.folder import load_volume_folder, parse_spacing, parse_window
@@ -25,7 +25,9 @@ from .volumes.video import load_video_folder
 FILE_SOURCES = ("segfolder", "volumes", "video")  # held in memory, each item from a file
 
 
-def memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int | None) -> Splits:
+def memory_splits(
+    name: str, path: Path | None, opts: DataOptions, channels: int | None
+) -> ReadSplits:
     """The source's splits as `ImageTensors`: its own test (and validation) split where it has
     one, else carved with the fixed seed; channels and size as asked."""
     check_3d_options(name, path, opts)
@@ -34,21 +36,13 @@ def memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int
     if opts.image_size and name != "video":  # clips: sized as they were read
         sets = [x and ds.resize(x, opts.image_size) for x in sets]
     train, given_val, test = sets
-    if test is None:
-        kept, held = stratified_split(strata(train), opts.test_split)
-        train, test = train.subset(kept), train.subset(held)
-        notes.append(
-            f"test split: {len(test)} {unit(test, name)} held out from {path or name} (fixed seed)"
-        )
-    if given_val is None:
-        train, val = carve_val(train, opts.val_split, notes, name)
-    else:
-        val = given_val
-        notes.append(f"validation split: the file's own, {len(val)} images")
+    if given_val is not None:
+        notes.append(f"validation split: the file's own, {len(given_val)} images")
+    train, val, test = carve(train, given_val, test, opts, notes, str(path or name), name)
     size = train.images.shape[-1]
     spacing = parse_spacing(opts.spacing)
     reading = reading_3d(name, train.images, opts.window, spacing, notes, opts.volume_index)
-    return Splits(
+    return ReadSplits(
         name=name,
         train=train,
         val=val,
@@ -56,8 +50,6 @@ def memory_splits(name: str, path: Path | None, opts: DataOptions, channels: int
         classes=train.classes,
         channels=train.channels,
         input_size=size,
-        mean=[],
-        std=[],
         crop_padding=crop_padding(opts.crop_padding, size),
         hflip=opts.hflip
         if opts.hflip is not None

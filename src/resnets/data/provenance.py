@@ -25,12 +25,12 @@ from .datasets import ImageTensors
 from .imagefolder import ImageFolderDataset
 
 if TYPE_CHECKING:
-    from .splits import Splits
+    from .splits import ReadSplits
 
 RECORD = "splits.json.gz"
 
 
-def fingerprint(splits: Splits) -> str:
+def fingerprint(splits: ReadSplits) -> str:
     """One hash over the three splits' contents (images and labels, or files and sizes)."""
     h = hashlib.sha256()
     for name in SPLITS:
@@ -45,7 +45,7 @@ def fingerprint(splits: Splits) -> str:
     return h.hexdigest()[:16]
 
 
-def record(splits: Splits) -> dict[str, Any]:
+def record(splits: ReadSplits) -> dict[str, Any]:
     """What `splits.json.gz` holds for these splits."""
     out: dict[str, Any] = {"data": splits.name, "fingerprint": splits.fingerprint}
     out["classes"] = list(splits.classes)
@@ -66,13 +66,13 @@ def item_digests(images: torch.Tensor) -> list[str]:
     ]
 
 
-def named(splits: Splits) -> bool:
+def named(splits: ReadSplits) -> bool:
     """Whether every split's items came from files, so that they can be kept by name."""
     present = [getattr(splits, n) for n in SPLITS if getattr(splits, n) is not None]
     return splits.root is not None and all(d.files is not None for d in present)
 
 
-def write_record(folder: Path, splits: Splits) -> None:
+def write_record(folder: Path, splits: ReadSplits) -> None:
     from ..files import atomic_path
 
     with atomic_path(folder / RECORD) as tmp:
@@ -90,7 +90,7 @@ def read_record(folder: Path) -> dict[str, Any] | None:
         raise DataError(f"{path} is unreadable ({e}); the run's data cannot be checked") from None
 
 
-def same_data(splits: Splits, saved: dict[str, Any] | None, accept_change: bool) -> Splits:
+def same_data(splits: ReadSplits, saved: dict[str, Any] | None, accept_change: bool) -> ReadSplits:
     """`splits` if they are the data the run was made from; otherwise refuse, or with
     `accept_change` keep the run's own split by file name (folders) and note it."""
     if saved is None:
@@ -144,7 +144,7 @@ def _gather(items: list[tuple[ImageFolderDataset | ImageTensors, int]]):
     return ImageTensors(images, labels, like.classes, files)
 
 
-def _changes(splits: Splits, saved: dict[str, Any]) -> str:
+def _changes(splits: ReadSplits, saved: dict[str, Any]) -> str:
     """A short account of what differs: files added, removed, resized; or counts."""
     if not named(splits) or "files" not in saved:
         now = record(splits)["counts"]

@@ -244,9 +244,9 @@ def choose_side(images: list[torch.Tensor], model: ModelSize | None, given: int 
 
 
 def python_splits(given: PythonData, opts, channels: int | None, model: ModelSize | None):
-    """Train / val / test `Splits` from Python objects, carved as for folders where a split
+    """Train / val / test `ReadSplits` from Python objects, carved as for folders where a split
     is not given (test first, then validation from what is left)."""
-    from .splits import Splits, carve_val, choose_flips, crop_padding, strata, stratified_split
+    from .splits import ReadSplits, carve, choose_flips, crop_padding
 
     num_classes = getattr(opts, "num_classes", None)
     images, raw, items = read_items(given.train, "train data", channels, strict=opts.strict)
@@ -263,12 +263,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
     notes.append(reason)
     train = to_tensors(images, y, classes, size, channels)
     val, test = (_given_split(given, n, train, items.undo, opts.strict, notes) for n in SPLITS[1:])
-    if test is None:
-        kept, held = stratified_split(strata(train), opts.test_split)
-        train, test = train.subset(kept), train.subset(held)
-        notes.append(f"test split: {len(test)} items held out from the training data (fixed seed)")
-    if val is None:
-        train, val = carve_val(train, opts.val_split, notes)
+    train, val, test = carve(train, val, test, opts, notes, source="the training data")
     if isinstance(_dataset(given.train), Dataset) and getattr(
         _dataset(given.train), "transform", None
     ):
@@ -277,7 +272,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
             "fixed); resnets augments every epoch on the device (pad-crop, flips)"
         )
     flip = choose_flips(opts.hflip, _colour(train.images), notes, ("hflip=True", "hflip=False"))
-    return Splits(
+    return ReadSplits(
         name="python",
         train=train,
         val=val,
@@ -285,8 +280,6 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
         classes=classes,
         channels=channels,
         input_size=size,
-        mean=[],
-        std=[],
         crop_padding=crop_padding(opts.crop_padding, size),
         hflip=flip,
         notes=notes,

@@ -3,7 +3,7 @@ data, and a test split where the data has none, stratified and with a fixed seed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -40,10 +40,12 @@ def choose_flips(
     return colour
 
 
-@dataclass
-class Splits:
-    """The three splits, in memory (`ImageTensors`) or as folders (`ImageFolderDataset`,
-    a torch `Dataset` of files)."""
+@dataclass(kw_only=True)
+class ReadSplits:
+    """The three splits as a source reads and carves them, in memory (`ImageTensors`) or as
+    folders (`ImageFolderDataset`, a torch `Dataset` of files): everything but their
+    normalization, which is measured on them once they are read (build.py) and completes
+    them as `Splits`."""
 
     name: str
     train: ImageTensors | Dataset
@@ -52,8 +54,6 @@ class Splits:
     classes: list[str]
     channels: int
     input_size: int
-    mean: list[float]
-    std: list[float]
     crop_padding: int
     hflip: bool
     resize_size: int | None = None
@@ -127,6 +127,37 @@ class Splits:
         decoded)."""
         decoded = self.tensors("train")
         return decoded.labels if decoded is not None else getattr(self.train, "labels", None)
+
+
+@dataclass(kw_only=True)
+class Splits(ReadSplits):
+    """The splits a run trains and is scored on: as read, with the mean and std that its
+    inputs are normalized by."""
+
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def normalized(cls, read: ReadSplits, mean: list[float], std: list[float]) -> Splits:
+        return cls(
+            **{f.name: getattr(read, f.name) for f in fields(ReadSplits)}, mean=mean, std=std
+        )
+
+
+def carve(train, val, test, opts, notes: list[str], source: str, name: str = ""):
+    """The one carving for every source: where the source has no test split, one held out of
+    its training data (stratified, with the fixed seed); then, where it has no validation
+    split, one carved from what is left. `source` names the data in the notes; `name` is
+    the set's name (volumes and clips are counted as such)."""
+    if test is None:
+        kept, held = stratified_split(strata(train), opts.test_split)
+        train, test = train.subset(kept), train.subset(held)
+        notes.append(
+            f"test split: {len(test.labels)} {unit(test, name)} held out from {source} (fixed seed)"
+        )
+    if val is None:
+        train, val = carve_val(train, opts.val_split, notes, name)
+    return train, val, test
 
 
 def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

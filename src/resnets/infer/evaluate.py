@@ -193,16 +193,18 @@ def run_split_loader(
     weights' mean and std; "all": the splits one after another. The loader's `classes` names
     the labels."""
     opts = _data_options(meta, run, data)
-    # the size the weights were trained at; their own mean and std replace ImageNet's below
+    # the size the weights were trained at, and their own mean and std (ImageNet's if none)
     opts.image_size = opts.image_size or meta.input_size
     opts.normalize, opts.allow_changed_data = "imagenet", allow_changed_data
     own_split = run if run is not None and data is None else None
     names = SPLITS if split == "all" else (split,)
-    splits = load_splits(opts, seed=0, channels=channels, run=own_split, decode=names)
+    own = (meta.mean, meta.std) if meta.mean and meta.std else None
+    splits = load_splits(
+        opts, seed=0, channels=channels, run=own_split, decode=names, normalization=own
+    )
     left_out = 0
     if data is not None and run is not None:
         left_out = leave_out_trained(splits, names, run, opts.data, asked)
-    splits.mean, splits.std = meta.mean or splits.mean, meta.std or splits.std
     parts = [eval_loader(splits, s, batch_size, device or torch.device("cpu")) for s in names]
     if not any(parts):
         raise UsageError(f"{opts.data} has no {split} split here (validation disabled?)")

@@ -16,17 +16,17 @@ from ..tasks import Task, task_for
 from .config import TrainConfig
 
 
-def settle_task(cfg: TrainConfig, splits: Splits) -> Task:
-    """The run's task (`tasks.task_for`), checked against its data and noted where the labels
-    decided it."""
+def settle_task(cfg: TrainConfig, splits: Splits, notes: list[str]) -> Task:
+    """The run's task (`tasks.task_for`), checked against its data and noted in `notes` where
+    the labels decided it."""
     task = task_for(cfg.task, splits.train_labels())
     if task.name != cfg.task:
-        splits.notes.append(
+        notes.append(
             "task: multilabel (several labels per image): sigmoid outputs, binary cross-entropy"
         )
     task.check_data(cfg.data, splits.train_labels(), bool(cfg.mixup_alpha or cfg.cutmix_alpha))
     if task.multilabel and cfg.label_smoothing:
-        splits.notes.append("label smoothing does not apply to multi-label targets: not used")
+        notes.append("label smoothing does not apply to multi-label targets: not used")
     return task
 
 
@@ -38,12 +38,14 @@ def check_classes(cfg: TrainConfig, splits: Splits) -> None:
         )
 
 
-def make_criterion(task: Task, cfg: TrainConfig, splits: Splits, device: torch.device):
+def make_criterion(
+    task: Task, cfg: TrainConfig, splits: Splits, device: torch.device, notes: list[str]
+):
     """The training loss: the task's cross-entropy or --loss focal, with label smoothing and
     class weights as asked; multi-label: each label's positives weighted by its negatives /
-    positives."""
+    positives (noted in `notes`)."""
     if task.multilabel:
-        weight = positive_weights(splits, device)
+        weight = positive_weights(splits, device, notes)
         if cfg.loss == "focal":
             return partial(sigmoid_focal_loss, gamma=cfg.focal_gamma, pos_weight=weight)
         return task.criterion(weight=weight)
@@ -103,16 +105,14 @@ def sigmoid_focal_loss(
     return loss.mean()
 
 
-def positive_weights(splits: Splits, device: torch.device) -> torch.Tensor:
+def positive_weights(splits: Splits, device: torch.device, notes: list[str]) -> torch.Tensor:
     """BCE's pos_weight: negatives / positives of each label in the training split (capped at
     100), so that rare labels are not learnt as "always absent"."""
     labels = splits.train_labels().double()
     pos = labels.sum(0)
     weight = ((len(labels) - pos) / pos.clamp_min(1)).clamp(max=100)
     low, high = float(weight.min()), float(weight.max())
-    splits.notes.append(
-        f"positive weights per label (negatives / positives): {low:.2f} to {high:.2f}"
-    )
+    notes.append(f"positive weights per label (negatives / positives): {low:.2f} to {high:.2f}")
     return weight.float().to(device)
 
 

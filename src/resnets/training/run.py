@@ -85,6 +85,7 @@ class Run:
     best_state: dict[str, torch.Tensor] | None = None
     partial_meter: torch.Tensor | None = None  # an interrupted epoch's metric sums so far
     saves: SaveClock = field(default_factory=lambda: SaveClock())
+    notes: list[str] = field(default_factory=list)  # the data's, then the run's own decisions
 
     def meter(self, sums: torch.Tensor | None = None, keep: bool = False):
         return self.task.meter(self.device, len(self.splits.classes), sums, keep)
@@ -92,4 +93,4 @@ class Run:
     def note(self, text: str) -> None:
         """A decision or warning for the user: logged now, and kept in the run's summary."""
         log.info("note: %s", text)
-        self.splits.notes.append(text)
+        self.notes.append(text)

@@ -77,7 +77,8 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
         cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made, objects=objects
     )
     check_classes(cfg, splits)
-    task = settle_task(cfg, splits)
+    notes = list(splits.notes)  # the run's notes begin with what reading the data decided
+    task = settle_task(cfg, splits, notes)
     seed_everything(cfg.seed + env.rank)  # initial weights never depend on how data was read
     model = build_model(cfg, splits, device, env)
     mix = MixUpCutMix(cfg.mixup_alpha, cfg.cutmix_alpha, len(splits.classes), cfg.label_smoothing)
@@ -92,6 +93,7 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
         num_workers=cfg.num_workers,
         sampler=cfg.sampler,
     )
+    notes += loaders.notes
     steps_per_epoch = len(loaders.train)
     total = cfg.steps or cfg.epochs * steps_per_epoch
     run = Run(
@@ -103,21 +105,15 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
         loaders=loaders,
         model=model,
         opt=build_optimization(cfg, model, device, steps_per_epoch, total),
-        criterion=make_criterion(task, cfg, splits, device),
+        criterion=make_criterion(task, cfg, splits, device, notes),
         folder=folder,
         meta=weights_meta(cfg, model, splits),
         progress=Progress(),
         total_steps=total,
         epochs=math.ceil(total / steps_per_epoch),
+        notes=notes,
     )
-    late = [m for m in run.opt.schedule.milestones if m >= total]
-    if late and cfg.schedule == "multistep":
-        run.note(
-            f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
-            "run and never happen; set --milestones to place them"
-        )
-    if advice := few_steps_advice(cfg, loaders.train.batches.n, steps_per_epoch, total):
-        run.note(advice)
+    _note_schedule(run)
     settle_amp(run)
     if cfg.resume:
         restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))
@@ -127,6 +123,20 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     if not cfg.resume and env.main:
         write_record(folder.path, splits)
     return run
+
+
+def _note_schedule(run: Run) -> None:
+    """What the user should know of the lr schedule: drops it never reaches, too few steps."""
+    cfg, total = run.cfg, run.total_steps
+    late = [m for m in run.opt.schedule.milestones if m >= total]
+    if late and cfg.schedule == "multistep":
+        run.note(
+            f"lr drops at step {', '.join(map(str, late))} lie beyond this {total}-step "
+            "run and never happen; set --milestones to place them"
+        )
+    steps_per_epoch = len(run.loaders.train)
+    if advice := few_steps_advice(cfg, run.loaders.train.batches.n, steps_per_epoch, total):
+        run.note(advice)
 
 
 def settle_amp(run: Run) -> None:

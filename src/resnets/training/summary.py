@@ -60,7 +60,7 @@ def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
         "inputs": run.splits.reading.get("inputs", "images"),
         "classes": len(run.splits.classes),
         **unreadable_images(run.loaders, run.splits.unreadable),
-        "notes": run.splits.notes,
+        "notes": run.notes,
     }
     if run.env.main:
         save_best_weights(run)  # the file always matches the weights the summary reports

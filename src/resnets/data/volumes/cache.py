@@ -9,30 +9,26 @@ read back by later runs with the same files and options. `--cache none` or `memo
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..cache import cache_dir
+from ...files import atomic_path
+from ..cache import cache_dir, cache_key
 from ..datasets import ImageTensors
 
-FORMAT = 2  # bump when what a loader produces changes (2: the files each item came from)
+VERSION = 2  # bump when what a loader produces changes (2: the files each item came from)
 log = logging.getLogger(__name__)
 Read = tuple[ImageTensors, list[str]]  # a folder's tensors and the notes on how it was read
 
 
 def folder_key(root: Path, options: tuple) -> str:
-    """What the decoded folder depends on: each file under `root` (path, size, mtime) and
-    the reading `options`."""
-    h = hashlib.sha256(f"{FORMAT}|{root.resolve()}|{options!r}".encode())
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+    """A folder's key (data/cache.py's `cache_key`): each file under `root` and the reading
+    `options`."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return cache_key("folder", (str(root.resolve()), VERSION, options), ((f, "") for f in files))
 
 
 def cached(root: Path, options: tuple, mode: str, load: Callable[[], Read]) -> Read:
@@ -40,7 +36,7 @@ def cached(root: Path, options: tuple, mode: str, load: Callable[[], Read]) -> R
     `options`; else loaded and (unless `mode` is "none" or "memory") stored for next time."""
     if mode in ("none", "memory") or not root.is_dir():
         return load()
-    path = cache_dir() / f"folder-{folder_key(root, options)}.pt"
+    path = cache_dir() / f"{folder_key(root, options)}.pt"
     if path.is_file():
         try:
             saved = torch.load(path, weights_only=True)
@@ -60,23 +56,21 @@ def cached(root: Path, options: tuple, mode: str, load: Callable[[], Read]) -> R
 
 
 def _store(path: Path, root: Path, data: ImageTensors, notes: list[str]) -> bool:
-    """Written to a temporary name, then renamed: a half-written cache is never read. A cache
-    that cannot be written (a full or read-only disk) only costs the next run the reading."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt")
+    """Written whole, then renamed into place (files.atomic_path): a half-written cache is
+    never read. A cache that cannot be written (a full or read-only disk) only costs the next
+    run the reading."""
+    state = {
+        "images": data.images,
+        "labels": data.labels,
+        "classes": data.classes,
+        "files": [str(f.relative_to(root)) for f in data.files or []],
+        "notes": notes,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "images": data.images,
-            "labels": data.labels,
-            "classes": data.classes,
-            "files": [str(f.relative_to(root)) for f in data.files or []],
-            "notes": notes,
-        }
-        torch.save(state, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
         return True
     except OSError as e:
         log.warning("could not write the disk cache %s (%s); the files will be read again", path, e)
         return False
-    finally:
-        tmp.unlink(missing_ok=True)
