@@ -35,7 +35,11 @@ def mean_average_precision():
             "detection scores need torchmetrics and pycocotools: pip install 'resnets[detection]'"
         ) from None
     return MeanAveragePrecision(
-        box_format="xyxy", iou_type="bbox", class_metrics=True, extended_summary=True
+        box_format="xyxy",
+        iou_type="bbox",
+        class_metrics=True,
+        extended_summary=True,
+        sync_on_compute=False,  # one process scores every image (torchrun: process 0)
     )
 
 

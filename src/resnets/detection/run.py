@@ -13,6 +13,7 @@ from torch import nn
 from ..models.meta import WeightsMeta
 from ..training.checkpoint import Progress
 from ..training.config import TrainConfig
+from ..training.distributed import DistEnv
 from ..training.optim import Schedule
 from ..training.run_folder import RunFolder
 from .dataset import BoxDataset, BoxSplits
@@ -23,6 +24,7 @@ log = logging.getLogger("resnets")
 @dataclass
 class DetectionRun:
     cfg: TrainConfig
+    env: DistEnv
     device: torch.device
     splits: BoxSplits
     spec: dict[str, Any]
@@ -39,5 +41,6 @@ class DetectionRun:
     notes: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
-        log.info("note: %s", text)
+        if self.env.main:
+            log.info("note: %s", text)
         self.notes.append(text)

@@ -5,7 +5,6 @@ restored for --resume. Each decision is a note in the run's summary."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,8 +15,10 @@ from ..errors import UsageError
 from ..models.meta import WeightsMeta
 from ..models.registry import get_config
 from ..training.config import TrainConfig
+from ..training.distributed import DistEnv
 from ..training.optim import Schedule, build_optimizer
-from ..training.run_folder import RunFolder, check_folder, default_folder
+from ..training.run_folder import RunFolder
+from ..training.setup import claim_folder
 from .boxes import BoxSet
 from .checkpoints import restore
 from .dataset import BoxDataset, BoxSplits, scaled, split_boxes
@@ -26,22 +27,20 @@ from .readers import read_boxes
 from .run import DetectionRun
 
 
-def setup_detection(cfg: TrainConfig, device: torch.device) -> DetectionRun:
-    given, claimed = cfg.resume or cfg.out, []
-    if not given:
-        path, claimed = default_folder(cfg)
-        given = str(path)
-    folder = RunFolder(Path(given), cfg, True, claimed)
+def setup_detection(cfg: TrainConfig, env: DistEnv, device: torch.device) -> DetectionRun:
+    """The run's folder claimed (by process 0 under torchrun), then the run built in it; if
+    building fails, the folder is left as it was."""
+    folder = claim_folder(cfg, env)
     try:
-        folder.recover()
-        check_folder(folder.path, cfg)
-        return build_run(cfg, device, folder)
+        return build_run(cfg, env, device, folder)
     except BaseException:
         folder.abandon()
         raise
 
 
-def build_run(cfg: TrainConfig, device: torch.device, folder: RunFolder) -> DetectionRun:
+def build_run(
+    cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder
+) -> DetectionRun:
     named = {"path": cfg.path_column, "label": cfg.label_column}
     columns = {k: v for k, v in named.items() if v is not None}
     boxes = read_boxes(cfg.data, cfg.strict, cfg.synthetic_samples, columns)
@@ -63,6 +62,7 @@ def build_run(cfg: TrainConfig, device: torch.device, folder: RunFolder) -> Dete
     schedule = Schedule(cfg, steps_per_epoch, total)
     run = DetectionRun(
         cfg,
+        env,
         device,
         splits,
         spec,
@@ -77,6 +77,11 @@ def build_run(cfg: TrainConfig, device: torch.device, folder: RunFolder) -> Dete
     )
     for text in boxes.notes + splits.notes + describe(spec, cfg, hflip):
         run.note(text)
+    if env.active:
+        run.note(
+            f"{env.world_size} processes: each takes its share of every {cfg.batch_size}-image "
+            "batch; their gradients are summed before each step (BatchNorm: per process)"
+        )
     folder.prepare(checkpoint_bytes(model))
     if cfg.resume:
         restore(run)

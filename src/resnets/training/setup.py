@@ -45,13 +45,25 @@ def setup(
     """Folder, data, model, optimizer; restores a checkpoint for --resume. If anything fails
     here, the folder is left as it was."""
     seed_everything(cfg.seed + env.rank)
+    folder = claim_folder(cfg, env)
+    try:
+        return _build(cfg, env, device, folder, objects)
+    except BaseException:
+        folder.abandon()
+        raise
+
+
+def claim_folder(cfg: TrainConfig, env: DistEnv) -> RunFolder:
+    """The run's folder, the same on every process: --resume's, --out, or a new default one
+    (claimed by process 0); recovered and checked before any work, so that a clash fails at
+    once, on every process."""
     given, claimed = cfg.resume or cfg.out, []
     if not given and env.main:
         path, claimed = default_folder(cfg)
         given = str(path)
     folder = RunFolder(Path(broadcast_object(given)), cfg, env.main, claimed)
     problem = None
-    if env.main:  # before any work, so a clash fails at once, on every process
+    if env.main:
         try:
             folder.recover()
             check_folder(folder.path, cfg)
@@ -61,11 +73,7 @@ def setup(
     if problem:
         folder.abandon()  # a claimed default folder goes again; a given one was not touched
         raise UsageError(problem)
-    try:
-        return _build(cfg, env, device, folder, objects)
-    except BaseException:
-        folder.abandon()
-        raise
+    return folder
 
 
 def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder, objects) -> Run:
