@@ -103,6 +103,18 @@ def publish(staged: Path, final: Path) -> None:
         os.replace(staged, tmp)
 
 
+def publish_with_sidecars(stage: Path, target: Path, report: dict, pre: dict) -> None:
+    """An export's preprocessing sidecar (TARGET.json), its parity report (TARGET.parity.json)
+    and the export itself, moved from `stage` beside each other, the export last: it is what
+    users look for."""
+    sidecar = target.with_name(target.name + ".json")
+    parity = target.with_name(target.name + ".parity.json")
+    atomic_write_json(stage / sidecar.name, pre)
+    atomic_write_json(stage / parity.name, report)
+    for final in (sidecar, parity, target):
+        publish(stage / final.name, final)
+
+
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete temporary files a killed save left behind (`.NAME.XXXX.tmp`)."""
     stale = list(folder.glob(".*.tmp"))

@@ -45,7 +45,10 @@ def training_curves(
     ax_acc.set(xlabel="epoch", ylabel=f"{label}{unit}", title=label)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # without validation, a score has no line
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no validation split", ha="center", transform=ax.transAxes)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

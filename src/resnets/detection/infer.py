@@ -23,7 +23,7 @@ from ..files import atomic_write_json, atomic_write_text
 from ..models.meta import WeightsMeta
 from ..models.weights import read_meta, read_weights
 from .boxes import BoxImage
-from .dataset import BoxDataset, collate, read_image, resize, scaled, split_boxes
+from .dataset import BoxDataset, BoxSplits, collate, read_image, resize, scaled, split_boxes
 from .metrics import BoxScores, score_boxes
 from .models import build_detector
 from .readers import read_boxes
@@ -105,34 +105,45 @@ def evaluate_detector(
     if own:
         if run is None:
             raise UsageError("a weights file outside its run needs --data (the boxes to score)")
-        cfg = load_config_file(run / "config.yaml")
-        data = cfg.get("data")
-        boxes = read_boxes(data, False, cfg.get("synthetic_samples", 2048))
-        splits = split_boxes(
-            boxes,
-            cfg.get("val_split"),
-            cfg.get("test_split", 0.2),
-            cfg.get("seed", 0),
-            spec["size"],
-        )
+        data = load_config_file(run / "config.yaml").get("data")
         split = split or "test"
+        splits, indices = own_split(run, spec, split)
     else:
         boxes = read_boxes(data)
         splits = split_boxes(boxes, 0.0, 0.0, 0, spec["size"])  # the splits it ships, if any
         split = split or "all"
-    every = list(range(len(boxes.images)))  # "all": each image once, in a split or not
-    indices = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split, every)
-    if not indices:
-        raise UsageError(f"the {split} split of {data} holds no images")
-    check_classes(boxes.classes, meta.classes or [], data)
+        indices = chosen(splits, split, data)
+    check_classes(splits.boxes.classes, meta.classes or [], data)
     dataset = BoxDataset(splits, indices, False, False, 0.0, 0)
-    for note in boxes.notes:
+    for note in splits.boxes.notes:
         log.info("note: %s", note)
     scores, _ = evaluate_split(model, dataset, dev, meta.classes or [], True, batch_size)
     folder = report_folder(out, run, path, None if own else data)
     write_scores(scores, folder, split, meta.classes or [])
     scores.title = f"{split} split of {data} ({len(indices)} images); written to {folder}"
     return scores
+
+
+def own_split(run: Path, spec: dict[str, Any], split: str) -> tuple[BoxSplits, list[int]]:
+    """The run's boxes, split as its training split them, and the indices of `split`."""
+    from ..training.config import load_config_file
+
+    cfg = load_config_file(run / "config.yaml")
+    data = cfg.get("data")
+    boxes = read_boxes(data, False, cfg.get("synthetic_samples", 2048))
+    splits = split_boxes(
+        boxes, cfg.get("val_split"), cfg.get("test_split", 0.2), cfg.get("seed", 0), spec["size"]
+    )
+    return splits, chosen(splits, split, data)
+
+
+def chosen(splits: BoxSplits, split: str, data: str) -> list[int]:
+    """The images of `split`; "all": each image once, in a split or not."""
+    every = list(range(len(splits.boxes.images)))
+    indices = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split, every)
+    if not indices:
+        raise UsageError(f"the {split} split of {data} holds no images")
+    return indices
 
 
 def check_classes(found: list[str], trained: list[str], data: str) -> None:
@@ -274,15 +285,21 @@ def detect_file(
 ) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
     """An image file read upright as the detector was trained ([H, W, C] uint8), and its
     detections at or above `threshold`, boxes in the file's own pixels."""
-    item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
-    pixels = read_image(item, spec["in_chans"] == 1)
-    image, _ = resize(pixels, torch.zeros(0, 4), spec["size"])
+    pixels, image, factor = read_file(path, spec)
     found = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
     keep = found["scores"] >= threshold
-    h, w = pixels.shape[:2]
-    factor = scaled(w, h, spec["size"])[2]
     return pixels, {
         "boxes": found["boxes"][keep] / factor,
         "labels": found["labels"][keep],
         "scores": found["scores"][keep],
     }
+
+
+def read_file(path: Path, spec: dict[str, Any]) -> tuple[np.ndarray, torch.Tensor, float]:
+    """An image file read upright ([H, W, C] uint8), the detector's input made of it (CHW in
+    [0, 1], its longer side the input size), and the factor from the file's pixels to it."""
+    item = BoxImage(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (0, 0))
+    pixels = read_image(item, spec["in_chans"] == 1)
+    image, _ = resize(pixels, torch.zeros(0, 4), spec["size"])
+    h, w = pixels.shape[:2]
+    return pixels, image, scaled(w, h, spec["size"])[2]

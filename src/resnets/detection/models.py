@@ -79,11 +79,16 @@ def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Mo
     return model
 
 
+TEST_PROPOSALS = 300  # the Faster R-CNN paper's (torchvision keeps 1000: 3x the box head)
+
+
 def two_stage(backbone: nn.Module, anchors: AnchorGenerator, maps: list[str], spec, common):
-    """torchvision's Faster R-CNN, its RoIs pooled from `maps`."""
+    """torchvision's Faster R-CNN, its RoIs pooled from `maps`; at test time the box head reads
+    the RPN's best 300 proposals per image, as the paper's evaluation does."""
     return FasterRCNN(
         backbone,
         rpn_anchor_generator=anchors,
+        rpn_post_nms_top_n_test=TEST_PROPOSALS,
         box_roi_pool=MultiScaleRoIAlign(maps, 7, 2),
         box_score_thresh=spec["score_threshold"],
         box_batch_size_per_image=spec.get("rois_per_image", 512),

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from ..deprecation import renamed
+from ..detection.infer import is_detector
 from ..errors import ResnetsError, UsageError
-from ..files import atomic_write_json, check_output, publish, staging
+from ..files import atomic_write_json, check_output, publish_with_sidecars, staging
 from ..models import ResNet, load_model
 from ..models.meta import WeightsMeta
 from ..models.weights import save_weights
@@ -149,6 +150,8 @@ def export(
         raise UsageError(f"--int8 checks top-1 on a run's test split; give the run, not {weights}")
     target = Path(out) if out else _default_path(weights, run, fmt, int8)
     _check_target(target, weights, fmt, overwrite)
+    if is_detector(weights):
+        return _export_detector(weights, fmt, target, images, tolerance, int8)
     model, meta = _model(weights, int8)
     x, inputs = _sample_inputs(model, meta, run, images)
     pre = preprocessing(meta)
@@ -156,11 +159,8 @@ def export(
     failed = target.with_name(target.name + ".parity-failed.json")
     with staging(target) as stage:
         staged = stage / (f".fp32.{target.name}" if int8 else target.name)
-        try:
-            _write(model, meta, fmt, staged, x, dynamic_batch, pre)
-        except OSError as e:
-            raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
-        report = _parity(model, fmt, staged, x, dynamic_batch, inputs, tolerance)
+        sample = (x, inputs)
+        report = _write_and_check(model, meta, fmt, staged, sample, dynamic_batch, pre, tolerance)
         report.path, report.preprocessing = str(target), str(sidecar)
         if report.passed and int8:
             report = _quantize_module().quantize_export(
@@ -177,12 +177,21 @@ def export(
             report.path, report.preprocessing = str(target), str(sidecar)
             pre = pre | {"quantization": report.quantization}
         if report.passed:
-            _publish(stage, target, report, pre)
+            publish_with_sidecars(stage, target, dataclasses.asdict(report), pre)
             failed.unlink(missing_ok=True)  # a stale report from an earlier failed attempt
             return report
     atomic_write_json(failed, dataclasses.asdict(report))
     kept = f"; the earlier {target.name} is untouched" if target.exists() else ""
     raise ExportError(f"{report.problem()}; not written{kept}; report in {failed}")
+
+
+def _export_detector(weights: Path, fmt: str, target: Path, images, tolerance: float, int8: bool):
+    """A detector's export (detection/export.py): ONNX, float32, with its own parity check."""
+    if int8:
+        raise UsageError("--int8 quantizes classifiers and segmenters; export a detector in fp32")
+    from ..detection.export import export_detector
+
+    return export_detector(weights, fmt, target, images, tolerance)
 
 
 def _model(weights: Path, int8: bool) -> tuple[nn.Module, WeightsMeta]:
@@ -197,15 +206,17 @@ def _model(weights: Path, int8: bool) -> tuple[nn.Module, WeightsMeta]:
     return model, meta
 
 
-def _publish(stage: Path, target: Path, report, pre: dict) -> None:
-    """The preprocessing sidecar, the parity report and the export, moved from `stage` beside
-    each other, the export last: it is what users look for."""
-    sidecar = target.with_name(target.name + ".json")
-    parity = target.with_name(target.name + ".parity.json")
-    atomic_write_json(stage / sidecar.name, pre)
-    atomic_write_json(stage / parity.name, dataclasses.asdict(report))
-    for final in (sidecar, parity, target):
-        publish(stage / final.name, final)
+def _write_and_check(
+    model, meta, fmt: str, staged: Path, sample, dynamic_batch: bool, pre: dict, tolerance: float
+) -> ParityReport:
+    """The export written to `staged`, then its outputs on the `sample` (inputs, what they
+    are) compared with the model's."""
+    x, inputs = sample
+    try:
+        _write(model, meta, fmt, staged, x, dynamic_batch, pre)
+    except OSError as e:
+        raise ExportError(f"could not write the {fmt} export: {e.strerror or e}") from None
+    return _parity(model, fmt, staged, x, dynamic_batch, inputs, tolerance)
 
 
 def _parity(model, fmt: str, staged: Path, x, dynamic_batch: bool, inputs: str, tolerance: float):

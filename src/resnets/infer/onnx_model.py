@@ -37,6 +37,12 @@ class OnnxModel:
         session = self._run.session
         shape, out = session.get_inputs()[0].shape, session.get_outputs()[0].shape
         stored = _stored_preprocessing(self.path, session.get_modelmeta().custom_metadata_map)
+        if stored.get("task") == "detection":
+            raise UsageError(
+                f"{self.path} is a detector's ONNX export (one image in; boxes, labels and "
+                f"scores out, as {self.path.name}.json says), for ONNX Runtime in your own "
+                "code; resnets predict and evaluate take the run folder or its best.safetensors"
+            )
         self.channels = shape[1] if isinstance(shape[1], int) else int(stored["in_chans"])
         known = out[1] if len(out) > 1 and isinstance(out[1], int) else None
         self.num_classes = known or len(stored.get("classes") or [])

@@ -80,14 +80,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+DETECTION_EPOCHS = 12  # the "1x" schedule of detectron2 and mmdetection
+
+
 def detection_rules(values: dict[str, Any]) -> dict[str, Any]:
     """torchvision's detection reference (references/detection: SGD lr 0.02 for 16 images,
     momentum 0.9, wd 1e-4, a linear warm-up from 0.001, lr / 10 at epochs 16 and 22 of 26),
-    scaled to the batch and to --epochs; a ResNet-18 at 8 images a batch, which a CPU can
-    train, where classification's defaults (resnet20's CIFAR stem, 128 a batch) do not fit."""
-    epochs = int(values.get("epochs", 30))
+    scaled to the batch and to --epochs (12 by default, the 1x schedule); a ResNet-18 at 8
+    images a batch, which a CPU can train, where classification's defaults (resnet20's CIFAR
+    stem, 128 a batch, 30 epochs) do not fit."""
+    epochs = int(values.get("epochs", DETECTION_EPOCHS))
     milestones = tuple(sorted({max(1, round(epochs * 16 / 26)), max(1, round(epochs * 22 / 26))}))
     return {
+        "epochs": epochs,
         "model": "resnet18",
         "batch_size": 8,
         "lr": 0.02,
