@@ -184,3 +184,16 @@ def test_faster_rcnn_learns_the_bundled_boxes_from_scratch(tmp_path):
     )
     assert summary["test_images"] == 102
     assert summary["test_map50"] >= 0.9, summary["test_per_class"]
+
+
+def test_a_nan_loss_stops_the_run_with_a_plain_error(tmp_path, monkeypatch):
+    from resnets.errors import TrainingError
+
+    real = detection_train.micro_step
+
+    def poisoned(run, part, batch):
+        return {k: v * float("nan") for k, v in real(run, part, batch).items()}
+
+    monkeypatch.setattr(detection_train, "micro_step", poisoned)
+    with pytest.raises(TrainingError, match="loss became nan at step 0; lower --lr"):
+        resnets.train(out=str(tmp_path / "run"), epochs=1, **TINY)

@@ -9,6 +9,7 @@ RNG, optimizer and sampling order restored, so it ends where an uninterrupted ru
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -165,6 +166,10 @@ def train_step(run: DetectionRun, batch: list[int]) -> dict[str, float]:
     if env.active:
         sum_gradients(run.model, run.device)
         totals = summed(totals)
+    if not math.isfinite(totals["loss"]):  # on every process, before the weights change
+        raise TrainingError(
+            f"the detection loss became {totals['loss']} at step {run.progress.step}; lower --lr"
+        )
     if cfg.clip_grad:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
     run.optimizer.step()
@@ -195,10 +200,6 @@ def micro_step(run: DetectionRun, part: list[int], batch: int) -> dict[str, torc
     with autocast(run.cfg, run.device):
         losses = run.model(images, targets)
     loss = sum(losses.values())
-    if not torch.isfinite(loss):
-        raise TrainingError(
-            f"the detection loss became {float(loss)} at step {run.progress.step}; lower --lr"
-        )
     (loss * len(part) / batch).backward()
     return {k: v.detach() for k, v in losses.items()}
 
