@@ -1,7 +1,7 @@
 """Our Faster R-CNN (resnets FPN) beside torchvision's fasterrcnn_resnet50_fpn built the usual
 way: training and inference images/s at the same input size, in one process, interleaved, as
 ratios (ours / torchvision's; above 1 is faster). Both sample torchvision's 512 RoIs per image
-here, so the heads do the same work.
+in training and read 300 proposals per image at test time, so the heads do the same work.
 
     python benchmarks/detection.py [--size 256] [--batch 2] [--reps 3]
 """
@@ -14,7 +14,7 @@ import time
 import torch
 import torchvision
 
-from resnets.detection.models import build_detector
+from resnets.detection.models import TEST_PROPOSALS, build_detector
 from resnets.precision import cpu_description
 
 
@@ -38,7 +38,12 @@ def ours(model: str, size: int) -> torch.nn.Module:
 
 def theirs(size: int) -> torch.nn.Module:
     return torchvision.models.detection.fasterrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=91, min_size=size, max_size=size
+        weights=None,
+        weights_backbone=None,
+        num_classes=91,
+        min_size=size,
+        max_size=size,
+        rpn_post_nms_top_n_test=TEST_PROPOSALS,  # ours: the paper's 300 at test time
     )
 
 
