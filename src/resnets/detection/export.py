@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,10 @@ from torch import nn
 
 from ..errors import ResnetsError, UsageError
 from ..files import atomic_write_json, publish_with_sidecars, staging
+from ..infer.backends import with_metadata
 from ..models.meta import WeightsMeta
 from .dataset import BoxDataset
-from .infer import load_detector, own_split, read_file
+from .infer import image_paths, load_detector, own_split, read_file
 
 INPUT = "image"
 
@@ -80,7 +80,8 @@ def export_detector(
         )
     model, meta, _, run = load_detector(weights, torch.device("cpu"))
     samples, inputs = sample_images(meta, run, images)
-    keys = list(model([samples[0]])[0])  # the detector's output order: boxes, labels, scores
+    with torch.no_grad():  # the detector's output order: boxes, labels, scores (Faster R-CNN)
+        keys = list(model([samples[0]])[0])
     pre = preprocessing(meta, keys)
     sidecar = target.with_name(target.name + ".json")
     failed = target.with_name(target.name + ".parity-failed.json")
@@ -105,8 +106,6 @@ def sample_images(
     else random ones at the input size."""
     spec = meta.detector
     if images:
-        from .infer import image_paths
-
         read = []
         for path in image_paths(images)[:8]:
             try:
@@ -115,7 +114,7 @@ def sample_images(
                 raise UsageError(f"{path} could not be read: {str(e).splitlines()[0]}") from None
         return read, "given images"
     if run is not None:
-        splits, indices = own_split(run, spec, "test")
+        splits, indices, _ = own_split(run, spec, "test")
         data = BoxDataset(splits, indices[:8], False, False, 0.0, 0)
         return [data[i][0] for i in range(len(data))], f"test-split images of {run}"
     size = spec["size"]
@@ -155,8 +154,6 @@ def preprocessing(meta: WeightsMeta, keys: list[str]) -> dict[str, Any]:
 def write_onnx(
     model: nn.Module, example: torch.Tensor, keys: list[str], pre: dict, target: Path
 ) -> None:
-    import onnx
-
     buf = io.BytesIO()
     varying = {INPUT: {1: "height", 2: "width"}} | {k: {0: "detections"} for k in keys}
     with warnings.catch_warnings():  # the tracer's notes on torchvision's Python control flow
@@ -171,11 +168,8 @@ def write_onnx(
             output_names=keys,
             dynamic_axes=varying,
         )
-    proto = onnx.load_from_string(buf.getvalue())
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "resnets", json.dumps(pre)
     try:
-        target.write_bytes(proto.SerializeToString())
+        target.write_bytes(with_metadata(buf.getvalue(), pre))
     except OSError as e:
         raise DetectorExportError(f"could not write the ONNX export: {e.strerror or e}") from None
 

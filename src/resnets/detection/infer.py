@@ -95,7 +95,6 @@ def evaluate_detector(
     """COCO scores of a detector: on its run's test split by default, or on every image of
     other box files (`data`); writes eval-SPLIT.json, pr-SPLIT.png and confusion-SPLIT.png."""
     from ..infer.sources import report_folder
-    from ..training.config import load_config_file
     from .report import write_scores
 
     dev = resolve_device(device)
@@ -105,9 +104,8 @@ def evaluate_detector(
     if own:
         if run is None:
             raise UsageError("a weights file outside its run needs --data (the boxes to score)")
-        data = load_config_file(run / "config.yaml").get("data")
         split = split or "test"
-        splits, indices = own_split(run, spec, split)
+        splits, indices, data = own_split(run, spec, split)
     else:
         boxes = read_boxes(data)
         splits = split_boxes(boxes, 0.0, 0.0, 0, spec["size"])  # the splits it ships, if any
@@ -124,8 +122,9 @@ def evaluate_detector(
     return scores
 
 
-def own_split(run: Path, spec: dict[str, Any], split: str) -> tuple[BoxSplits, list[int]]:
-    """The run's boxes, split as its training split them, and the indices of `split`."""
+def own_split(run: Path, spec: dict[str, Any], split: str) -> tuple[BoxSplits, list[int], str]:
+    """The run's boxes, split as its training split them, the indices of `split`, and the
+    run's --data."""
     from ..training.config import load_config_file
 
     cfg = load_config_file(run / "config.yaml")
@@ -134,7 +133,7 @@ def own_split(run: Path, spec: dict[str, Any], split: str) -> tuple[BoxSplits, l
     splits = split_boxes(
         boxes, cfg.get("val_split"), cfg.get("test_split", 0.2), cfg.get("seed", 0), spec["size"]
     )
-    return splits, chosen(splits, split, data)
+    return splits, chosen(splits, split, data), data
 
 
 def chosen(splits: BoxSplits, split: str, data: str) -> list[int]:

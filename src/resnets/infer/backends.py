@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import logging
 from collections.abc import Callable
 
@@ -41,6 +42,23 @@ def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, dynamic_batch: boo
     buf = io.BytesIO()
     buf.write(program.model_proto.SerializeToString())
     return buf.getvalue()
+
+
+META_KEY = "resnets"  # the ONNX metadata_props entry that holds an export's preprocessing
+
+
+def with_metadata(model_bytes: bytes, metadata: dict) -> bytes:
+    """An ONNX file's bytes with `metadata` (JSON) as its resnets entry, replacing any earlier
+    one (an INT8 file made from an fp32 export carries that export's)."""
+    import onnx
+
+    proto = onnx.load_from_string(model_bytes)
+    kept = [p for p in proto.metadata_props if p.key != META_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(metadata)
+    return proto.SerializeToString()
 
 
 class OnnxRuntimePredictor:

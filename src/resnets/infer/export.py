@@ -33,7 +33,7 @@ from ..models import ResNet, load_model
 from ..models.meta import WeightsMeta
 from ..models.weights import save_weights
 from ..options import EXPORT_FORMATS as FORMATS
-from .backends import OnnxRuntimePredictor, onnx_bytes
+from .backends import OnnxRuntimePredictor, onnx_bytes, with_metadata
 from .cases import check_inputs, expand_cases, prepare_cases
 from .images import expand_images, prepare_images
 from .optimize import fold_bn
@@ -321,12 +321,7 @@ def _write(model, meta, fmt, target: Path, x, dynamic_batch: bool, pre: dict) ->
     folded = fold_bn(model)
     example = x[:1]
     if fmt == "onnx":
-        import onnx
-
-        proto = onnx.load_from_string(onnx_bytes(folded, example, dynamic_batch))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "resnets", json.dumps(pre)
-        target.write_bytes(proto.SerializeToString())
+        target.write_bytes(with_metadata(onnx_bytes(folded, example, dynamic_batch), pre))
     else:
         with warnings.catch_warnings():  # torch 2.14 deprecates TorchScript (FutureWarning)
             warnings.simplefilter("ignore", FutureWarning)

@@ -16,9 +16,8 @@ from ..errors import ResnetsError, UsageError, WeightsError
 from ..models import MODELS
 from ..models.meta import WeightsMeta
 from ..models.weights import meta_beside
-from .backends import OnnxRuntimePredictor, Predictor
+from .backends import META_KEY, OnnxRuntimePredictor, Predictor
 
-META_KEY = "resnets"  # the metadata_props entry export.py writes
 ONNX_BACKENDS = ("eager", "auto", "onnxruntime")  # the ones that mean "run it as it is"
 
 

@@ -13,7 +13,6 @@ INT8 logits differ from float32 ones by design, so no logit tolerance applies to
 
 from __future__ import annotations
 
-import json
 import platform
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from ..models import ResNet
 from ..models.meta import WeightsMeta
 from ..precision import cpu_features
 from ..tasks import get_task
-from .backends import OnnxRuntimePredictor
+from .backends import OnnxRuntimePredictor, with_metadata
 from .evaluate import run_split_loader
 from .images import expand_images, prepare_images
 
@@ -213,15 +212,7 @@ def _graph_input(path: Path) -> tuple[str, int, bool]:
 
 
 def _store_metadata(path: Path, metadata: dict) -> None:
-    import onnx
-
-    proto = onnx.load(str(path))
-    kept = [p for p in proto.metadata_props if p.key != "resnets"]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "resnets", json.dumps(metadata)
-    path.write_bytes(proto.SerializeToString())
+    path.write_bytes(with_metadata(path.read_bytes(), metadata))
 
 
 def calibration_images(
