@@ -12,12 +12,14 @@ from sklearn.metrics import average_precision_score, f1_score, recall_score, roc
 from resnets.metrics import (
     average_precision,
     best_thresholds,
+    binary_accuracy,
     expected_calibration_error,
     f1_scores,
     macro,
     one_vs_rest_auc,
     roc_auc,
     sensitivity_specificity,
+    youden_threshold,
 )
 
 from .helpers import numpy_ece
@@ -109,3 +111,26 @@ def test_sensitivity_and_specificity_equal_the_recall_of_each_class():
         assert sensitivity == pytest.approx(recall_score(labels, said, pos_label=1), abs=1e-12)
         assert specificity == pytest.approx(recall_score(labels, said, pos_label=0), abs=1e-12)
     assert math.isnan(sensitivity_specificity(positive, torch.zeros(300), 0.5)[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_youden_threshold_reaches_the_best_j_of_scikit_learns_roc_curve(seed):
+    from sklearn.metrics import roc_curve
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = (torch.rand(300, generator=gen) < 0.3).long()
+    scores = (torch.rand(300, generator=gen) + 0.4 * labels).clamp(0, 1)
+    scores = (scores * 20).round() / 20  # ties, as a model's outputs have
+    fpr, tpr, _ = roc_curve(labels.numpy(), scores.numpy())
+    cut = youden_threshold(scores, labels)
+    said = (scores >= cut).numpy()
+    j = recall_score(labels, said, pos_label=1) + recall_score(labels, said, pos_label=0) - 1
+    assert j == pytest.approx(float(np.max(tpr - fpr)))
+    assert cut not in set(scores.tolist())  # half-way between two outputs, not on one
+    accuracy, balanced = binary_accuracy(scores, labels, cut)
+    assert balanced == pytest.approx((j + 1) / 2)
+    assert accuracy == pytest.approx(float((said == labels.numpy()).mean()))
+
+
+def test_youden_threshold_is_one_half_without_both_classes():
+    assert youden_threshold(torch.rand(10), torch.ones(10, dtype=torch.long)) == 0.5

@@ -217,6 +217,81 @@ class MultiLabelMeter:
 # ---- single-label: one class per image, from its softmax probabilities ----------------------
 
 
+POSITIVE = 1  # two classes: output 1 is the positive class, its probability the score
+
+
+def youden_threshold(positive: torch.Tensor, labels: torch.Tensor) -> float:
+    """Two classes: the cut on the positive class's probability ("positive if p >= cut") with
+    the largest Youden's J, sensitivity + specificity - 1 (the best balanced accuracy), on
+    these (validation) outputs; half-way between neighbouring scores, so that the cut does not
+    sit on one image; of equally good cuts, the one nearest 0.5. 0.5 when a class is missing."""
+    pos, neg = labels == POSITIVE, labels != POSITIVE
+    if not pos.any() or not neg.any():
+        return 0.5
+    s = positive.double().unique()  # sorted
+    cuts = torch.cat([s[:1], (s[1:] + s[:-1]) / 2])  # each cut keeps s[k] and above
+    said = positive.double()[:, None] >= cuts[None, :]
+    sensitivity = (said & pos[:, None]).sum(0) / pos.sum()
+    specificity = (~said & neg[:, None]).sum(0) / neg.sum()
+    j = sensitivity + specificity - 1
+    best = (j >= j.max() - 1e-12).nonzero().flatten()
+    return float(cuts[best[(cuts[best] - 0.5).abs().argmin()]])
+
+
+def binary_accuracy(
+    positive: torch.Tensor, labels: torch.Tensor, threshold: float
+) -> tuple[float, float]:
+    """(accuracy, balanced accuracy) in [0, 1] of "positive if p >= threshold"; the balanced
+    one is the mean recall over the classes present."""
+    said = (positive >= threshold).long()
+    right = said == labels
+    recalls = [right[labels == c].double().mean() for c in (0, 1) if (labels == c).any()]
+    return float(right.double().mean()), float(torch.stack(recalls).mean())
+
+
+class BinaryMeter(Meter):
+    """Two classes: the sums of `Meter`, and with `keep` the positive class's probability of
+    every image, gathered from every process when read: ROC-AUC, and accuracy and balanced
+    accuracy at 0.5 and at `thresholds[0]` when there is one (chosen on validation)."""
+
+    def __init__(self, device: torch.device, sums: torch.Tensor | None = None, keep=False):
+        super().__init__(device, sums)
+        self.keep, self.scores, self.labels = keep, [], []
+        self.thresholds: torch.Tensor | None = None
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(loss, logits, target)
+        if self.keep and target.ndim == 1:
+            self.scores.append(logits.detach().float().softmax(1)[:, POSITIVE].cpu())
+            self.labels.append(target.detach().cpu())
+
+    def reduce(self) -> None:
+        super().reduce()
+        if self.keep and dist.is_available() and dist.is_initialized():
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (self.scores, self.labels))
+            self.scores = [s for ss, _ in gathered for s in ss]
+            self.labels = [t for _, ts in gathered for t in ts]
+
+    def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(self.scores), torch.cat(self.labels)
+
+    def read(self) -> dict[str, float]:
+        out = super().read()
+        if not (self.keep and self.scores):
+            return out
+        scores, labels = self.outputs()
+        auc = roc_auc(scores, labels == POSITIVE)
+        if not math.isnan(auc):
+            out["auc"] = 100 * auc
+        out["balanced_acc"] = 100 * binary_accuracy(scores, labels, 0.5)[1]
+        if self.thresholds is not None:
+            cut = float(self.thresholds[0])
+            acc, balanced = binary_accuracy(scores, labels, cut)
+            out |= {"threshold": cut, "acc_cut": 100 * acc, "balanced_acc_cut": 100 * balanced}
+        return out
+
+
 def one_vs_rest_auc(probs: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """Per class, the ROC-AUC of its probability for "this class or another"; NaN for a class
     absent from `labels` (scikit-learn refuses those) or the only one present."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UsageError, unknown_name
-from .metrics import Meter, MultiLabelMeter, SegmentationMeter
+from .metrics import BinaryMeter, Meter, MultiLabelMeter, SegmentationMeter
 from .options import TASKS as TASK_NAMES
 
 
@@ -35,11 +35,14 @@ class Task:
         sums: torch.Tensor | None = None,
         keep: bool = False,
     ) -> Meter | SegmentationMeter | MultiLabelMeter:
-        """The metric sums; `keep`: an evaluation, where multi-label keeps every output."""
+        """The metric sums; `keep`: an evaluation, where multi-label and two-class scoring
+        keep every output (for AUC and a chosen threshold)."""
         if self.masks:
             return SegmentationMeter(device, num_classes, sums)
         if self.multilabel:
             return MultiLabelMeter(device, sums, keep)
+        if num_classes == 2:
+            return BinaryMeter(device, sums, keep)
         return Meter(device, sums)
 
     def criterion(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):

@@ -261,7 +261,16 @@ def test_two_classes_give_sensitivity_and_specificity_at_the_threshold(binary_ru
     from resnets.models.weights import save_weights
 
     probs, labels = _test_outputs(binary_run)
-    report = evaluate(binary_run, out=tmp_path / "default")
+    run = tmp_path / "run"
+    shutil.copytree(binary_run, run)
+    model = load_model(run / "best.safetensors")
+
+    def carrying(thresholds):
+        meta = dataclasses.replace(model.weights_meta, thresholds=thresholds)
+        save_weights(model, run / "best.safetensors", meta)
+        return evaluate(run, out=tmp_path / str(thresholds))
+
+    report = carrying(None)  # weights without a threshold: 0.5
     assert report.binary["positive_class"] == "class1" and report.binary["threshold"] == 0.5
     assert report.binary["threshold_from"] == "default"
     _assert_rates(report.binary, probs, labels)
@@ -270,15 +279,12 @@ def test_two_classes_give_sensitivity_and_specificity_at_the_threshold(binary_ru
 
     s = probs[:, 1].sort().values  # weights that carry a threshold: half way up the outputs
     cut = float((s[len(s) // 2 - 1] + s[len(s) // 2]) / 2)
-    run = tmp_path / "run"
-    shutil.copytree(binary_run, run)
-    model = load_model(run / "best.safetensors")
-    meta = dataclasses.replace(model.weights_meta, thresholds=[cut])
-    save_weights(model, run / "best.safetensors", meta)
-    own = evaluate(run, out=tmp_path / "own")
+    own = carrying([cut])
     assert own.binary["threshold"] == cut and own.binary["threshold_from"] == "weights"
     _assert_rates(own.binary, probs, labels)
-    assert own.binary != report.binary and f"threshold {cut:.3f} (weights)" in own.table()
+    said = (probs[:, 1] >= cut).long()
+    assert own.binary["accuracy"] == pytest.approx(100 * (said == labels).double().mean().item())
+    assert own.binary != report.binary and f"threshold {cut:.3f} (the weights'" in own.table()
 
 
 def test_two_class_weights_with_thresholds_for_more_classes_are_refused():
@@ -296,3 +302,44 @@ def test_other_data_is_scored_whole_and_the_runs_own_on_its_test_split(digits_ru
     alone.write_bytes((digits_run / "best.safetensors").read_bytes())
     other = evaluate(alone, data="digits", out=tmp_path / "other")  # no run: other data
     assert (other.split, other.count) == ("all", 1797)
+
+
+def test_a_two_class_run_keeps_the_threshold_chosen_on_validation(binary_run, tmp_path):
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    from resnets import predict
+    from resnets.infer.evaluate import run_split_loader
+    from resnets.metrics import binary_accuracy, youden_threshold
+
+    model = load_model(binary_run / "best.safetensors").eval()
+    meta = model.weights_meta
+    (cut,) = meta.thresholds
+
+    def outputs(split):
+        loader = run_split_loader(binary_run, meta, model.config.in_chans, split, 256)
+        with torch.no_grad():
+            pairs = [(model(x).softmax(1)[:, 1], y) for x, y in loader]
+        return torch.cat([p for p, _ in pairs]), torch.cat([y for _, y in pairs])
+
+    assert cut == pytest.approx(youden_threshold(*outputs("val")), abs=1e-6)
+    summary = json.loads((binary_run / "summary.json").read_text())
+    scores, labels = outputs("test")
+    accuracy, balanced = binary_accuracy(scores, labels, cut)
+    assert summary["test_threshold"] == pytest.approx(cut)
+    assert summary["test_acc_cut"] == pytest.approx(100 * accuracy, abs=1e-6)
+    assert summary["test_balanced_acc_cut"] == pytest.approx(100 * balanced, abs=1e-6)
+    assert summary["test_auc"] == pytest.approx(100 * roc_auc_score(labels, scores), abs=1e-4)
+
+    # predict decides by the weights' threshold, not by the larger probability
+    images = torch.rand(12, 16, 16, 3, generator=torch.Generator().manual_seed(0))
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray((img * 255).byte().numpy()).save(paths[-1])
+    result = predict(binary_run, paths, topk=1)
+    for p in result.predictions:
+        probs = dict(predict(binary_run, [p.path], topk=2).predictions[0].top)
+        assert p.top[0][0] == ("class1" if probs["class1"] >= cut else "class0")
+        assert p.threshold == cut
+    assert f"(threshold {cut:.3f})" in result.table()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError, UsageError
 from ..files import atomic_write_text
+from ..metrics import POSITIVE
 from ..models.meta import WeightsMeta
 from ..tasks import get_task, write_mask
 from .cases import (
@@ -42,6 +43,9 @@ class Prediction:
     path: str
     top: list[tuple[str, float]]  # (class, probability), most likely first
     mask: str | None = None  # segmentation: the predicted mask's PNG
+    # two classes: the decision's threshold on the positive class (the weights'), which
+    # orders `top` in place of the larger probability
+    threshold: float | None = None
 
 
 @dataclass
@@ -59,6 +63,7 @@ class PredictResult:
         """What `predict --json` prints: each image's top classes (or mask), and failures."""
         rows = [
             {"path": p.path, "top": [{"class": c, "prob": v} for c, v in p.top], "mask": p.mask}
+            | ({"threshold": p.threshold} if p.threshold is not None else {})
             for p in self.predictions
         ]
         return {"predictions": rows, "failed": self.failed}
@@ -88,6 +93,8 @@ class PredictResult:
         for p in self.predictions:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
             shown = best or (f"mask {p.mask}" if p.mask else "no label above its threshold")
+            if p.threshold is not None:
+                shown += f"  (threshold {p.threshold:.3f})"
             lines.append(f"{p.path}: {shown}")
         lines += [
             f"{path}: {why}" if why.startswith(NOT_WRITTEN) else f"{path}: unreadable ({why})"
@@ -234,6 +241,8 @@ def _read_out(
         return _save_masks(logits, names, sizes, masks, owners, write)
     if meta.task == "multilabel":
         return labels_above(logits, names, classes, meta.thresholds), {}
+    if len(classes) == 2 and meta.thresholds:
+        return decided_at(logits, names, classes, meta.thresholds[-1], k), {}
     top = logits.softmax(1).topk(k, dim=1)
     ranked = zip(names, top.values.tolist(), top.indices.tolist(), strict=True)
     return [
@@ -283,6 +292,21 @@ def _mask_targets(
         existing = "an existing file (pass --overwrite to replace it)"
         owners |= {os.path.abspath(p): existing for p in masks.values() if p.exists()}
     return masks, owners
+
+
+def decided_at(
+    logits: torch.Tensor, names: list[str], classes: list[str], threshold: float, k: int
+) -> list[Prediction]:
+    """Two classes with the weights' threshold: the positive class (output 1) first when its
+    probability reaches the threshold, else the other; `k` of the two, with their
+    probabilities."""
+    probs = logits.float().softmax(1).cpu()
+    out = []
+    for name, p in zip(names, probs, strict=True):
+        order = [POSITIVE, 1 - POSITIVE] if p[POSITIVE] >= threshold else [1 - POSITIVE, POSITIVE]
+        top = [(classes[i], float(p[i])) for i in order[:k]]
+        out.append(Prediction(name, top, threshold=threshold))
+    return out
 
 
 def labels_above(

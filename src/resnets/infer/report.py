@@ -15,6 +15,8 @@ import torch
 from ..errors import WeightsError
 from ..files import atomic_write_json
 from ..metrics import (
+    POSITIVE,
+    binary_accuracy,
     calibration_bins,
     expected_calibration_error,
     macro,
@@ -24,8 +26,9 @@ from ..metrics import (
 )
 from ..plots import confusion_matrix, reliability_diagram
 
+# where a two-class threshold came from, as the report says it
+THRESHOLD_FROM = {"weights": "the weights', chosen on validation", "default": "default"}
 ECE_BINS = 15  # equal-width bins of the top-1 probability, as in Guo et al. 2017
-POSITIVE = 1  # two classes: the weights' output 1 is the positive class
 
 
 class Report:
@@ -110,9 +113,15 @@ class EvalReport(Report):
             b = self.binary
             lines.append(
                 f"positive class {b['positive_class']!r} (output {b['positive_index']}), threshold "
-                f"{b['threshold']:.3f} ({b['threshold_from']}): sensitivity "
+                f"{b['threshold']:.3f} ({THRESHOLD_FROM[b['threshold_from']]}): sensitivity "
                 f"{_four_places(b['sensitivity'])}   specificity {_four_places(b['specificity'])}"
             )
+            if b["threshold_from"] == "weights" and "accuracy" in b:
+                lines.append(
+                    f"at that threshold: accuracy {b['accuracy']:.2f} %   balanced accuracy "
+                    f"{b['balanced_accuracy']:.2f} % (top-1 and the balanced accuracy above "
+                    "take the more likely class, a threshold of 0.5)"
+                )
         header = f"{'class':<20} {'acc %':>7} {'prec':>7} {'recall':>7} {'F1':>7} {'AUC':>7}"
         lines += ["", f"{header} {'n':>6}"]
         for row in self.per_class:
@@ -217,6 +226,7 @@ def binary_rates(
         )
     threshold = float(thresholds[-1]) if thresholds else 0.5
     sensitivity, specificity = sensitivity_specificity(probs[:, POSITIVE], labels, threshold)
+    accuracy, balanced = binary_accuracy(probs[:, POSITIVE], labels, threshold)
     return {
         "positive_class": classes[POSITIVE],
         "positive_index": POSITIVE,
@@ -224,6 +234,8 @@ def binary_rates(
         "threshold_from": "weights" if thresholds else "default",
         "sensitivity": _defined(sensitivity),
         "specificity": _defined(specificity),
+        "accuracy": 100 * accuracy,
+        "balanced_accuracy": 100 * balanced,
     }
 
 

@@ -39,7 +39,8 @@ class WeightsMeta:
     # [mean, std] of a Normalize the Python training items had, taken back before training;
     # float tensors given to predict are read the same way (data/items.py)
     item_normalize: list[list[float]] | None = None
-    thresholds: list[float] | None = None  # multilabel: per label, chosen on validation
+    # chosen on validation: multilabel, one per label; two classes, one on output 1
+    thresholds: list[float] | None = None
     # 3D: "volumes" or "clips", their depth (slices or frames), and how a volume's values
     # became 0..255: "raw" (given so), "auto" (a DICOM series' CT window 40/400, else a
     # z-score per volume) or "window C,W" (data/volumes/folder.py)

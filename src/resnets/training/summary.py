@@ -14,7 +14,7 @@ from torch import nn
 from ..data import Loaders
 from ..data.build import eval_loader
 from ..data.python import PYTHON
-from ..metrics import best_thresholds
+from ..metrics import POSITIVE, best_thresholds, youden_threshold
 from ..tasks import get_task, write_mask
 from .run import Run
 from .saving import save_best_weights
@@ -32,6 +32,8 @@ def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
         target.load_state_dict(run.best_state)
     if task.multilabel:
         choose_thresholds(run, measure)
+    elif two_classes(run):
+        choose_cut(run, measure)
     test = measure(run, run.loaders.test, True).read() if run.loaders.test is not None else {}
     if run.cfg.amp != "none":
         run.note(
@@ -48,6 +50,7 @@ def finish(run: Run, measure: Callable[..., Any]) -> dict[str, Any]:
         f"best_val_{task.score}": p.best_score if p.best_score >= 0 else None,
         "best_epoch": p.best_epoch,
         **{f"test_{k}": test.get(k) for k in task.test_keys},
+        **({f"test_{k}": test.get(k) for k in BINARY_KEYS} if two_classes(run) else {}),
         "test_images": images if run.splits.test is not None else None,
         "epochs": p.epoch,
         "steps": p.step,
@@ -113,6 +116,31 @@ def choose_thresholds(run: Run, measure: Callable[..., Any]) -> None:
     run.note(f"multi-label thresholds (best F1 on validation): {shown}")
 
 
+BINARY_KEYS = ("auc", "balanced_acc", "threshold", "acc_cut", "balanced_acc_cut")
+
+
+def two_classes(run: Run) -> bool:
+    """Single-label classification into two classes: scored with a threshold too."""
+    return run.task.name == "classification" and len(run.splits.classes) == 2
+
+
+def choose_cut(run: Run, measure: Callable[..., Any]) -> None:
+    """Two classes: the threshold on the positive class's probability with the best balanced
+    accuracy on validation (Youden's J), stored with the weights, which evaluate and predict
+    use; the test split is scored at it and at 0.5. None without a validation split."""
+    positive = run.splits.classes[POSITIVE]
+    if run.loaders.val is None:
+        run.note(f"threshold: 0.5 on {positive!r} (no validation split to choose one on)")
+        return
+    cut = youden_threshold(*measure(run, run.loaders.val, True).outputs())
+    run.meta.thresholds = [round(cut, 6)]
+    run.note(
+        f"threshold: {positive!r} when its probability is >= {cut:.3f}, the best balanced "
+        "accuracy on validation (Youden's J); stored with the weights, which predict and "
+        "evaluate use; the test split is scored at it and at 0.5"
+    )
+
+
 def unreadable_images(loaders: Loaders, decoded: list[str]) -> dict[str, Any]:
     """Unreadable files met in any split, each counted once (folders only); `decoded`: those
     the decoding before training left out."""
@@ -120,6 +148,25 @@ def unreadable_images(loaders: Loaders, decoded: list[str]) -> dict[str, Any]:
     for loader in (loaders.train, loaders.val, loaders.test):
         files += loader.unreadable.files() if hasattr(loader, "unreadable") else []
     return {"skipped_images": len(files), "unreadable": files[:20]}
+
+
+def binary_lines(s: dict[str, Any]) -> list[str]:
+    """Two classes: the test AUC, and accuracy and balanced accuracy at the validation's
+    threshold beside those at 0.5."""
+    if s.get("test_auc") is None and s.get("test_balanced_acc") is None:
+        return []
+    auc = "n/a" if s.get("test_auc") is None else f"{s['test_auc'] / 100:.4f}"
+    lines = [f"  test AUC               {auc}"]
+    if s.get("test_threshold") is not None:
+        lines.append(
+            f"  test ACC / balanced    {s['test_acc_cut']:.2f} % / "
+            f"{s['test_balanced_acc_cut']:.2f} %  at threshold {s['test_threshold']:.3f} "
+            "(chosen on validation)"
+        )
+    lines.append(
+        f"  test ACC / balanced    {s['test_acc1']:.2f} % / {s['test_balanced_acc']:.2f} %  at 0.5"
+    )
+    return lines
 
 
 def summary_text(s: dict[str, Any]) -> str:
@@ -160,6 +207,7 @@ def summary_text(s: dict[str, Any]) -> str:
             f"  best validation top-1  {pct(s['best_val_acc1'])}  (epoch {s['best_epoch']})",
             f"  {tops}  ({s['test_images']} {unit}, evaluated once)",
         ]
+        lines += binary_lines(s)
     lines.append(f"  run folder             {s['run']}")
     if s.get("skipped_images"):
         lines.append(f"  skipped                {s['skipped_images']} unreadable images")
