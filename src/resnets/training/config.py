@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -75,6 +76,11 @@ class TrainConfig(DataOptions):
     steps: int | None = option(
         None, "training steps (optimizer updates), instead of --epochs", "[1, inf)"
     )
+    time: str | None = option(
+        None,
+        "a time budget for the training loop (90s, 5m, 1.5h): the epochs that fit, measured "
+        "on the first steps, with the lr schedule laid out over them; --epochs is then the most",
+    )
     batch_size: int = option(128, "global batch size, over all processes", "[1, inf)")
     accum_steps: int = option(1, "micro-batches accumulated per optimizer step", "[1, inf)")
     optimizer: Literal["sgd", "adamw"] = option("sgd", "sgd | adamw")
@@ -134,6 +140,12 @@ class TrainConfig(DataOptions):
     sync_bn: bool = option(False, "synchronize BN statistics across processes (GPU)")
 
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps")
+    threads: int | None = option(
+        None,
+        "CPU threads (default: OMP_NUM_THREADS, else one per core that no other process "
+        "keeps busy, measured at the start)",
+        "[1, inf)",
+    )
     seed: int = option(0, "random seed", "[0, inf)")
     deterministic: bool = option(False, "deterministic algorithms (bit-identical reruns)")
     out: str | None = option(None, "run folder (default runs/MODEL-DATA-TIME)")
@@ -227,6 +239,17 @@ def _describe(base: Any) -> str:
         return "a list of integers"
     names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     return names[base]
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of '90s', '5m', '1.5h' (a unit is needed: '5' could be seconds or minutes)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh])\s*", str(text).lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"--time must be a duration such as 90s, 5m or 1.5h, got {text!r}")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

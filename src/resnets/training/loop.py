@@ -19,6 +19,8 @@ from tqdm import tqdm
 from ..data.python import take_objects
 from ..errors import TrainingError
 from ..logs import default_logging, interactive
+from ..threads import choose_threads
+from .budget import Budget, start_budget
 from .config import TrainConfig
 from .distributed import any_rank, cleanup, setup_distributed
 from .optim import set_lr
@@ -62,9 +64,13 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
                 return train_detector(cfg, env, device)
         finally:
             cleanup()
+    threads_before = torch.get_num_threads()
     try:
         with determinism(cfg.deterministic):
+            threads = choose_threads(cfg.threads, device, cfg.deterministic)  # before any work
             run = setup(cfg, env, device, objects)
+            if threads.note:  # said once the run stands: bad input stays one line
+                run.note(threads.note)
             try:
                 with StopRequest() as stop:
                     summary = fit(run, stop)
@@ -77,15 +83,17 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
                     run.folder.mark_failed(e)  # after it: `resnets runs` says why it ended
                 raise
     finally:
+        torch.set_num_threads(threads_before)  # the caller's, for what it does next
         cleanup()
 
 
 def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
     """Epochs until the step budget (or early stop): train, validate, keep the best, save."""
     cfg, p = run.cfg, run.progress
+    budget = start_budget(run)
     while p.epoch < run.epochs and p.step < run.total_steps:
         row = {"epoch": p.epoch + 1}
-        row |= {f"train_{k}": v for k, v in train_epoch(run, p.epoch, stop).items()}
+        row |= {f"train_{k}": v for k, v in train_epoch(run, p.epoch, stop, budget).items()}
         row |= {"step": p.step, "lr": run.opt.optimizer.param_groups[0]["lr"]}  # at its end
         if run.loaders.val is not None:
             val = validate(run, run.loaders.val)
@@ -99,14 +107,19 @@ def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
         final = stopping or p.epoch >= run.epochs or p.step >= run.total_steps
         save_epoch_checkpoints(run, improved, final)
         run.folder.log_epoch(p.history)
+        if budget is not None and not final:
+            budget.after_epoch(run)
         if stopping:
             log.info("early stop: no improvement in %d epochs", cfg.early_stop)
             break
     return finish(run, measure)
 
 
-def train_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, float]:
-    """One epoch of optimizer steps (resuming mid-epoch at progress.epoch_step)."""
+def train_epoch(
+    run: Run, epoch: int, stop: StopRequest, budget: Budget | None = None
+) -> dict[str, float]:
+    """One epoch of optimizer steps (resuming mid-epoch at progress.epoch_step); `budget`
+    (--time) fits the run's length once its first steps are timed."""
     cfg, p = run.cfg, run.progress
     meter, run.partial_meter = run.meter(run.partial_meter), None
     run.model.train()
@@ -139,6 +152,10 @@ def train_epoch(run: Run, epoch: int, stop: StopRequest) -> dict[str, float]:
                 meter.update(*out)
         p.step, p.epoch_step = p.step + 1, p.epoch_step + 1
         bar.update(1)
+        if budget is not None and not budget.fitted:
+            budget.after_step(run)
+            steps = min(len(run.loaders.train), run.total_steps - epoch * len(run.loaders.train))
+            bar.total = steps
         boundary = p.step % cfg.log_every == 0 or p.epoch_step == steps
         if boundary:  # the only host syncs of the epoch: reading the loss
             check_finite(run, meter.sums[0])

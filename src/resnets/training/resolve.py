@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError, unknown_name
-from .config import FIELDS, TrainConfig, coerce, load_config_file, renamed
+from .config import FIELDS, TrainConfig, coerce, load_config_file, parse_duration, renamed
 from .recipes import RECIPES, recipe_rules
 
 RESUME_OVERRIDES = {  # what may change on --resume: hardware fitting and run length, not the math
     "device",
+    "threads",
     "accum_steps",
     "progress",
     "log_every",
@@ -52,6 +53,8 @@ def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> Tra
         values["normalize"] = "imagenet" if values.get("pretrained") else "dataset"
     cfg = TrainConfig(**values)
     validate(cfg)
+    # what the layers set: options left open are decided from the data (fit.py)
+    cfg.given = frozenset(k for _, layer in layers for k in layer)
     return cfg
 
 
@@ -74,6 +77,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"min_lr ({cfg.min_lr:g}) must be below the peak lr ({peak_lr(cfg):g})")
     if cfg.early_stop and cfg.val_split == 0:
         raise ConfigError("early_stop needs a validation set; drop --val-split 0")
+    if cfg.time is not None:
+        parse_duration(cfg.time)
+        if cfg.steps is not None:
+            raise ConfigError("--time and --steps both set the run's length; choose one")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if list(cfg.milestones) != sorted(cfg.milestones):

@@ -1,0 +1,166 @@
+"""Options decided from the data (fit.py) and the --time budget (budget.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from resnets import train
+from resnets.data.datasets import load_digits
+from resnets.errors import ConfigError
+from resnets.training import budget as budget_module
+from resnets.training import loop
+from resnets.training.config import TrainConfig, parse_duration
+from resnets.training.fit import fit_to_data
+from resnets.training.resolve import resolve
+
+from ..helpers import QUIET
+
+
+@pytest.mark.parametrize(
+    ("images", "batch", "lr"),
+    [(100, 16, 0.0125), (500, 32, 0.025), (546, 64, 0.05), (1023, 64, 0.05), (5000, 128, 0.1)],
+)
+def test_the_batch_and_lr_follow_the_number_of_training_images(images, batch, lr):
+    cfg = resolve({})
+    notes = fit_to_data(cfg, images, per_step=1)
+    assert (cfg.batch_size, cfg.lr) == (batch, pytest.approx(lr))
+    assert images // cfg.batch_size >= 8 or cfg.batch_size == 16
+    if batch == 128:
+        assert notes == []
+    else:
+        (note,) = notes
+        assert note.startswith(f"batch {batch} (not 128): {images} training images give")
+        assert f"lr {lr:g} (the lr per image kept)" in note
+
+
+def test_the_batch_is_a_multiple_of_the_processes_and_accumulation_steps():
+    cfg = resolve({})
+    fit_to_data(cfg, 500, per_step=3)
+    assert cfg.batch_size == 33 and cfg.batch_size % 3 == 0
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"batch_size": 128}, {"recipe": "paper-cifar"}, {"task": "detection", "data": "shapes-boxes"}],
+)
+def test_an_explicit_batch_or_a_recipe_is_never_changed(flags):
+    cfg = resolve(flags)
+    before = (cfg.batch_size, cfg.lr)
+    assert fit_to_data(cfg, 300, per_step=1) == []
+    assert (cfg.batch_size, cfg.lr) == before
+
+
+def test_an_explicit_lr_is_kept_and_linear_scaling_needs_no_change(tmp_path):
+    cfg = resolve({"lr": 0.2})
+    (note,) = fit_to_data(cfg, 500, per_step=1)
+    assert (cfg.batch_size, cfg.lr) == (32, 0.2) and "your --lr 0.2 is kept" in note
+
+    file = tmp_path / "run.yaml"
+    file.write_text("lr_scaling: linear\n")
+    cfg = resolve({}, file)
+    (note,) = fit_to_data(cfg, 500, per_step=1)
+    assert (cfg.batch_size, cfg.lr) == (32, 0.1) and "--lr-scaling linear" in note
+
+    file.write_text("batch_size: 128\n")  # a config file's batch is the user's too
+    cfg = resolve({}, file)
+    assert fit_to_data(cfg, 500, per_step=1) == [] and cfg.batch_size == 128
+
+
+def test_a_config_built_by_hand_is_taken_as_it_is():
+    cfg = TrainConfig()
+    assert fit_to_data(cfg, 100, per_step=1) == [] and cfg.batch_size == 128
+
+
+def _digits(n: int):
+    d = load_digits()
+    return d.images[:n], d.labels[:n]
+
+
+def test_a_small_run_trains_at_the_fitted_batch_and_saves_it_for_resume(tmp_path):
+    run = tmp_path / "run"
+    summary = train(data=_digits(300), epochs=1, out=str(run), amp="none", **QUIET)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    train_images = manifest["splits"]["train"]
+    assert saved["batch_size"] == 16 and saved["lr"] == pytest.approx(0.0125)
+    assert summary["steps"] == (train_images // 16)
+    assert any(n.startswith("batch 16 (not 128)") for n in summary["notes"])
+
+    # the saved batch, not fitted again
+    resumed = train(data=_digits(300), resume=str(run), epochs=2, **QUIET)
+    assert resumed["steps"] == 2 * (train_images // 16)
+    assert not any(n.startswith("batch 16") for n in resumed["notes"][-3:])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1.5h", 5400), (" 2M ", 120)]
+)
+def test_durations_read_with_their_unit(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5", "0s", "five minutes", "-3m", "1d"])
+def test_a_duration_without_a_known_unit_is_refused(text):
+    with pytest.raises(ConfigError, match=r"--time must be a duration such as 90s, 5m or 1\.5h"):
+        resolve({"time": text})
+
+
+def test_time_and_steps_exclude_each_other():
+    with pytest.raises(ConfigError, match="--time and --steps both set"):
+        resolve({"time": "1m", "steps": 100})
+
+
+STEP = 0.125  # seconds an optimizer step takes on the fake clock (exact in binary)
+
+
+class FakeClock:
+    """perf_counter that advances STEP seconds per optimizer step and at nothing else: the budget's
+    decisions, without depending on this machine's speed."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_ends_within_it_with_the_lr_at_its_floor(tmp_path, monkeypatch):
+    clock, real_step = FakeClock(), loop.train_step
+
+    def step(*args, **kwargs):
+        clock.now += STEP
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    monkeypatch.setattr(loop, "train_step", step)
+    run = tmp_path / "run"
+    summary = train(data="digits", time="6s", out=str(run), amp="none", **QUIET)
+    spent = clock.now - 1000.0
+    per_epoch = json.loads((run / "manifest.json").read_text())["steps_per_epoch"]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert spent <= 6.0 and spent >= 6.0 - 2 * STEP * per_epoch  # within, and most of it used
+    assert summary["epochs"] == saved["epochs"] and summary["steps"] == per_epoch * saved["epochs"]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    final_lr = float(last[header.index("lr")])
+    assert final_lr < 0.01 * 0.1  # the cosine ran its course: the lr ended near 0
+    assert any(n.startswith("--time 6s: ") and "fit, at" in n for n in summary["notes"])
+
+
+def test_a_budget_with_epochs_runs_at_most_those_epochs(tmp_path, monkeypatch):
+    clock, real_step = FakeClock(), loop.train_step
+
+    def step(*args, **kwargs):
+        clock.now += STEP
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    monkeypatch.setattr(loop, "train_step", step)
+    out = str(tmp_path / "r")
+    summary = train(data="digits", time="1h", epochs=2, out=out, amp="none", **QUIET)
+    assert summary["epochs"] == 2
+    assert torch.isfinite(torch.tensor(summary["test_acc1"]))
