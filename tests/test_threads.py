@@ -71,4 +71,25 @@ def test_deterministic_runs_keep_the_count_and_say_the_busy_core(monkeypatch):
     torch.set_num_threads(2)
     choice = threads.choose_threads(None, torch.device("cpu"), fixed=True)
     assert choice.threads == 2 and torch.get_num_threads() == 2
-    assert "--deterministic keeps the count" in choice.note and "--threads 1" in choice.note
+    assert "--deterministic keeps the count" in choice.note and "--threads 1 " in choice.note
+
+
+def test_the_cli_presets_omp_num_threads_before_torch_loads(monkeypatch):
+    import types
+
+    load(monkeypatch, 2, busy={1})
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # unset, and restored after the test
+    monkeypatch.setattr(threads, "sys", types.SimpleNamespace(modules={}))  # no torch yet
+    monkeypatch.setattr(threads, "_preset", None)
+    threads.preset_threads()
+    assert threads.os.environ["OMP_NUM_THREADS"] == "1"
+    torch.set_num_threads(1)  # as PyTorch reads OMP_NUM_THREADS when it loads
+    choice = threads.choose_threads(None, torch.device("cpu"))
+    assert choice.threads == 1 and choice.note.startswith("threads: 1 of 2 cores, as 1 was busy")
+
+
+def test_no_preset_once_torch_is_loaded(monkeypatch):
+    load(monkeypatch, 2, busy={1})
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    threads.preset_threads()  # torch is loaded in this process: it would change nothing
+    assert threads.os.environ["OMP_NUM_THREADS"] == ""

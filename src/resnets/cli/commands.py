@@ -69,6 +69,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch(args.nproc, argv)
     if args.quiet:
         flags.setdefault("progress", False)
+    if not (getattr(args, "threads", None) or getattr(args, "deterministic", False)):
+        from ..threads import preset_threads
+
+        preset_threads()  # before PyTorch loads: OpenMP starts no thread for a busy core
     from ..training import train
 
     train(args.config, **flags)  # its lines and summary go to the log (stderr)
