@@ -66,6 +66,34 @@ def digits_folder(root: Path, train_images: int = 500, size: int = 28) -> Path:
     return root
 
 
+def nodules_npz(path: Path, n: int = 1188, size: int = 28, positive: float = 0.22) -> Path:
+    """A 3D set harder than shapes3d, MedMNIST-style (train/val/test 70/10/20 %): noisy,
+    smoothed "tissue" volumes, each with a bright blob; in class 1 (`positive` of them, the
+    minority) the blob is elongated along a random axis, in class 0 round. Seeded."""
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), -1).astype(np.float32)
+    labels = (rng.random(n) < positive).astype(np.int64)
+    volumes = np.empty((n, size, size, size), np.uint8)
+    for i, label in enumerate(labels):
+        noise = rng.normal(0, 1, (size // 4,) * 3)
+        tissue = np.kron(noise, np.ones((4, 4, 4)))[:size, :size, :size]
+        centre = rng.uniform(8, size - 8, 3)
+        radii = np.full(3, rng.uniform(2.5, 4.0))
+        if label:
+            radii[rng.integers(3)] *= rng.uniform(1.6, 2.0)
+        blob = (((grid - centre) / radii) ** 2).sum(-1) <= 1
+        volume = 0.6 * tissue + 1.5 * blob + rng.normal(0, 0.6, tissue.shape)
+        volumes[i] = np.clip((volume + 3) * 40, 0, 255).astype(np.uint8)
+    cut = [int(n * 0.7), int(n * 0.8)]
+    parts = dict(zip(("train", "val", "test"), np.split(np.arange(n), cut), strict=True))
+    arrays = {}
+    for split, index in parts.items():
+        arrays[f"{split}_images"] = volumes[index]
+        arrays[f"{split}_labels"] = labels[index, None]
+    np.savez_compressed(path, **arrays)
+    return path
+
+
 def run(folder: Path, out: Path, seed: int, *flags: str) -> dict:
     command = [sys.executable, "-m", "resnets", "train", "--data", f"imagefolder:{folder}"]
     command += ["--out", str(out), "--seed", str(seed), "--no-progress", *flags]

@@ -173,6 +173,13 @@ def macro(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
+def gathered(outputs: list, targets: list) -> tuple[list, list]:
+    """Every process's kept outputs and targets (lists of tensors), in rank order."""
+    world: list = [None] * dist.get_world_size()
+    dist.all_gather_object(world, (outputs, targets))
+    return [o for outs, _ in world for o in outs], [t for _, ts in world for t in ts]
+
+
 class MultiLabelMeter:
     """Loss and sample count as sums; with `keep`, every sigmoid output and target too (AUC
     and AP need them all), gathered from every process when read."""
@@ -195,10 +202,7 @@ class MultiLabelMeter:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(self.sums)
             if self.keep:
-                gathered: list = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, (self.probs, self.targets))
-                self.probs = [p for ps, _ in gathered for p in ps]
-                self.targets = [t for _, ts in gathered for t in ts]
+                self.probs, self.targets = gathered(self.probs, self.targets)
 
     def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.cat(self.probs), torch.cat(self.targets)
@@ -268,10 +272,7 @@ class BinaryMeter(Meter):
     def reduce(self) -> None:
         super().reduce()
         if self.keep and dist.is_available() and dist.is_initialized():
-            gathered: list = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (self.scores, self.labels))
-            self.scores = [s for ss, _ in gathered for s in ss]
-            self.labels = [t for _, ts in gathered for t in ts]
+            self.scores, self.labels = gathered(self.scores, self.labels)
 
     def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.cat(self.scores), torch.cat(self.labels)

@@ -97,7 +97,8 @@ def test_a_small_run_trains_at_the_fitted_batch_and_saves_it_for_resume(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1.5h", 5400), (" 2M ", 120)]
+    ("text", "seconds"),
+    [("90s", 90), ("5m", 300), ("1.5h", 5400), (" 2M ", 120), ("5min", 300), ("2 sec", 2)],
 )
 def test_durations_read_with_their_unit(text, seconds):
     assert parse_duration(text) == seconds
@@ -128,15 +129,21 @@ class FakeClock:
         return self.now
 
 
-def test_a_time_budget_ends_within_it_with_the_lr_at_its_floor(tmp_path, monkeypatch):
-    clock, real_step = FakeClock(), loop.train_step
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """The fake clock in place of perf_counter, advanced by each optimizer step."""
+    fake, real_step = FakeClock(), loop.train_step
 
     def step(*args, **kwargs):
-        clock.now += STEP
+        fake.now += STEP
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    monkeypatch.setattr(budget_module.time, "perf_counter", fake)
     monkeypatch.setattr(loop, "train_step", step)
+    return fake
+
+
+def test_a_time_budget_ends_within_it_with_the_lr_at_its_floor(tmp_path, clock):
     run = tmp_path / "run"
     summary = train(data="digits", time="6s", out=str(run), amp="none", **QUIET)
     spent = clock.now - 1000.0
@@ -151,15 +158,7 @@ def test_a_time_budget_ends_within_it_with_the_lr_at_its_floor(tmp_path, monkeyp
     assert any(n.startswith("--time 6s: ") and "fit, at" in n for n in summary["notes"])
 
 
-def test_a_budget_with_epochs_runs_at_most_those_epochs(tmp_path, monkeypatch):
-    clock, real_step = FakeClock(), loop.train_step
-
-    def step(*args, **kwargs):
-        clock.now += STEP
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
-    monkeypatch.setattr(loop, "train_step", step)
+def test_a_budget_with_epochs_runs_at_most_those_epochs(tmp_path, clock):
     out = str(tmp_path / "r")
     summary = train(data="digits", time="1h", epochs=2, out=out, amp="none", **QUIET)
     assert summary["epochs"] == 2

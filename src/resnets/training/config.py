@@ -241,12 +241,12 @@ def _describe(base: Any) -> str:
     return names[base]
 
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 
 
 def parse_duration(text: str) -> float:
     """Seconds of '90s', '5m', '1.5h' (a unit is needed: '5' could be seconds or minutes)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh])\s*", str(text).lower())
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(sec|s|min|m|hr|h)\s*", str(text).lower())
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(f"--time must be a duration such as 90s, 5m or 1.5h, got {text!r}")
     return float(match.group(1)) * DURATION_UNITS[match.group(2)]

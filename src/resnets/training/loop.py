@@ -56,35 +56,39 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
     if cfg.resume:
         cfg = resume_config(cfg, options)
     env, device = setup_distributed(cfg.device)
-    if cfg.task == "detection":  # torchvision's detectors: their own loop (detection/train.py)
-        from ..detection.train import train_detector
-
-        try:
-            with determinism(cfg.deterministic):
-                return train_detector(cfg, env, device)
-        finally:
-            cleanup()
     threads_before = torch.get_num_threads()
     try:
         with determinism(cfg.deterministic):
             threads = choose_threads(cfg.threads, device, cfg.deterministic)  # before any work
-            run = setup(cfg, env, device, objects)
-            if threads.note:  # said once the run stands: bad input stays one line
-                run.note(threads.note)
-            try:
-                with StopRequest() as stop:
-                    summary = fit(run, stop)
-                if run.env.main:
-                    log.info("%s", summary_text(summary))
-                return summary
-            except BaseException as e:
-                run.folder.abandon()  # before the first checkpoint: as if it never ran
-                if isinstance(e, Exception) and not isinstance(e, Interrupted):
-                    run.folder.mark_failed(e)  # after it: `resnets runs` says why it ended
-                raise
+            if cfg.task == "detection":  # torchvision's detectors: their own loop
+                from ..detection.train import train_detector
+
+                if threads.note:
+                    log.info("note: %s", threads.note)
+                return train_detector(cfg, env, device)
+            return _train(cfg, env, device, objects, threads.note)
     finally:
         torch.set_num_threads(threads_before)  # the caller's, for what it does next
         cleanup()
+
+
+def _train(cfg: TrainConfig, env, device, objects, threads_note: str | None) -> dict[str, Any]:
+    """Classification, segmentation and multi-label: set up, fit, summarize; a run that
+    fails leaves its folder as before its first checkpoint, or marked failed after it."""
+    run = setup(cfg, env, device, objects)
+    if threads_note:  # said once the run stands: bad input stays one line
+        run.note(threads_note)
+    try:
+        with StopRequest() as stop:
+            summary = fit(run, stop)
+        if run.env.main:
+            log.info("%s", summary_text(summary))
+        return summary
+    except BaseException as e:
+        run.folder.abandon()  # before the first checkpoint: as if it never ran
+        if isinstance(e, Exception) and not isinstance(e, Interrupted):
+            run.folder.mark_failed(e)  # after it: `resnets runs` says why it ended
+        raise
 
 
 def fit(run: Run, stop: StopRequest) -> dict[str, Any]:
