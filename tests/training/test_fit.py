@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -123,7 +124,8 @@ class FakeClock:
     decisions, without depending on this machine's speed."""
 
     def __init__(self):
-        self.now = 1000.0
+        self.now, self.steps = 1000.0, 0
+        self.slow_after = math.inf  # steps after this take twice as long
 
     def __call__(self) -> float:
         return self.now
@@ -135,7 +137,8 @@ def clock(monkeypatch) -> FakeClock:
     fake, real_step = FakeClock(), loop.train_step
 
     def step(*args, **kwargs):
-        fake.now += STEP
+        fake.steps += 1
+        fake.now += STEP * (2 if fake.steps > fake.slow_after else 1)
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(budget_module.time, "perf_counter", fake)
@@ -163,3 +166,15 @@ def test_a_budget_with_epochs_runs_at_most_those_epochs(tmp_path, clock):
     summary = train(data="digits", time="1h", epochs=2, out=out, amp="none", **QUIET)
     assert summary["epochs"] == 2
     assert torch.isfinite(torch.tensor(summary["test_acc1"]))
+
+
+def test_a_pace_that_slows_near_the_end_still_ends_on_the_schedule(tmp_path, clock):
+    clock.slow_after = 24  # the third epoch on: twice as slow, past what the plan assumed
+    run = tmp_path / "run"
+    summary = train(data="digits", time="6s", out=str(run), amp="none", **QUIET)
+    per_epoch = json.loads((run / "manifest.json").read_text())["steps_per_epoch"]
+    assert clock.now - 1000.0 <= 6.0 + 2 * STEP * per_epoch  # at most one (slow) epoch late
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    assert float(last[header.index("lr")]) < 0.01 * 0.1  # the lr still reached its floor
+    assert summary["steps"] == per_epoch * summary["epochs"]

@@ -2,7 +2,8 @@
 checkpoints; not reading the data before it nor the test after it) gets as many epochs as
 fit, measured on the run's own first steps, and its lr schedule is laid out over them, so
 that the run still ends with the lr at its floor. Each epoch's end measures again and lays
-the schedule out anew if fewer (or more) epochs fit than planned.
+the schedule out anew if fewer (or more) epochs fit than planned; a run whose pace slows in
+its last epoch may end up to that epoch late, never cut short of its schedule.
 """
 
 from __future__ import annotations
@@ -34,24 +35,29 @@ class Budget:
         self.epoch_seconds: list[float] = []
         self.epoch_start = self.start
         self.refits, self.refit_note = 0, None
+        self.first_step = 0.0  # seconds into the loop when the first step ended
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
     def after_step(self, run: Run) -> None:
-        """After the first PROBE_STEPS steps: the run's length from their pace."""
+        """After PROBE_STEPS steps past the first (which pays the kernels' warm-up, 2 to 3
+        times a later one): the run's length from their pace."""
         p = run.progress
-        if self.fitted or p.step < min(PROBE_STEPS, len(run.loaders.train)):
+        if p.step == 1:
+            self.first_step = self.elapsed()
+        if self.fitted or p.step < min(PROBE_STEPS + 1, len(run.loaders.train)):
             return
         self.fitted = True
-        per_step = self.elapsed() / p.step
+        timed = self.elapsed() - (self.first_step if p.step > 1 else 0.0)
+        per_step = timed / max(p.step - 1, 1)
         epoch = per_step * len(run.loaders.train) * (1 + validation_share(run))
         left = self.seconds - self.elapsed() - epoch * (1 - p.epoch_step / len(run.loaders.train))
         epochs = broadcast_object(self._fit(1 + math.floor(left / epoch)))  # process 0's
         lay_out(run, epochs)
         run.note(
             f"--time {run.cfg.time}: {epochs} epochs ({run.total_steps} steps) fit, at "
-            f"{per_step * 1000:.0f} ms a step measured on the first {p.step} "
+            f"{per_step * 1000:.0f} ms a step measured on steps 2 to {p.step} "
             f"(about {epoch:.1f} s an epoch with validation); the lr schedule is laid out over "
             "them and measured again after each epoch"
         )
@@ -73,7 +79,9 @@ class Budget:
         epochs = done + math.floor(left / pace)
         if not (planned > left or planned < left - SLACK * self.seconds):
             epochs = run.epochs
-        epochs = broadcast_object(max(self._fit(epochs), done))  # process 0's decision
+        # at least one more epoch: the run always ends on its schedule's last step, with the
+        # lr at its floor, even when the pace slows near the end (at most that epoch late)
+        epochs = broadcast_object(max(self._fit(epochs), done + 1))  # process 0's decision
         if epochs == run.epochs:
             return
         before = run.epochs
