@@ -116,6 +116,11 @@ def test_time_and_steps_exclude_each_other():
         resolve({"time": "1m", "steps": 100})
 
 
+def test_time_is_refused_for_detection_rather_than_ignored():
+    with pytest.raises(ConfigError, match="--time does not fit detection runs yet"):
+        resolve({"time": "1m", "task": "detection", "data": "shapes-boxes"})
+
+
 STEP = 0.125  # seconds an optimizer step takes on the fake clock (exact in binary)
 
 

@@ -30,7 +30,8 @@ def fit_to_data(cfg: TrainConfig, images: int, per_step: int) -> list[str]:
     chosen = given(cfg)
     if chosen is None or cfg.task == "detection":
         return []
-    return [note for note in (fit_batch(cfg, images, per_step, chosen),) if note]
+    note = fit_batch(cfg, images, per_step, chosen)
+    return [note] if note else []
 
 
 def fit_batch(cfg: TrainConfig, images: int, per_step: int, chosen: frozenset[str]) -> str | None:

@@ -127,7 +127,7 @@ def train_epoch(
     cfg, p = run.cfg, run.progress
     meter, run.partial_meter = run.meter(run.partial_meter), None
     run.model.train()
-    steps = min(len(run.loaders.train), run.total_steps - epoch * len(run.loaders.train))
+    steps = epoch_steps(run, epoch)
     bar = tqdm(
         total=steps,
         initial=p.epoch_step,
@@ -158,8 +158,7 @@ def train_epoch(
         bar.update(1)
         if budget is not None and not budget.fitted:
             budget.after_step(run)
-            steps = min(len(run.loaders.train), run.total_steps - epoch * len(run.loaders.train))
-            bar.total = steps
+            steps = bar.total = epoch_steps(run, epoch)  # the run's length is fixed now
         boundary = p.step % cfg.log_every == 0 or p.epoch_step == steps
         if boundary:  # the only host syncs of the epoch: reading the loss
             check_finite(run, meter.sums[0])
@@ -175,6 +174,12 @@ def train_epoch(
     p.train_seconds += time.perf_counter() - start
     meter.reduce()
     return {k: v for k, v in meter.read().items() if k != "count"}
+
+
+def epoch_steps(run: Run, epoch: int) -> int:
+    """Optimizer steps in epoch `epoch`: a whole one, or what is left of the run's length."""
+    per_epoch = len(run.loaders.train)
+    return min(per_epoch, run.total_steps - epoch * per_epoch)
 
 
 def train_step(

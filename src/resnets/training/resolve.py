@@ -81,6 +81,8 @@ def validate(cfg: TrainConfig) -> None:
         parse_duration(cfg.time)
         if cfg.steps is not None:
             raise ConfigError("--time and --steps both set the run's length; choose one")
+        if cfg.task == "detection":
+            raise ConfigError("--time does not fit detection runs yet; set --epochs instead")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if list(cfg.milestones) != sorted(cfg.milestones):
