@@ -15,7 +15,7 @@ from resnets.errors import ConfigError
 from resnets.training import budget as budget_module
 from resnets.training import loop
 from resnets.training.config import TrainConfig, parse_duration
-from resnets.training.fit import fit_to_data
+from resnets.training.fit import fit_model, fit_to_data
 from resnets.training.resolve import resolve
 
 from ..helpers import QUIET
@@ -74,6 +74,46 @@ def test_an_explicit_lr_is_kept_and_linear_scaling_needs_no_change(tmp_path):
 def test_a_config_built_by_hand_is_taken_as_it_is():
     cfg = TrainConfig()
     assert fit_to_data(cfg, 100, per_step=1) == [] and cfg.batch_size == 128
+
+
+@pytest.mark.parametrize(("clips", "model"), [(False, "resnet10_3d"), (True, "r3d_18")])
+def test_3d_data_chooses_a_3d_model_when_none_was_given(clips, model):
+    cfg = resolve({})
+    (note,) = fit_model(cfg, spatial_dims=3, clips=clips)
+    assert cfg.model == model
+    assert note.startswith(f"model {model} (not resnet20, a 2D model): the data holds ")
+    assert note.endswith("--model decides")
+
+
+@pytest.mark.parametrize(
+    ("flags", "dims"),
+    [
+        ({}, 2),
+        ({"model": "resnet18_3d"}, 3),
+        ({"model": "resnet20"}, 3),
+        ({"model": "resnet18"}, 2),
+    ],
+)
+def test_a_given_model_or_2d_data_keeps_the_model(flags, dims):
+    cfg = resolve(flags)
+    before = cfg.model
+    assert fit_model(cfg, spatial_dims=dims, clips=False) == []
+    assert cfg.model == before  # a 2D model given for volumes is refused by the data, by name
+
+
+def test_a_hand_built_config_keeps_its_model_for_volumes():
+    cfg = TrainConfig()
+    assert fit_model(cfg, spatial_dims=3, clips=False) == [] and cfg.model == "resnet20"
+
+
+def test_volumes_with_no_model_train_resnet10_3d_in_a_folder_named_after_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary = train(data="shapes3d", synthetic_samples=256, image_size=16, steps=1, **QUIET)
+    run = tmp_path / summary["run"]
+    assert summary["model"] == "resnet10_3d"
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]  # no resnet20-... left
+    assert run.name.startswith("resnet10_3d-shapes3d-")
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "resnet10_3d"
 
 
 def _digits(n: int):

@@ -91,8 +91,9 @@ class ReadSplits:
         if dims == 2:
             what = "clips" if self.name == "video" else "volumes"
             raise UsageError(
-                f"{self.name} holds 3D {what} and {model} is a 2D model; choose a 3D one: "
-                "resnet18_3d (volumes), r3d_18 (clips), ... (resnets list)"
+                f"{self.name} holds 3D {what} and {model} is a 2D model; leave --model out "
+                "to have one chosen, or name a 3D one: resnet10_3d or resnet18_3d (volumes), "
+                "r3d_18 (clips), ... (resnets list)"
             )
         raise UsageError(
             f"{model} is a 3D model and {self.name} holds 2D images; choose a 2D "

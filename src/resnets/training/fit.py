@@ -1,10 +1,13 @@
-"""Options decided from the data, for a run that did not set them: the batch (and the lr with
-it) from the number of training images. Each decision is a note that gives its reason; an
-option set by a flag, a config file or a recipe is never changed, nor is a resumed run's.
+"""Options decided from the data, for a run that did not set them: the model from the data's
+dimensions, the batch (and the lr with it) from the number of training images. Each decision
+is a note that gives its reason; an option set by a flag, a config file or a recipe is never
+changed, nor is a resumed run's.
 
 Why: the default batch of 128 gives a few hundred images 2 to 4 optimizer steps an epoch, 120
 in a 30-epoch run; on 546 breast-ultrasound images (28 px) the same run at batch 64 and the lr
-halved reached test AUC 0.874 where batch 128 reached 0.834.
+halved reached test AUC 0.874 where batch 128 reached 0.834. Volumes with the default (2D)
+model were refused, naming 3D models to choose from; MedicalNet's smallest layout trains a
+thousand 28^3 volumes in 5.8 minutes where resnet18_3d takes 8.5 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from .config import TrainConfig
 
 MIN_STEPS = 8  # optimizer steps an epoch: a smaller training set gets a smaller batch
 MIN_BATCH = 16  # below this, BatchNorm's batch statistics are too noisy to train on
+VOLUME_MODEL = "resnet10_3d"  # MedicalNet's smallest: its weights load, and a CPU trains it
+CLIP_MODEL = "r3d_18"  # torchvision's video ResNet, whose Kinetics weights load
 
 
 def given(cfg: TrainConfig) -> frozenset[str] | None:
@@ -32,6 +37,28 @@ def fit_to_data(cfg: TrainConfig, images: int, per_step: int) -> list[str]:
         return []
     note = fit_batch(cfg, images, per_step, chosen)
     return [note] if note else []
+
+
+def fit_model(cfg: TrainConfig, spatial_dims: int, clips: bool) -> list[str]:
+    """A 3D model for volumes or clips when the model was left at its (2D) default. Returns
+    the note; a model that was set is kept, and a mismatch is then refused by the data."""
+    from ..models import get_config
+
+    chosen = given(cfg)
+    if chosen is None or "model" in chosen or spatial_dims != 3:
+        return []
+    if get_config(cfg.model).spatial_dims == 3:
+        return []
+    before, cfg.model = cfg.model, CLIP_MODEL if clips else VOLUME_MODEL
+    why = (
+        "torchvision's video ResNet-18, for clips"
+        if clips
+        else "MedicalNet's smallest 3D ResNet (14 M parameters; resnet18_3d has 33 M)"
+    )
+    return [
+        f"model {cfg.model} (not {before}, a 2D model): the data holds "
+        f"{'clips' if clips else 'volumes'}, and {cfg.model} is {why}; --model decides"
+    ]
 
 
 def fit_batch(cfg: TrainConfig, images: int, per_step: int, chosen: frozenset[str]) -> str | None:

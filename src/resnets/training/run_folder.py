@@ -22,10 +22,7 @@ import datetime
 import io
 import logging
 import os
-import platform
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ from ..errors import TrainingError, UsageError
 from ..files import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from ..options import split_spec
 from .config import TrainConfig, to_dict
+from .environment import environment
 
 log = logging.getLogger("resnets")
 FAILED = "FAILED.json"  # written when a run with a checkpoint ends in an error
@@ -178,6 +176,18 @@ class RunFolder:
             shutil.rmtree(self._previous, ignore_errors=True)
             self._previous = None
 
+    def rename_default(self, cfg: TrainConfig) -> Path:
+        """A default folder claimed under a model that the data then replaced (fit.py) is
+        claimed again under the run's model; nothing is in it yet. Returns the path (process
+        0's is the one to broadcast); a given folder keeps its name."""
+        if not self.main or not self._claimed or self._prepared:
+            return self.path
+        old, (path, _) = self.path, default_folder(cfg)
+        if old.is_dir() and not any(old.iterdir()):
+            old.rmdir()
+        self.path, self._claimed = path, [path, *self._claimed[1:]]  # runs/ if this run made it
+        return path
+
     def abandon(self) -> None:
         """The run failed. Before its first checkpoint, leave things as they were: remove
         what it wrote (our files only) and put a replaced run back."""
@@ -296,47 +306,6 @@ class RunFolder:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
-
-
-def environment() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    import numpy
-    import torch
-    import torchvision
-
-    return {
-        "versions": {
-            "resnets": version("resnets"),  # the installed package's own record
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__,
-        },
-        "git_revision": _git_revision(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
-def _git_revision() -> str | None:
-    src = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(
-        ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-    )
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _now() -> str:

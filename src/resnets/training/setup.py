@@ -30,7 +30,7 @@ from ..tasks import task_for
 from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
-from .fit import fit_to_data
+from .fit import fit_model, fit_to_data
 from .loss import check_classes, make_criterion, settle_task
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
 from .resolve import peak_lr
@@ -87,6 +87,9 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     )
     check_classes(cfg, splits)
     notes = list(splits.notes)  # the run's notes begin with what reading the data decided
+    if chosen := fit_model(cfg, splits.spatial_dims, clips=splits.name == "video"):
+        notes += chosen
+        folder.path = Path(broadcast_object(str(folder.rename_default(cfg))))
     notes += fit_to_data(cfg, len(splits.train), env.world_size * cfg.accum_steps)
     task = settle_task(cfg, splits, notes)
     seed_everything(cfg.seed + env.rank)  # initial weights never depend on how data was read
