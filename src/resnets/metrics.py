@@ -242,6 +242,14 @@ def youden_threshold(positive: torch.Tensor, labels: torch.Tensor) -> float:
     return float(cuts[best[(cuts[best] - 0.5).abs().argmin()]])
 
 
+def shown_cut(cut: float) -> str:
+    """A threshold as printed: three decimals, or as many digits as tell it from 0 or 1 (an
+    undertrained model's cut can sit at 0.0001, which "0.000" would hide)."""
+    if 0.001 <= cut <= 0.999:
+        return f"{cut:.3f}"
+    return f"{cut:.2e}" if cut < 0.001 else f"1 - {1 - cut:.2e}"
+
+
 def binary_accuracy(
     positive: torch.Tensor, labels: torch.Tensor, threshold: float
 ) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError, UsageError
 from ..files import atomic_write_text
-from ..metrics import POSITIVE
+from ..metrics import POSITIVE, shown_cut
 from ..models.meta import WeightsMeta
 from ..tasks import get_task, write_mask
 from .cases import (
@@ -94,7 +94,7 @@ class PredictResult:
             best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
             shown = best or (f"mask {p.mask}" if p.mask else "no label above its threshold")
             if p.threshold is not None:
-                shown += f"  (threshold {p.threshold:.3f})"
+                shown += f"  (threshold {shown_cut(p.threshold)})"
             lines.append(f"{p.path}: {shown}")
         lines += [
             f"{path}: {why}" if why.startswith(NOT_WRITTEN) else f"{path}: unreadable ({why})"

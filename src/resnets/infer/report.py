@@ -22,6 +22,7 @@ from ..metrics import (
     macro,
     one_vs_rest_auc,
     sensitivity_specificity,
+    shown_cut,
     topk_correct,
 )
 from ..plots import confusion_matrix, reliability_diagram
@@ -113,7 +114,7 @@ class EvalReport(Report):
             b = self.binary
             lines.append(
                 f"positive class {b['positive_class']!r} (output {b['positive_index']}), threshold "
-                f"{b['threshold']:.3f} ({THRESHOLD_FROM[b['threshold_from']]}): sensitivity "
+                f"{shown_cut(b['threshold'])} ({THRESHOLD_FROM[b['threshold_from']]}): sensitivity "
                 f"{_four_places(b['sensitivity'])}   specificity {_four_places(b['specificity'])}"
             )
             if b["threshold_from"] == "weights" and "accuracy" in b:

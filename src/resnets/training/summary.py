@@ -14,7 +14,7 @@ from torch import nn
 from ..data import Loaders
 from ..data.build import eval_loader
 from ..data.python import PYTHON
-from ..metrics import POSITIVE, best_thresholds, youden_threshold
+from ..metrics import POSITIVE, best_thresholds, shown_cut, youden_threshold
 from ..tasks import get_task, write_mask
 from .run import Run
 from .saving import save_best_weights
@@ -135,7 +135,7 @@ def choose_cut(run: Run, measure: Callable[..., Any]) -> None:
     cut = youden_threshold(*measure(run, run.loaders.val, True).outputs())
     run.meta.thresholds = [round(cut, 6)]
     run.note(
-        f"threshold: {positive!r} when its probability is >= {cut:.3f}, the best balanced "
+        f"threshold: {positive!r} when its probability is >= {shown_cut(cut)}, the best balanced "
         "accuracy on validation (Youden's J); stored with the weights, which predict and "
         "evaluate use; the test split is scored at it and at 0.5"
     )
@@ -160,7 +160,7 @@ def binary_lines(s: dict[str, Any]) -> list[str]:
     if s.get("test_threshold") is not None:
         lines.append(
             f"  test ACC / balanced    {s['test_acc_cut']:.2f} % / "
-            f"{s['test_balanced_acc_cut']:.2f} %  at threshold {s['test_threshold']:.3f} "
+            f"{s['test_balanced_acc_cut']:.2f} %  at threshold {shown_cut(s['test_threshold'])} "
             "(chosen on validation)"
         )
     lines.append(
