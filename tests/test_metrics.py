@@ -19,6 +19,7 @@ from resnets.metrics import (
     one_vs_rest_auc,
     roc_auc,
     sensitivity_specificity,
+    shown_cut,
     youden_threshold,
 )
 
@@ -134,3 +135,11 @@ def test_youden_threshold_reaches_the_best_j_of_scikit_learns_roc_curve(seed):
 
 def test_youden_threshold_is_one_half_without_both_classes():
     assert youden_threshold(torch.rand(10), torch.ones(10, dtype=torch.long)) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("cut", "shown"),
+    [(0.5, "0.500"), (0.001, "0.001"), (0.00012, "1.20e-04"), (0.99995, "1 - 5.00e-05")],
+)
+def test_a_threshold_near_0_or_1_is_printed_with_the_digits_that_tell_it_apart(cut, shown):
+    assert shown_cut(cut) == shown
