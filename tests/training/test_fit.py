@@ -16,6 +16,7 @@ from resnets.training import budget as budget_module
 from resnets.training import loop
 from resnets.training.config import TrainConfig, parse_duration
 from resnets.training.fit import fit_model, fit_to_data
+from resnets.training.optim import few_steps_advice
 from resnets.training.resolve import resolve
 
 from ..helpers import QUIET
@@ -114,6 +115,16 @@ def test_volumes_with_no_model_train_resnet10_3d_in_a_folder_named_after_it(tmp_
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]  # no resnet20-... left
     assert run.name.startswith("resnet10_3d-shapes3d-")
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "resnet10_3d"
+
+
+def test_the_few_steps_advice_names_no_batch_below_the_one_fitted_runs_stop_at():
+    small = few_steps_advice(TrainConfig(batch_size=16), samples=58, steps_per_epoch=3, total=3)
+    assert small == (
+        "only 3 optimizer steps (3 per epoch at batch 16): a set this small needs more --epochs "
+        "to train well"
+    )
+    given = few_steps_advice(TrainConfig(batch_size=128), samples=500, steps_per_epoch=3, total=90)
+    assert "--batch-size 32 and --lr 0.025" in given
 
 
 def _digits(n: int):
