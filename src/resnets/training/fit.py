@@ -61,14 +61,19 @@ def fit_model(cfg: TrainConfig, spatial_dims: int, clips: bool) -> list[str]:
     ]
 
 
+def batch_for_steps(images: int) -> int:
+    """The largest power-of-two batch that gives `images` MIN_STEPS optimizer steps an epoch,
+    and at least MIN_BATCH."""
+    return max(MIN_BATCH, 2 ** int(math.log2(max(images / MIN_STEPS, 1))))
+
+
 def fit_batch(cfg: TrainConfig, images: int, per_step: int, chosen: frozenset[str]) -> str | None:
     """A batch small enough for MIN_STEPS steps an epoch (a power of two, at least MIN_BATCH
     and a multiple of `per_step`), the lr scaled with it (the lr per image kept) unless the lr
     is set or already scales with the batch (--lr-scaling linear)."""
     if "batch_size" in chosen or images // cfg.batch_size >= MIN_STEPS:
         return None
-    batch = max(MIN_BATCH, 2 ** int(math.log2(max(images / MIN_STEPS, 1))))
-    batch = math.ceil(batch / per_step) * per_step
+    batch = math.ceil(batch_for_steps(images) / per_step) * per_step
     if batch >= cfg.batch_size:
         return None
     before, cfg.batch_size = cfg.batch_size, batch

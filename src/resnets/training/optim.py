@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .fit import MIN_BATCH
+from .fit import MIN_STEPS, batch_for_steps
 from .resolve import peak_lr
 
 
@@ -127,10 +127,10 @@ def few_steps_advice(
     """A note for a run too short to train well (the default batch of 128 on a few hundred
     images): the batch that gives 8 steps an epoch (never below fit.py's MIN_BATCH), with the
     lr scaled to it, or more epochs where the batch is already that small."""
-    if steps_per_epoch >= 8 or total >= 200:
+    if steps_per_epoch >= MIN_STEPS or total >= 200:
         return None
     said = f"only {total} optimizer steps ({steps_per_epoch} per epoch at batch {cfg.batch_size})"
-    batch = max(MIN_BATCH, 2 ** int(math.log2(max(samples // 8, 2))))  # as fit.py's floor
+    batch = batch_for_steps(samples)  # the batch a fitted run would take
     if batch >= cfg.batch_size:
         return f"{said}: a set this small needs more --epochs to train well"
     return (
