@@ -46,6 +46,7 @@ DETECTION_HEADS = ("fasterrcnn", "retinanet", "fcos", "fasterrcnn-c5")
 EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
+FEWSHOT_METHODS = ("protonet", "simpleshot", "logistic", "pixels")  # pixels: the baseline
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -189,6 +190,11 @@ class DataOptions:
     )
     allow_changed_data: bool = option(
         False, "resume or evaluate a run whose data changed, keeping its split by file name"
+    )
+    classes: str | None = option(
+        None,
+        "only these classes, by name or index, e.g. 0,1,2,3,4 (the others' images are left "
+        "out of every split; few-shot: the base classes a backbone learns)",
     )
 
     def __post_init__(self) -> None:

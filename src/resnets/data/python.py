@@ -277,7 +277,7 @@ def python_splits(given: PythonData, opts, channels: int | None, model: ModelSiz
         train=train,
         val=val,
         test=test,
-        classes=classes,
+        classes=train.classes,
         channels=channels,
         input_size=size,
         crop_padding=crop_padding(opts.crop_padding, size),

@@ -3,6 +3,7 @@ data, and a test split where the data has none, stratified and with a fixed seed
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def carve(train, val, test, opts, notes: list[str], source: str, name: str = "")
     """The one carving for every source: where the source has no test split, one held out of
     its training data (stratified, with the fixed seed); then, where it has no validation
     split, one carved from what is left. `source` names the data in the notes; `name` is
-    the set's name (volumes and clips are counted as such)."""
+    the set's name (volumes and clips are counted as such). With --classes, the other
+    classes' items go first, from every split."""
+    train, val, test = keep_classes(train, val, test, getattr(opts, "classes", None), notes)
     if test is None:
         kept, held = stratified_split(strata(train), opts.test_split)
         train, test = train.subset(kept), train.subset(held)
@@ -159,6 +162,63 @@ def carve(train, val, test, opts, notes: list[str], source: str, name: str = "")
     if val is None:
         train, val = carve_val(train, opts.val_split, notes, name)
     return train, val, test
+
+
+def keep_classes(train, val, test, asked, notes: list[str]):
+    """Only the classes `asked` names (--classes: names or indices, comma-separated), in every
+    split, relabelled 0..k-1 in the source's order; a split left with none of them is treated
+    as absent (carved again), an empty training split refused."""
+    if asked is None:
+        return train, val, test
+    if train.labels.ndim != 1:
+        raise UsageError("--classes picks classes of data with one class per image, not masks")
+    wanted = chosen_classes(asked, train.classes)
+    remap = torch.full((len(train.classes),), -1, dtype=torch.long)
+    remap[wanted] = torch.arange(len(wanted))
+    names = [train.classes[i] for i in wanted]
+
+    def keep(data):
+        if data is None:
+            return None
+        index = (remap[data.labels] >= 0).nonzero().flatten()
+        if len(index) == 0:
+            return None
+        kept = data.subset(index)
+        return dataclasses.replace(kept, labels=remap[kept.labels], classes=names)
+
+    def count(*parts) -> int:
+        return sum(len(p.labels) for p in parts if p is not None)
+
+    before = count(train, val, test)
+    train, val, test = keep(train), keep(val), keep(test)
+    if train is None:
+        raise UsageError(f"--classes {asked}: the training data holds no image of these classes")
+    others = [c for i, c in enumerate(remap.tolist()) if c < 0]
+    left = before - count(train, val, test)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    notes.append(
+        f"classes: {len(names)} of {len(remap)} by --classes ({shown}); the {left} images of "
+        f"the other {len(others)} are left out"
+    )
+    return train, val, test
+
+
+def chosen_classes(asked: str | list, classes: list[str]) -> list[int]:
+    """Indices of the classes named (or numbered) in `asked`, in the source's order; at
+    least two; an unknown one refused with the names there are."""
+    parts = asked if isinstance(asked, list | tuple) else str(asked).split(",")
+    found = set()
+    for part in (str(p).strip() for p in parts if str(p).strip()):
+        if part in classes:
+            found.add(classes.index(part))
+        elif part.isdigit() and int(part) < len(classes):
+            found.add(int(part))
+        else:
+            shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+            raise UsageError(f"--classes: no class {part!r} in the data; its classes: {shown}")
+    if len(found) < 2:
+        raise UsageError(f"--classes {asked}: name two or more classes; a classifier needs two")
+    return sorted(found)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

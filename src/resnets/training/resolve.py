@@ -83,6 +83,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError("--time and --steps both set the run's length; choose one")
         if cfg.task == "detection":
             raise ConfigError("--time does not fit detection runs yet; set --epochs instead")
+    if cfg.classes is not None and cfg.task == "detection":
+        raise ConfigError("--classes picks classes of classification data, not of boxes")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if list(cfg.milestones) != sorted(cfg.milestones):
