@@ -56,7 +56,8 @@ RATIOS = (0.5, 1.0, 2.0)  # anchor aspect ratios, torchvision's
 def build_detector(spec: dict[str, Any], pretrained: str | None = None) -> nn.Module:
     """A detector from its spec (what WeightsMeta.detector keeps): model, head, num_classes
     (the user's classes; the background is added), in_chans, mean, std, anchor, size,
-    trainable_stages, frozen_bn, score_threshold, rois_per_image."""
+    trainable_stages, frozen_bn, score_threshold, rois_per_image, fpn_channels (256 where a
+    spec from before it was kept lacks it)."""
     head = spec["head"]
     if head not in DETECTION_HEADS:
         raise unknown_name("head", head, DETECTION_HEADS)
@@ -98,7 +99,7 @@ def two_stage(backbone: nn.Module, anchors: AnchorGenerator, maps: list[str], sp
 
 def fasterrcnn(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
     """On the FPN: one anchor size per map, doubling from the smallest."""
-    backbone = ResNetFPN(resnet, None, 256, "pool")
+    backbone = ResNetFPN(resnet, None, spec.get("fpn_channels", 256), "pool")
     n, base = len(backbone.strides), spec["anchor"]
     anchors = AnchorGenerator(tuple((base * 2**k,) for k in range(n)), (RATIOS,) * n)
     names = [str(k) for k in range(n - 1)]  # the pyramid's maps, not the extra pool
@@ -114,7 +115,7 @@ def fasterrcnn_c5(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) 
 
 def retinanet(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
     """On the FPN with P6 and P7: three scales per octave on each map, as torchvision's."""
-    backbone = ResNetFPN(resnet, None, 256, "p6p7")
+    backbone = ResNetFPN(resnet, None, spec.get("fpn_channels", 256), "p6p7")
     octave = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
     n, base = len(backbone.strides), spec["anchor"]
     sizes = tuple(tuple(round(base * 2**k * o) for o in octave) for k in range(n))
@@ -126,7 +127,7 @@ def retinanet(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> n
 
 def fcos(resnet: ResNet, spec: dict[str, Any], common: dict[str, Any]) -> nn.Module:
     """On the FPN with P6 and P7: one location per pixel, sized by its stride (torchvision's)."""
-    backbone = ResNetFPN(resnet, None, 256, "p6p7")
+    backbone = ResNetFPN(resnet, None, spec.get("fpn_channels", 256), "p6p7")
     sizes = tuple((s,) for s in backbone.strides)
     anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
     return FCOS(backbone, anchor_generator=anchors, score_thresh=spec["score_threshold"], **common)
