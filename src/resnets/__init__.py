@@ -20,6 +20,7 @@ _HOMES = {
     "convert": "infer.convert",
     "evaluate": "infer",
     "explain": "infer",
+    "fewshot": "fewlabels.fewshot",
     "export": "infer.export",
     "predict": "infer",
     "ResNet": "models",

@@ -6,7 +6,7 @@ import argparse
 import difflib
 
 from .. import options
-from . import commands
+from . import commands, fewlabels
 
 BACKEND_HELP = "eager: as trained; fast: folded BN + channels_last (+bf16 on GPU); auto: fastest"
 
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_commands(sub)
     _exports_commands(sub)
     _experiments_commands(sub)
+    fewlabels.add_commands(sub, _Defaults)
     _bookkeeping_commands(sub)
     for command in sub.choices.values():  # -q after the command name as well as before it
         command.add_argument(

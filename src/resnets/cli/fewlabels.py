@@ -1,0 +1,65 @@
+"""The few-labels commands, declared without importing PyTorch: fewshot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..options import FEWSHOT_METHODS
+from .commands import int_list, positive
+
+
+def add_commands(sub, formatter: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "fewshot",
+        help="N-way K-shot episodes of classes the backbone never saw: mean ± 95 % CI",
+        formatter_class=formatter,
+        description="Score a backbone on few-shot episodes: N classes, K labelled images each "
+        "(the support) and Q queries, drawn from the novel classes; each classifier is fitted "
+        "on the support alone. Train the backbone on the base classes first: resnets train "
+        "--classes 0,1,2,3,4.",
+    )
+    p.add_argument("weights", help="run folder or weights file of a trained classifier")
+    p.add_argument("--data", help="data spec (default: the run's own)")
+    p.add_argument(
+        "--classes",
+        help="the episodes' classes, by name or index (default: those of the data the "
+        "backbone was not trained on)",
+    )
+    p.add_argument("--way", type=int, default=5, help="classes per episode")
+    p.add_argument("--shot", default="1,5", help="labelled images per class, one or more")
+    p.add_argument("--queries", type=int, default=15, help="query images per class")
+    p.add_argument("--episodes", type=int, default=1000, help="episodes per shot")
+    p.add_argument(
+        "--methods",
+        default=",".join(FEWSHOT_METHODS),
+        help="classifiers: " + ", ".join(FEWSHOT_METHODS),
+    )
+    p.add_argument("--seed", type=int, default=0, help="draws the episodes")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--out", help="folder for fewshot.json and episodes.csv (default: RUN/fewshot)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=cmd_fewshot)
+
+
+def cmd_fewshot(args: argparse.Namespace) -> None:
+    from ..fewlabels.fewshot import fewshot
+
+    for name in ("way", "queries", "episodes", "batch_size"):
+        positive(name.replace("_", "-"), getattr(args, name))
+    report = fewshot(
+        args.weights,
+        data=args.data,
+        classes=args.classes,
+        way=args.way,
+        shot=int_list("shot", args.shot),
+        queries=args.queries,
+        episodes=args.episodes,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        out=args.out,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
