@@ -23,6 +23,7 @@ _HOMES = {
     "fewshot": "fewlabels.fewshot",
     "export": "infer.export",
     "predict": "infer",
+    "pretrain": "fewlabels.pretraining",
     "ResNet": "models",
     "ResNetConfig": "models",
     "create_model": "models",

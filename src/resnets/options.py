@@ -46,6 +46,7 @@ DETECTION_HEADS = ("fasterrcnn", "retinanet", "fcos", "fasterrcnn-c5")
 EVAL_SPLITS = (*SPLITS, "all")  # all: every image of the data, its splits one after another
 EXPERIMENTS = ("degradation", "gradients")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "integrated-gradients")
+PRETRAIN_METHODS = ("simclr", "moco", "byol", "simsiam", "barlow", "vicreg")  # resnets pretrain
 FEWSHOT_METHODS = ("protonet", "simpleshot", "logistic", "pixels")  # pixels: the baseline
 
 

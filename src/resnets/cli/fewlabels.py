@@ -1,4 +1,4 @@
-"""The few-labels commands, declared without importing PyTorch: fewshot."""
+"""The few-labels commands, declared without importing PyTorch: pretrain and fewshot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ from ..options import FEWSHOT_METHODS
 from .commands import int_list, positive
 
 
-def add_commands(sub, formatter: type[argparse.HelpFormatter]) -> None:
+def add_commands(sub, formatter: type[argparse.HelpFormatter], train_flags) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining of a backbone on images alone (SimCLR, BYOL, ...)",
+        description="Pretrain a backbone without labels: two random views of each image, a "
+        "method's loss between them. Takes train's flags (data, model, epochs, batch size, "
+        "lr, resume, ...); its run folder's best.safetensors is the backbone, for "
+        "resnets train --pretrained RUN and resnets fewshot RUN.",
+    )
+    train_flags(p)
+    p.set_defaults(handler=cmd_pretrain)
+
     p = sub.add_parser(
         "fewshot",
         help="N-way K-shot episodes of classes the backbone never saw: mean ± 95 % CI",
@@ -41,6 +52,14 @@ def add_commands(sub, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--out", help="folder for fewshot.json and episodes.csv (default: RUN/fewshot)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_fewshot)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .commands import cmd_train
+
+    if getattr(args, "method", None) is None and not getattr(args, "resume", None):
+        args.method = "simclr"
+    return cmd_train(args)
 
 
 def cmd_fewshot(args: argparse.Namespace) -> None:

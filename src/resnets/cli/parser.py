@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_commands(sub)
     _exports_commands(sub)
     _experiments_commands(sub)
-    fewlabels.add_commands(sub, _Defaults)
+    fewlabels.add_commands(sub, _Defaults, _add_train_flags)
     _bookkeeping_commands(sub)
     for command in sub.choices.values():  # -q after the command name as well as before it
         command.add_argument(

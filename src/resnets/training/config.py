@@ -17,7 +17,14 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, UsageError, unknown_name
-from ..options import DETECTION_HEADS, TASKS, DataOptions, absolute_data, option
+from ..options import (
+    DETECTION_HEADS,
+    PRETRAIN_METHODS,
+    TASKS,
+    DataOptions,
+    absolute_data,
+    option,
+)
 
 
 @dataclass
@@ -53,6 +60,23 @@ class TrainConfig(DataOptions):
     )
     score_threshold: float = option(
         0.05, "detection: boxes below this score are dropped before NMS and scoring", "[0, 1)"
+    )
+    method: Literal[PRETRAIN_METHODS] | None = option(
+        None,
+        "pretrain: the self-supervised method, labels unused (resnets pretrain; default there: "
+        "simclr): " + " | ".join(PRETRAIN_METHODS),
+    )
+    temperature: float | None = option(
+        None, "pretrain, simclr and moco: the softmax temperature (default: 0.5, 0.1)", "(0, inf)"
+    )
+    queue_size: int | None = option(
+        None,
+        "pretrain, moco: earlier keys kept as negatives (default: 4096, at most half the "
+        "training images)",
+        "[1, inf)",
+    )
+    knn_k: int = option(
+        200, "pretrain: neighbours of the kNN monitor (temperature 0.1)", "[1, inf)"
     )
     model: str = option("resnet20", "registered model name (resnets list)")
     pretrained: str | None = option(None, "initial weights: a .pth/.safetensors file")

@@ -60,6 +60,10 @@ def train(config: TrainConfig | str | Path | None = None, **options: Any) -> dic
     try:
         with determinism(cfg.deterministic):
             threads = choose_threads(cfg.threads, device, cfg.deterministic)  # before any work
+            if cfg.method is not None:  # self-supervised pretraining: its own loop
+                from ..fewlabels.pretraining import pretrain_model
+
+                return pretrain_model(cfg, env, device)
             if cfg.task == "detection":  # torchvision's detectors: their own loop
                 from ..detection.train import train_detector
 

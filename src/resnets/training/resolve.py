@@ -124,3 +124,14 @@ def resume_config(cfg: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
     resumed = TrainConfig(**values)
     validate(resumed)
     return resumed
+
+
+def pretrained_file(given: str | None) -> str | None:
+    """--pretrained: a weights file, or a run folder's best.safetensors (a pretraining run's
+    backbone, a finished training run's weights)."""
+    if given is None or not Path(given).is_dir():
+        return given
+    weights = Path(given) / "best.safetensors"
+    if not weights.is_file():
+        raise UsageError(f"--pretrained {given} is a folder without best.safetensors: not a run")
+    return str(weights)

@@ -33,7 +33,7 @@ from .distributed import DistEnv, broadcast_object
 from .fit import fit_model, fit_to_data
 from .loss import check_classes, make_criterion, settle_task
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
-from .resolve import peak_lr
+from .resolve import peak_lr, pretrained_file
 from .run import Model, Optimization, Run
 from .run_folder import RunFolder, check_folder, default_folder
 
@@ -170,7 +170,7 @@ def settle_amp(run: Run) -> None:
 def build_model(cfg: TrainConfig, splits: Splits, device: torch.device, env: DistEnv) -> Model:
     """The model, moved, frozen where asked, and wrapped for DDP and torch.compile."""
     options = {
-        "pretrained": cfg.pretrained,
+        "pretrained": pretrained_file(cfg.pretrained),
         "in_chans": splits.channels,
         "drop_path_rate": cfg.drop_path_rate,
         "zero_init_residual": cfg.zero_init_residual,
