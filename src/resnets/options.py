@@ -184,10 +184,11 @@ class DataOptions:
     mask_colours: str | None = option(
         None, "segfolder: JSON or CSV file mapping mask colours 'r,g,b' to class names"
     )
-    normalize: Literal["dataset", "imagenet"] | None = option(
+    normalize: Literal["dataset", "imagenet", "weights"] | None = option(
         None,
-        "mean/std: the training split's own, or ImageNet's (default: dataset; "
-        "imagenet with --pretrained)",
+        "mean/std: the training split's own, ImageNet's, or the --pretrained resnets weights' "
+        "own (default: dataset; with --pretrained, the weights' own where they carry it, else "
+        "imagenet)",
     )
     allow_changed_data: bool = option(
         False, "resume or evaluate a run whose data changed, keeping its split by file name"

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import resnets
 from resnets.errors import TrainingError
-from resnets.fewlabels import pretrain_setup, pretraining
+from resnets.fewlabels import methods, pretrain_setup, pretraining
 from resnets.fewlabels.features import run_options, source_features
 from resnets.fewlabels.monitor import knn_top1
 from resnets.models import load_model
@@ -88,3 +88,32 @@ def test_the_backbone_file_reproduces_the_knn_figure(tmp_path):
     val = source_features(backbone, meta, run_options(run, None, meta), device, splits=("val",))
     found = knn_top1(bank.vectors, bank.labels, val.vectors, val.labels, 200)
     assert found == pytest.approx(summary["val_knn"], abs=100 / len(val.labels) + 1e-9)
+
+
+def _chunked(self, x):
+    """One process's forward with BatchNorm over each half of the batch: what each of two
+    torchrun processes computes (BatchNorm is per process there)."""
+    return torch.cat([self.projector(self.features(part)) for part in x.chunk(2)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "steps"), [("simclr", 2), ("moco", 2), ("barlow", 1)])
+def test_two_processes_pretrain_as_one_with_the_same_global_batch(
+    method, steps, tmp_path, monkeypatch
+):
+    """The negatives (SimCLR), the queue's keys (MoCo) and the batch statistics (Barlow
+    Twins) are gathered from both processes, with their gradients: the same weights to 1e-7
+    after two steps (the second reads MoCo's queue of the first's keys), where BatchNorm over
+    the whole batch instead of its halves differs by 1e-2 (measured). Later steps drift apart
+    by float rounding, amplified most by Barlow Twins (8e-3 after its second step)."""
+    from tests.training.test_distributed import assert_close, one_thread, params, torchrun
+
+    options = {"method": method, "steps": steps, "seed": 2, "deterministic": True, **SMALL}
+    options.pop("threads")
+    torchrun(2, out=tmp_path / "two", **options)
+    monkeypatch.setattr(methods.Encoder, "forward", _chunked)
+    with one_thread():
+        resnets.pretrain(out=str(tmp_path / "one"), **options)
+    two, one = params(tmp_path / "two"), params(tmp_path / "one")
+    assert two.keys() == one.keys()
+    assert_close(two, one, tol=1e-5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +20,11 @@ from ..errors import UsageError, unknown_name
 from ..logs import default_logging
 from ..models import ResNet, load_model
 from ..models.meta import WeightsMeta
-from ..options import FEWSHOT_METHODS, split_spec
+from ..options import EVAL_SPLITS, FEWSHOT_METHODS, SPLITS, split_spec
 from .classifiers import Classifier, logistic, nearest_prototype, simpleshot
 from .episodes import check_episodes, draw_episodes
 from .features import Features, run_options, source_features
+from .scores import cell, mean_ci
 
 log = logging.getLogger("resnets")
 
@@ -80,7 +80,7 @@ class FewShotReport:
             head,
         ]
         for method, by in self.results.items():
-            cells = "".join(f"{_cell(by.get(k)):>16}" for k in shots)
+            cells = "".join(f"{cell(by.get(k)):>16}" for k in shots)
             lines.append(f"{METHOD_NAMES[method]:<38}{cells}")
         lines.append(f"± is a 95 % confidence interval over the {self.episodes} episodes")
         lines += [f"note: {n}" for n in self.notes]
@@ -101,10 +101,6 @@ class FewShotReport:
                         out.writerow([method, shot, i, f"{acc:.6f}", names])
 
 
-def _cell(result: dict | None) -> str:
-    return "" if result is None else f"{result['mean']:.1f} ± {result['ci95']:.1f} %"
-
-
 def fewshot(
     weights: str | Path,
     data: str | None = None,
@@ -118,10 +114,13 @@ def fewshot(
     batch_size: int = 256,
     device: str = "auto",
     out: str | Path | None = None,
+    split: str = "all",
 ) -> FewShotReport:
     """Score `weights` (a run folder or a weights file) on few-shot episodes of novel
     classes: `classes` of `data` (default: the run's own data, less the classes the backbone
-    was trained on). Writes fewshot.json and episodes.csv to `out` (default: RUN/fewshot)."""
+    was trained on). `split`: where the episodes' images come from ("all": every split;
+    "test": images that a backbone pretrained on the training split never saw). Writes
+    fewshot.json and episodes.csv to `out` (default: RUN/fewshot)."""
     default_logging()
     from ..infer.sources import output_folder, resolve_source
 
@@ -132,7 +131,12 @@ def fewshot(
     meta = backbone.weights_meta
     dev = resolve_device(device)
     backbone.to(dev)
-    feats, notes = _novel_features(backbone, meta, run, data, classes, dev, batch_size)
+    if split not in EVAL_SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    chosen_splits = SPLITS if split == "all" else (split,)
+    feats, notes = _novel_features(
+        backbone, meta, run, data, classes, dev, batch_size, chosen_splits
+    )
     check_episodes(feats.labels, feats.classes, way, max(shots) + queries)
     report = FewShotReport(
         data or (run_options(run, None, meta).data),
@@ -179,14 +183,16 @@ def _backbone(path: Path) -> ResNet:
     return model
 
 
-def _novel_features(backbone, meta, run, data, classes, device, batch_size):
+def _novel_features(backbone, meta, run, data, classes, device, batch_size, splits):
     """The features of the episodes' classes and the notes on how they were chosen: `classes`
     as asked, else every class of the data the weights were not trained on."""
     opts = run_options(run, data, meta)
     notes = []
     base = list(meta.classes or [])
     opts.classes = classes
-    feats = source_features(backbone, meta, opts, device, batch_size)
+    feats = source_features(backbone, meta, opts, device, batch_size, splits)
+    if splits != SPLITS:
+        notes.append(f"episodes from the {splits[0]} split only ({len(feats.labels)} images)")
     if classes is None:
         novel = [i for i, c in enumerate(feats.classes) if c not in base]
         if len(novel) < 2:
@@ -200,7 +206,17 @@ def _novel_features(backbone, meta, run, data, classes, device, batch_size):
             f"({', '.join(feats.classes[:10])})"
         )
     seen = [c for c in feats.classes if c in base]
-    if seen:
+    if seen and meta.config.num_classes == 0:  # resnets pretrain: images seen, labels never
+        notes.append(
+            f"the backbone was pretrained on unlabelled images of {', '.join(seen[:5])} "
+            "(resnets pretrain reads no labels): their labels are novel to it"
+            + (
+                "; the episodes' images are ones it never saw"
+                if splits == ("test",)
+                else ", and --split test keeps the episodes to images it never saw"
+            )
+        )
+    elif seen:
         notes.append(
             f"warning: the backbone was trained on {', '.join(seen[:5])}: those classes are "
             "not novel, and the scores overstate few-shot accuracy on unseen classes"
@@ -265,15 +281,8 @@ def _accuracies(classify: Classifier, vectors: torch.Tensor, drawn, chunk: int =
 
 
 def _summary(accs: list[float], drawn) -> dict:
-    """Mean and 95 % CI over the episodes, in percent, and the episodes' own numbers."""
-    t = torch.tensor(accs, dtype=torch.float64) * 100
-    ci = 1.96 * float(t.std()) / math.sqrt(len(t)) if len(t) > 1 else float("nan")
-    return {
-        "mean": float(t.mean()),
-        "ci95": ci,
-        "accuracies": accs,
-        "drawn": [e.classes for e in drawn],
-    }
+    """Mean and 95 % CI over the episodes, and the classes each episode drew."""
+    return mean_ci(accs) | {"drawn": [e.classes for e in drawn]}
 
 
 def _data_folder(data: str | None) -> str:

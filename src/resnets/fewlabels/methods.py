@@ -131,7 +131,7 @@ class Method(nn.Module):
         if self.name == "byol":
             p1, p2 = self.predictor(z1), self.predictor(z2)
             return (losses.byol(p1, k2) + losses.byol(p2, k1)) / 2
-        self._keys = torch.cat([k1, k2])  # MoCo: enqueued after the step
+        self._keys = (k1, k2)  # MoCo: enqueued after the step
         return (
             losses.info_nce(z1, k2, self.queue, self.temperature)
             + losses.info_nce(z2, k1, self.queue, self.temperature)
@@ -156,7 +156,9 @@ class Method(nn.Module):
         ]
         torch._foreach_lerp_(target, online, 1 - decay)
         if self.name == "moco":
-            keys = nn.functional.normalize(losses.gather(self._keys).float(), dim=1)
+            # every process's first views, then their second: the order one process has
+            keys = torch.cat([losses.gather(k) for k in self._keys])
+            keys = nn.functional.normalize(keys.float(), dim=1)
             size = len(self.queue)
             keys = keys[-size:]
             where = (self.queue_at + torch.arange(len(keys), device=keys.device)) % size

@@ -39,7 +39,7 @@ from .saliency import (
     resize_maps,
     scorecam,
 )
-from .sources import mask_paths, resolve_source
+from .sources import mask_paths, require_classifier, resolve_source
 
 BATCH_SIZE = 16
 
@@ -109,7 +109,7 @@ def explain(
         raise UsageError(f"topk must be at least 1, got {topk}")
     path, _ = resolve_source(weights)
     dev = resolve_device(device)
-    model = load_model(path).eval().to(dev).requires_grad_(False)
+    model = require_classifier(load_model(path), path).eval().to(dev).requires_grad_(False)
     meta: WeightsMeta = model.weights_meta
     check_inputs(meta, "explain")
     if meta.task == "segmentation":

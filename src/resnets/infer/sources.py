@@ -95,6 +95,18 @@ class Loaded:
     model: nn.Module | None  # the PyTorch model; None for an .onnx (no gradients: no explain)
 
 
+def require_classifier(model: nn.Module, path: Path) -> nn.Module:
+    """`model`, unless it has no outputs to score: a pretrained backbone (resnets pretrain)
+    gives features, not classes."""
+    if getattr(model, "config", None) is not None and model.config.num_classes == 0:
+        raise UsageError(
+            f"{path} is a backbone without a classifier (resnets pretrain): fine-tune it, "
+            f"resnets train --pretrained {path} --data ..., or score its features, resnets "
+            f"fewshot {path} --data ..."
+        )
+    return model
+
+
 def open_source(
     source: str | Path, device: str = "auto", backend: str = "eager", batch: int = 1
 ) -> Loaded:
@@ -109,7 +121,7 @@ def open_source(
         infer, model = onnx.predictor(), None
     else:
         dev = resolve_device(device)
-        model = load_model(path).eval()
+        model = require_classifier(load_model(path).eval(), path)
         meta, channels, outputs = (
             model.weights_meta,
             model.config.in_chans,

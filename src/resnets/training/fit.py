@@ -69,11 +69,14 @@ def batch_for_steps(images: int) -> int:
 
 def fit_batch(cfg: TrainConfig, images: int, per_step: int, chosen: frozenset[str]) -> str | None:
     """A batch small enough for MIN_STEPS steps an epoch (a power of two, at least MIN_BATCH
-    and a multiple of `per_step`), the lr scaled with it (the lr per image kept) unless the lr
-    is set or already scales with the batch (--lr-scaling linear)."""
+    or all the images where there are fewer, and a multiple of `per_step`), the lr scaled
+    with it (the lr per image kept) unless the lr is set or already scales with the batch
+    (--lr-scaling linear)."""
     if "batch_size" in chosen or images // cfg.batch_size >= MIN_STEPS:
         return None
     batch = math.ceil(batch_for_steps(images) / per_step) * per_step
+    if images < batch and images >= per_step:  # fewer images than the smallest batch: one step
+        batch = images // per_step * per_step
     if batch >= cfg.batch_size:
         return None
     before, cfg.batch_size = cfg.batch_size, batch

@@ -50,7 +50,7 @@ def resolve(flags: dict[str, Any], config_file: str | Path | None = None) -> Tra
     for pair in ALTERNATIVES:
         values.update(_settle(pair, layers))
     if values.get("normalize") is None:  # pretrained weights expect the statistics they had
-        values["normalize"] = "imagenet" if values.get("pretrained") else "dataset"
+        values["normalize"] = default_normalize(values.get("pretrained"))
     cfg = TrainConfig(**values)
     validate(cfg)
     # what the layers set: options left open are decided from the data (fit.py)
@@ -135,3 +135,31 @@ def pretrained_file(given: str | None) -> str | None:
     if not weights.is_file():
         raise UsageError(f"--pretrained {given} is a folder without best.safetensors: not a run")
     return str(weights)
+
+
+def default_normalize(pretrained: str | None) -> str:
+    """Inputs as the initial weights saw them: a resnets weights file's own mean and std,
+    ImageNet's for other weights (torchvision's, timm's), the data's own without weights."""
+    if pretrained is None:
+        return "dataset"
+    from ..models.weights import read_meta
+
+    path = Path(pretrained_file(pretrained))
+    meta = read_meta(path) if path.is_file() else None
+    return "weights" if meta is not None and meta.mean and meta.std else "imagenet"
+
+
+def weights_normalization(cfg: TrainConfig) -> tuple[list[float], list[float]] | None:
+    """The --pretrained weights' (mean, std) under --normalize weights; None otherwise."""
+    if cfg.normalize != "weights":
+        return None
+    from ..models.weights import read_meta
+
+    meta = read_meta(pretrained_file(cfg.pretrained)) if cfg.pretrained else None
+    if meta is None or not (meta.mean and meta.std):
+        raise UsageError(
+            "--normalize weights takes the mean and std of --pretrained resnets weights; "
+            f"{cfg.pretrained or 'no --pretrained'} carries none: use --normalize imagenet or "
+            "dataset"
+        )
+    return list(meta.mean), list(meta.std)

@@ -27,13 +27,14 @@ from ..models.meta import WeightsMeta
 from ..options import SPLITS
 from ..precision import PROBE_BATCH, choose_amp, step_seconds
 from ..tasks import task_for
-from .checkpoint import Progress, load_best, load_checkpoint, progress_of, set_rng_state
+from .checkpoint import Progress, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistEnv, broadcast_object
 from .fit import fit_model, fit_to_data
 from .loss import check_classes, make_criterion, settle_task
 from .optim import ModelEMA, Schedule, build_optimizer, few_steps_advice
-from .resolve import peak_lr, pretrained_file
+from .resolve import pretrained_file, weights_normalization
+from .resume import restore
 from .run import Model, Optimization, Run
 from .run_folder import RunFolder, check_folder, default_folder
 
@@ -83,7 +84,13 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     # resuming: the same data, or the user accepts the change and keeps the split
     run_made = folder.path if cfg.resume else None
     splits = load_splits(
-        cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made, objects=objects
+        cfg,
+        cfg.seed,
+        channels=cfg.in_chans,
+        model=size,
+        run=run_made,
+        objects=objects,
+        normalization=weights_normalization(cfg),
     )
     check_classes(cfg, splits)
     notes = list(splits.notes)  # the run's notes begin with what reading the data decided
@@ -129,7 +136,7 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
     _note_schedule(run)
     settle_amp(run)
     if cfg.resume:
-        restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))
+        restore(run, load_checkpoint(folder.path / "last.pt", cfg.model))  # resume.py
     folder.prepare(checkpoint_size(run))
     folder.write_manifest(run_info(run))  # first: it marks the folder as a run's
     folder.write_config()
@@ -311,39 +318,3 @@ def determinism(enabled: bool):
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]
-
-
-def restore(run: Run, data: dict[str, Any]) -> None:
-    run.model.raw.load_state_dict(data["model"])
-    run.opt.optimizer.load_state_dict(data["optimizer"])
-    run.opt.scaler.load_state_dict(data["scaler"])
-    if run.model.ema is not None and data.get("ema") is not None:
-        run.model.ema.load_state_dict(data["ema"])
-    run.progress = progress_of(data)
-    run.best_state = load_best(run.folder.path, data, run.env.main)
-    run.partial_meter = data.get("partial_meter")
-    set_rng_state(data["rng"])
-    log.info(
-        "resumed %s at epoch %d, step %d",
-        run.folder.path,
-        run.progress.epoch + 1,
-        run.progress.step,
-    )
-    note_new_length(run, data.get("config") or {})
-
-
-def note_new_length(run: Run, saved: dict[str, Any]) -> None:
-    """A resume that changes --epochs or --steps lays the lr schedule out again over the new
-    length, so the lr jumps at the resumed step: said, with both values."""
-    per_epoch = len(run.loaders.train)
-    before = saved.get("steps") or (saved.get("epochs") or 0) * per_epoch
-    if not before or before == run.total_steps:
-        return
-    step, peak = run.progress.step, peak_lr(run.cfg)
-    was = Schedule(run.cfg, per_epoch, before)(step) * peak
-    now = run.opt.schedule(step) * peak
-    run.note(
-        f"the run's length changed from {before} to {run.total_steps} steps: its lr schedule is "
-        f"laid out again over the new length, so the lr at step {step} is {now:.3g} where the "
-        f"run had reached {was:.3g} (a fresh run with the new length is the clean comparison)"
-    )
