@@ -10,6 +10,12 @@ from .commands import int_list, positive
 
 
 def add_commands(sub, formatter: type[argparse.HelpFormatter], train_flags) -> None:
+    _pretrain_command(sub, train_flags)
+    _probe_command(sub, formatter)
+    _fewshot_command(sub, formatter)
+
+
+def _pretrain_command(sub, train_flags) -> None:
     p = sub.add_parser(
         "pretrain",
         help="self-supervised pretraining of a backbone on images alone (SimCLR, BYOL, ...)",
@@ -21,6 +27,8 @@ def add_commands(sub, formatter: type[argparse.HelpFormatter], train_flags) -> N
     train_flags(p)
     p.set_defaults(handler=cmd_pretrain)
 
+
+def _probe_command(sub, formatter) -> None:
     p = sub.add_parser(
         "probe",
         help="N labels per class: a linear probe, a fine-tune and the model from scratch",
@@ -47,9 +55,11 @@ def add_commands(sub, formatter: type[argparse.HelpFormatter], train_flags) -> N
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_probe)
 
+
+def _fewshot_command(sub, formatter) -> None:
     p = sub.add_parser(
         "fewshot",
-        help="N-way K-shot episodes of classes the backbone never saw: mean ± 95 % CI",
+        help="N-way K-shot episodes of classes the backbone never saw: mean ± 95 %% CI",
         formatter_class=formatter,
         description="Score a backbone on few-shot episodes: N classes, K labelled images each "
         "(the support) and Q queries, drawn from the novel classes; each classifier is fitted "

@@ -5,16 +5,17 @@ backbone and the method's heads built, and each decision a note in the run's sum
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import load_splits, make_loaders
+from ..data import make_loaders
 from ..data.build import eval_loader
 from ..data.provenance import write_record
-from ..data.sizing import ModelSize
-from ..models import create_model, get_config
+from ..errors import UsageError
+from ..models import create_model
 from ..models.meta import WeightsMeta
 from ..models.weights import save_weights
 from ..training.checkpoint import (
@@ -30,9 +31,9 @@ from ..training.environment import environment
 from ..training.fit import fit_to_data, given
 from ..training.optim import Schedule, build_optimizer
 from ..training.resolve import peak_lr
-from ..training.setup import claim_folder, seed_everything
+from ..training.setup import claim_folder, read_data, seed_everything
 from .methods import SPECS, Method
-from .pretraining import PretrainRun, check_pretraining, plain
+from .pretrain_run import PretrainRun
 from .views import TwoViews
 
 log = logging.getLogger("resnets")
@@ -54,10 +55,7 @@ def setup_pretraining(cfg: TrainConfig, env: DistEnv, device: torch.device) -> P
 
 
 def build_run(cfg: TrainConfig, env: DistEnv, device: torch.device, folder) -> PretrainRun:
-    config = get_config(cfg.model)
-    size = ModelSize(cfg.model, config.input_size, config.total_stride)
-    run_made = folder.path if cfg.resume else None
-    splits = load_splits(cfg, cfg.seed, channels=cfg.in_chans, model=size, run=run_made)
+    splits = read_data(cfg, folder)
     check_pretraining(cfg, splits)
     notes = list(splits.notes)
     notes += fit_to_data(cfg, len(splits.train), env.world_size)
@@ -75,17 +73,7 @@ def build_run(cfg: TrainConfig, env: DistEnv, device: torch.device, folder) -> P
     if env.active:
         ids = [device.index] if device.type == "cuda" else None
         trained = nn.parallel.DistributedDataParallel(method, device_ids=ids)
-    loaders = make_loaders(
-        plain(splits),
-        batch_size=cfg.batch_size,
-        shard=env.shard(1),
-        device=device,
-        seed=cfg.seed,
-        num_workers=cfg.num_workers,
-    )
-    bank = eval_loader(
-        splits, "train", max(cfg.batch_size, 256), device, num_workers=cfg.num_workers
-    )
+    loaders, bank = pretrain_loaders(cfg, splits, env, device)
     steps_per_epoch = len(loaders.train)
     total = cfg.steps or cfg.epochs * steps_per_epoch
     run = PretrainRun(
@@ -116,6 +104,36 @@ def build_run(cfg: TrainConfig, env: DistEnv, device: torch.device, folder) -> P
     if not cfg.resume and env.main:
         write_record(folder.path, splits)
     return run
+
+
+def check_pretraining(cfg: TrainConfig, splits) -> None:
+    """What pretraining cannot do yet, said before it starts."""
+    if cfg.task != "classification":
+        raise UsageError("resnets pretrain learns a classifier's backbone; drop --task")
+    if cfg.accum_steps != 1:
+        raise UsageError(
+            "--accum-steps splits a batch, and with it the negatives and batch statistics the "
+            "losses compare: pretrain with --batch-size the memory allows"
+        )
+    if splits.spatial_dims != 2:
+        raise UsageError("resnets pretrain takes 2D images; 3D volumes are not supported yet")
+
+
+def pretrain_loaders(cfg: TrainConfig, splits, env: DistEnv, device: torch.device):
+    """The training batches as they are read, neither cropped nor flipped (the views make
+    their own), with the validation and test loaders; and the training split in order, the
+    kNN monitor's bank."""
+    unaugmented = replace(splits, crop_padding=0, hflip=False)
+    loaders = make_loaders(
+        unaugmented,
+        batch_size=cfg.batch_size,
+        shard=env.shard(1),
+        device=device,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+    )
+    batch = max(cfg.batch_size, 256)
+    return loaders, eval_loader(splits, "train", batch, device, num_workers=cfg.num_workers)
 
 
 def queue_size(cfg: TrainConfig, splits, notes: list[str]) -> int:

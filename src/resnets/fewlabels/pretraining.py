@@ -11,55 +11,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ..errors import TrainingError, UsageError
+from ..errors import TrainingError
 from ..logs import interactive
-from ..training.checkpoint import Progress
 from ..training.config import TrainConfig
 from ..training.distributed import DistEnv, any_rank, broadcast_object
-from ..training.optim import Schedule, set_lr
-from ..training.run_folder import RunFolder
+from ..training.optim import set_lr
 from ..training.saving import Interrupted
 from ..training.signals import StopRequest
-from .methods import Method
 from .monitor import COLLAPSED, NARROW, knn_top1, spread
-from .views import TwoViews
+from .pretrain_run import PretrainRun
+from .pretrain_setup import finish, save, setup_pretraining
 
 log = logging.getLogger("resnets")
-
-
-@dataclass
-class PretrainRun:
-    cfg: TrainConfig
-    env: DistEnv
-    device: torch.device
-    method: Method
-    trained: torch.nn.Module  # the method, under DDP with several processes
-    optimizer: torch.optim.Optimizer
-    schedule: Schedule
-    views: TwoViews
-    loaders: Any  # data/build.py Loaders: train batches unaugmented, val and test in order
-    bank: Any  # the training split in order: the kNN monitor's labelled neighbours
-    splits: Any
-    folder: RunFolder
-    meta: Any  # the backbone's WeightsMeta
-    total_steps: int
-    progress: Progress = field(default_factory=Progress)
-    notes: list[str] = field(default_factory=list)
-
-    def note(self, text: str) -> None:
-        if self.env.main:
-            log.info("note: %s", text)
-        self.notes.append(text)
-
-    @property
-    def epochs(self) -> int:
-        return math.ceil(self.total_steps / len(self.loaders.train))
 
 
 def pretrain(method: str = "simclr", **options: Any) -> dict[str, Any]:
@@ -75,8 +43,6 @@ def pretrain(method: str = "simclr", **options: Any) -> dict[str, Any]:
 
 def pretrain_model(cfg: TrainConfig, env: DistEnv, device: torch.device) -> dict[str, Any]:
     """Pretrain as `cfg` says and return the run's summary."""
-    from .pretrain_setup import setup_pretraining
-
     run = setup_pretraining(cfg, env, device)
     try:
         with StopRequest() as stop:
@@ -86,16 +52,12 @@ def pretrain_model(cfg: TrainConfig, env: DistEnv, device: torch.device) -> dict
         if isinstance(e, Exception) and not isinstance(e, Interrupted):
             run.folder.mark_failed(e)
         raise
-    from .pretrain_setup import finish
-
     return finish(run)
 
 
 def fit(run: PretrainRun, stop: StopRequest) -> None:
     """Epochs of two-view steps; after each, the kNN monitor and the collapse check, then a
     checkpoint. A Ctrl-C or SIGTERM ends the epoch under way, saves and stops."""
-    from .pretrain_setup import save
-
     p = run.progress
     while p.epoch < run.epochs and p.step < run.total_steps:
         start = time.perf_counter()
@@ -229,22 +191,3 @@ def epoch_line(row: dict[str, float], epochs: int) -> str:
     spread_key = next(k for k in row if k.endswith("_spread"))
     parts.append(f"spread {row[spread_key]:.3f}")
     return "  ".join(parts) + f"  lr {row['lr']:.4g}"
-
-
-def check_pretraining(cfg: TrainConfig, splits) -> None:
-    """What pretraining cannot do yet, said before it starts."""
-    if cfg.task != "classification":
-        raise UsageError("resnets pretrain learns a classifier's backbone; drop --task")
-    if cfg.accum_steps != 1:
-        raise UsageError(
-            "--accum-steps splits a batch, and with it the negatives and batch statistics the "
-            "losses compare: pretrain with --batch-size the memory allows"
-        )
-    if splits.spatial_dims != 2:
-        raise UsageError("resnets pretrain takes 2D images; 3D volumes are not supported yet")
-
-
-def plain(splits):
-    """The splits as the loader should serve them for pretraining: no crop and no flip (the
-    views make their own)."""
-    return replace(splits, crop_padding=0, hflip=False)

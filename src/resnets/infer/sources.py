@@ -15,7 +15,7 @@ from torch import nn
 from ..data.decode import IMAGE_EXTENSIONS
 from ..devices import resolve_device
 from ..errors import UsageError
-from ..models import load_model
+from ..models import ResNet, load_model
 from ..models.meta import WeightsMeta
 from .backends import Predictor, predictor
 from .onnx_model import OnnxModel, check_onnx_options
@@ -98,7 +98,7 @@ class Loaded:
 def require_classifier(model: nn.Module, path: Path) -> nn.Module:
     """`model`, unless it has no outputs to score: a pretrained backbone (resnets pretrain)
     gives features, not classes."""
-    if getattr(model, "config", None) is not None and model.config.num_classes == 0:
+    if isinstance(model, ResNet) and model.config.num_classes == 0:
         raise UsageError(
             f"{path} is a backbone without a classifier (resnets pretrain): fine-tune it, "
             f"resnets train --pretrained {path} --data ..., or score its features, resnets "

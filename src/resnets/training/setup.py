@@ -78,12 +78,14 @@ def claim_folder(cfg: TrainConfig, env: DistEnv) -> RunFolder:
     return folder
 
 
-def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder, objects) -> Run:
+def read_data(cfg: TrainConfig, folder: RunFolder, objects: PythonData | None = None) -> Splits:
+    """The run's splits, read as its source reads them and sized for its model; resuming, the
+    same data (or, with --allow-changed-data, the run's split kept by file name); with
+    --normalize weights, the --pretrained weights' mean and std."""
     config = get_config(cfg.model)
     size = ModelSize(cfg.model, config.input_size, config.total_stride)
-    # resuming: the same data, or the user accepts the change and keeps the split
     run_made = folder.path if cfg.resume else None
-    splits = load_splits(
+    return load_splits(
         cfg,
         cfg.seed,
         channels=cfg.in_chans,
@@ -92,6 +94,10 @@ def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFold
         objects=objects,
         normalization=weights_normalization(cfg),
     )
+
+
+def _build(cfg: TrainConfig, env: DistEnv, device: torch.device, folder: RunFolder, objects) -> Run:
+    splits = read_data(cfg, folder, objects)
     check_classes(cfg, splits)
     notes = list(splits.notes)  # the run's notes begin with what reading the data decided
     if chosen := fit_model(cfg, splits.spatial_dims, clips=splits.name == "video"):
