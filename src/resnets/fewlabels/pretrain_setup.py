@@ -58,10 +58,10 @@ def build_run(cfg: TrainConfig, env: DistEnv, device: torch.device, folder) -> P
     splits = read_data(cfg, folder)
     check_pretraining(cfg, splits)
     notes = list(splits.notes)
-    notes += fit_to_data(cfg, len(splits.train), env.world_size)
     if "lr" not in (given(cfg) or {"lr"}):  # the lr of lightly's and solo-learn's CIFAR recipes
         cfg.lr = round(SSL_LR * cfg.batch_size / 256, 6)
         notes.append(f"lr {cfg.lr:g}: 0.06 x batch {cfg.batch_size} / 256 (--lr sets it)")
+    notes += fit_to_data(cfg, len(splits.train), env.world_size)
     if cfg.amp == "auto":  # saved in config.yaml: a resume computes as the run began
         cfg.amp = "bf16" if device.type == "cuda" else "none"
         notes.append(f"--amp auto: {cfg.amp} for pretraining on {device.type}")
